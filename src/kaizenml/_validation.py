@@ -1,0 +1,66 @@
+"""Small validation helpers shared by the public API boundaries."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from typing import Any
+
+from ._exceptions import KaizenTypeError, ValidationError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def validate_name(value: Any, param: str) -> str:
+    """Check a name that may become a path component or a database key.
+
+    Allowed: 1-128 characters of letters, digits, ``_``, ``-`` and ``.``, starting with a letter
+    or digit, and never ``..`` anywhere.
+    """
+    if not isinstance(value, str):
+        raise KaizenTypeError(f"{param} must be a str, got {type(value).__name__}")
+    if not _NAME_RE.match(value) or ".." in value:
+        raise ValidationError(
+            f"{param}={value!r} is not a valid name: use 1-128 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit, without path separators or '..'"
+        )
+    return value
+
+
+def check_int(value: Any, param: str, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an int, refusing bools, floats and other types."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise KaizenTypeError(f"{param} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValidationError(f"{param} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(
+    value: Any,
+    param: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    finite: bool = True,
+) -> float:
+    """Return ``value`` as a float, refusing bools, non-numbers and (by default) NaN/inf."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise KaizenTypeError(f"{param} must be a real number, got {value!r}")
+    value = float(value)
+    if finite and not math.isfinite(value):
+        raise ValidationError(f"{param} must be finite, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValidationError(f"{param} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValidationError(f"{param} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_choice(value: Any, param: str, choices: tuple[str, ...]) -> str:
+    """Check that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValidationError(f"{param}={value!r} is not supported; choose one of {list(choices)}")
+    return value
