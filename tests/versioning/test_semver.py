@@ -84,7 +84,7 @@ def test_sorting_matches_semver(random_versions: list[str]) -> None:
     ours = sorted(random_versions, key=lambda t: Version.parse(t).precedence_key)
     ref_keys = [semver.Version.parse(t) for t in ours]
     # our order must be non-decreasing under semver's comparison
-    for left, right in zip(ref_keys, ref_keys[1:]):
+    for left, right in zip(ref_keys, ref_keys[1:], strict=False):
         assert left.compare(right) <= 0, (str(left), str(right))
     ref_sorted = sorted(
         random_versions,
@@ -110,7 +110,7 @@ def test_spec_example_chain() -> None:
         "2.1.1",
     ]
     versions = [Version.parse(t) for t in chain]
-    for lower, higher in zip(versions, versions[1:]):
+    for lower, higher in zip(versions, versions[1:], strict=False):
         assert lower < higher and higher > lower and not higher <= lower
 
 
