@@ -7,6 +7,8 @@ Used by the version manager and the checkpointer. A folder holds
 * ``values.json``  every other value, which must be JSON-able;
 * ``manifest.json`` the format, the serializer and the sha256 and size of each file.
 
+Every file is fsynced, and so is the folder, before the folder is renamed into place.
+
 The sha256 of ``manifest.json`` itself is kept in the database row, so the row pins the whole
 folder. With an explicit ``serializer="pickle"`` or ``"joblib"`` the artifact is stored as one
 ``artifact.pkl`` / ``artifact.joblib`` instead of the two data files; loading it needs the same
@@ -22,6 +24,7 @@ import json
 import os
 import pickle
 import shutil
+import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,9 +71,40 @@ def check_serializer(serializer: Any) -> str | None:
 def _write_file(path: Path, data: bytes) -> dict[str, Any]:
     with open(path, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _fsync_path(path: Path, errors: list[BaseException]) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException as exc:  # re-raised by the caller's thread
+        errors.append(exc)
+
+
+def _fsync_all(paths: list[Path]) -> None:
+    """fsync files (and folders) concurrently.
+
+    fsync releases the GIL; issued together, the filesystem journal commits them as one group
+    instead of one commit per file, which roughly halves the cost of a small folder.
+    """
+    if os.name == "nt":  # folders cannot be opened for fsync on Windows
+        paths = [p for p in paths if not p.is_dir()]
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(target=_fsync_path, args=(p, errors), name="kaizenml-fsync")
+        for p in paths[1:]
+    ]
+    for thread in threads:
+        thread.start()
+    _fsync_path(paths[0], errors)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _split_artifact(artifact: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -109,6 +143,21 @@ def _encode_values(values: dict[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
+def _ensure_dir(path: Path) -> None:
+    # A new folder's own entry must reach the disk too, or a power cut could lose the whole
+    # model folder after its first version was committed.
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        fsync_dir(folder.parent)
+
+
 def write_temp_folder(
     parent: Path, artifact: Any, serializer: str | None = None
 ) -> tuple[Path, str]:
@@ -138,14 +187,14 @@ def write_temp_folder(
         files[_OBJECT_FILES["joblib"]] = buffer.getvalue()
     manifest["serializer"] = serializer
 
-    parent.mkdir(parents=True, exist_ok=True)
+    _ensure_dir(parent)
     folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
     folder.mkdir()
     try:
         manifest["files"] = {name: _write_file(folder / name, data) for name, data in files.items()}
         manifest_bytes = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
         _write_file(folder / MANIFEST, manifest_bytes)
-        fsync_dir(folder)
+        _fsync_all([folder / name for name in (*files, MANIFEST)] + [folder])
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

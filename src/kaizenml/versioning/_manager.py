@@ -25,6 +25,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,6 +280,7 @@ class ModelVersionManager:
                 )
             self._root = Path(artifacts).expanduser()
         self._root.mkdir(parents=True, exist_ok=True)
+        self._root_text = str(self._root)
         self._directions = check_directions(metric_directions)
         self._thresholds = _check_thresholds(rollback_thresholds, "rollback_thresholds")
         self._significant = check_float(significant_change, "significant_change", minimum=1e-12)
@@ -304,12 +306,17 @@ class ModelVersionManager:
         return metric_direction(metric, self._directions)
 
     # --- internal helpers ---------------------------------------------------------------------
-    def _select_versions(self) -> sa.Select[Any]:
-        return sa.select(
+    @staticmethod
+    def _version_columns() -> tuple[Any, ...]:
+        return (
             _mv.c.model_name, _mv.c.version, _mv.c.change_type, _mv.c.parent_version,
             _mv.c.description, _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags,
             _mv.c.artifact_path, _mv.c.checksum, _mv.c.serializer,
-            _av.c.version.label("active_version"),
+        )
+
+    def _select_versions(self) -> sa.Select[Any]:
+        return sa.select(
+            *self._version_columns(), _av.c.version.label("active_version"),
         ).select_from(
             _mv.outerjoin(
                 _av, sa.and_(_av.c.model_name == _mv.c.model_name, _av.c.version == _mv.c.version)
@@ -317,20 +324,24 @@ class ModelVersionManager:
         )
 
     def _to_version(self, row: Any) -> ModelVersion:
+        # Positional unpacking and a plain string join: history queries build thousands of
+        # these, and Row attribute access and pathlib dominate otherwise.
+        (model_name, version, change_type, parent_version, description, created_by,
+         created_at, metrics, tags, artifact_path, checksum, serializer, active) = row
         return ModelVersion(
-            model_name=row.model_name,
-            version=row.version,
-            change_type=row.change_type,
-            parent_version=row.parent_version,
-            description=row.description,
-            created_by=row.created_by,
-            created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
-            metrics=json.loads(row.metrics),
-            tags=json.loads(row.tags),
-            artifact_path=str(self._root / row.artifact_path),
-            checksum=row.checksum,
-            is_active=row.active_version is not None,
-            serializer=row.serializer,
+            model_name=model_name,
+            version=version,
+            change_type=change_type,
+            parent_version=parent_version,
+            description=description,
+            created_by=created_by,
+            created_at=datetime.fromtimestamp(created_at, tz=timezone.utc),
+            metrics={} if metrics == "{}" else json.loads(metrics),
+            tags={} if tags == "{}" else json.loads(tags),
+            artifact_path=os.path.join(self._root_text, artifact_path),
+            checksum=checksum,
+            is_active=active is not None,
+            serializer=serializer,
         )
 
     def _fetch_version(self, conn: Connection, name: str, version: str) -> ModelVersion | None:
@@ -795,12 +806,16 @@ class ModelVersionManager:
             If the model has no versions.
         """
         name = validate_name(model_name, "model_name")
+        # Driven from the active-version table (one primary-key lookup, then the unique key of
+        # the version), so the cost does not grow with the number of versions.
+        query = sa.select(
+            *self._version_columns(), _av.c.version.label("active_version")
+        ).select_from(
+            _av.join(_mv, sa.and_(_mv.c.model_name == _av.c.model_name,
+                                  _mv.c.version == _av.c.version))
+        ).where(_av.c.model_name == name)
         with self._engine.connect() as conn:
-            row = conn.execute(
-                self._select_versions().where(
-                    _mv.c.model_name == name, _av.c.version.is_not(None)
-                )
-            ).first()
+            row = conn.execute(query).first()
             if row is None and not self._model_exists(conn, name):
                 raise NotFoundError(f"model {name!r} has no versions")
         return None if row is None else self._to_version(row)
