@@ -2,7 +2,7 @@
 
 Used by the version manager and the checkpointer. A folder holds
 
-* ``arrays.npz``   every numpy array of the artifact (``np.savez``; read with
+* ``arrays.npz``   every numpy array of the artifact (the ``np.savez`` format; read with
   ``allow_pickle=False``, so object arrays are refused);
 * ``values.json``  every other value, which must be JSON-able;
 * ``manifest.json`` the format, the serializer and the sha256 and size of each file.
@@ -26,6 +26,7 @@ import pickle
 import shutil
 import threading
 import uuid
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,18 @@ def _split_artifact(artifact: Any) -> tuple[dict[str, np.ndarray], dict[str, Any
     return arrays, values
 
 
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    # The .npz layout of np.savez (an uncompressed zip of .npy members), written member by
+    # member so that artifact keys never collide with np.savez's own keyword arguments
+    # ("file", "allow_pickle").
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, array in arrays.items():
+            with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
 def _encode_values(values: dict[str, Any]) -> bytes:
     try:
         text = json.dumps(values, sort_keys=True, allow_nan=True)
@@ -172,9 +185,7 @@ def write_temp_folder(
     if serializer is None:
         arrays, values = _split_artifact(artifact)
         values_bytes = _encode_values(values)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        files[ARRAYS] = buffer.getvalue()
+        files[ARRAYS] = _npz_bytes(arrays)
         files[VALUES] = values_bytes
         manifest["arrays"] = sorted(arrays)
         manifest["values"] = sorted(values)

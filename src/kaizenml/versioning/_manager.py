@@ -1035,7 +1035,9 @@ class ModelVersionManager:
                     status="pending", checks=json.dumps([c.to_dict() for c in checks]),
                     impact=impact_json,
                 ))
-                return int(result.inserted_primary_key[0])
+                key = result.inserted_primary_key
+                assert key is not None  # an INSERT always reports its primary key
+                return int(key[0])
 
         return self.get_rollback_plan(retry_on_conflict(txn))
 
