@@ -77,6 +77,7 @@ from ._records import (
 )
 from ._schema import (
     active_versions,
+    deleted_versions,
     deployments,
     model_versions,
     rollback_plans,
@@ -357,31 +358,39 @@ class ModelVersionManager:
         return found
 
     def _latest_number(self, conn: Connection, name: str) -> Version | None:
-        row = conn.execute(
-            sa.select(_mv.c.version)
-            .where(_mv.c.model_name == name)
-            .order_by(_mv.c.major.desc(), _mv.c.minor.desc(), _mv.c.patch.desc())
-            .limit(1)
-        ).first()
-        return None if row is None else Version.parse(row.version)
+        # The highest live version; when every version was deleted, the highest deleted one,
+        # so that numbering continues instead of restarting at 1.0.0.
+        for table in (_mv, deleted_versions):
+            row = conn.execute(
+                sa.select(table.c.version)
+                .where(table.c.model_name == name)
+                .order_by(table.c.major.desc(), table.c.minor.desc(), table.c.patch.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                return Version.parse(row.version)
+        return None
 
     def _used_numbers(self, conn: Connection, name: str) -> Callable[[str, Version], set[int]]:
         def existing(part: str, base: Version) -> set[int]:
-            if part == "major":
-                query = sa.select(_mv.c.major).where(
-                    _mv.c.model_name == name, _mv.c.major > base.major
-                )
-            elif part == "minor":
-                query = sa.select(_mv.c.minor).where(
-                    _mv.c.model_name == name, _mv.c.major == base.major,
-                    _mv.c.minor > base.minor,
-                )
-            else:
-                query = sa.select(_mv.c.patch).where(
-                    _mv.c.model_name == name, _mv.c.major == base.major,
-                    _mv.c.minor == base.minor, _mv.c.patch > base.patch,
-                )
-            return set(conn.execute(query.distinct()).scalars())
+            used: set[int] = set()
+            for table in (_mv, deleted_versions):
+                if part == "major":
+                    query = sa.select(table.c.major).where(
+                        table.c.model_name == name, table.c.major > base.major
+                    )
+                elif part == "minor":
+                    query = sa.select(table.c.minor).where(
+                        table.c.model_name == name, table.c.major == base.major,
+                        table.c.minor > base.minor,
+                    )
+                else:
+                    query = sa.select(table.c.patch).where(
+                        table.c.model_name == name, table.c.major == base.major,
+                        table.c.minor == base.minor, table.c.patch > base.patch,
+                    )
+                used.update(conn.execute(query.distinct()).scalars())
+            return used
 
         return existing
 
@@ -418,8 +427,8 @@ class ModelVersionManager:
         line is already taken (branching from an older parent), the next free number of the
         same part is used: see :func:`next_version_number`. The number is chosen and inserted
         in one transaction under the unique key ``(model_name, version)``, retried on
-        conflict, so concurrent writers get distinct numbers. Numbers of deleted versions may
-        be given again.
+        conflict, so concurrent writers get distinct numbers. The number of a deleted version
+        is never given again (it counts as taken).
 
         Parameters
         ----------
@@ -625,7 +634,7 @@ class ModelVersionManager:
         verify_folder(Path(record.artifact_path), record.checksum)
 
     def delete_version(self, model_name: str, version: str) -> None:
-        """Delete a version and its artifact folder.
+        """Delete a version and its artifact folder; its number is never reused.
 
         Raises
         ------
@@ -651,6 +660,11 @@ class ModelVersionManager:
                             table.c.model_name == name, table.c.version == version
                         )
                     )
+                number = Version.parse(version)
+                conn.execute(sa.insert(deleted_versions).values(
+                    model_name=name, version=version, major=number.major, minor=number.minor,
+                    patch=number.patch, deleted_at=time.time(),
+                ))
                 return name + "/" + version
 
         relative = retry_on_conflict(txn)
