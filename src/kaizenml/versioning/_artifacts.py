@@ -77,7 +77,8 @@ def _write_file(path: Path, data: bytes) -> dict[str, Any]:
 
 def _fsync_path(path: Path, errors: list[BaseException]) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # Windows can only flush a file opened for writing; POSIX folders open read-only.
+        fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)
         try:
             os.fsync(fd)
         finally:
