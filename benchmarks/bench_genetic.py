@@ -46,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _ga_numpy import numpy_generation  # noqa: E402
 
-from kaizenml._ext import _ga  # noqa: E402
 from kaizenml.optimize import Float  # noqa: E402
 from kaizenml.optimize._ga_engine import (  # noqa: E402
     PAIRS_PER_CHUNK,
