@@ -201,3 +201,11 @@ def test_engine_validation_errors():
         ga.run(lambda X: np.zeros(3), inputs="array")
     with pytest.raises(ValidationError, match="initial_population"):
         ga.run(sphere, initial_population=np.zeros((3, 2)), inputs="array")
+
+
+def test_progress_bar_shows_the_best_value(capsys):
+    GeneticSearch(_box(2, 1.0), population_size=10, seed=0, n_threads=1).run(
+        sphere, generations=3, inputs="array", show_progress_bar=True
+    )
+    err = capsys.readouterr().err
+    assert "genetic search" in err and "best=" in err and "3/3" in err
