@@ -113,6 +113,8 @@ class GridSampler(Sampler):
     """
 
     name = "grid"
+    # suggestions are grid values of the space itself, valid by construction
+    _valid_by_construction = True
 
     def __init__(
         self,

@@ -409,7 +409,8 @@ class HyperparameterOptimizer:
             except SpaceExhausted:
                 self._exhausted = True
                 raise
-            params = self.space.validate_params(params, "suggested params")
+            if not getattr(self.sampler, "_valid_by_construction", False):
+                params = self.space.validate_params(params, "suggested params")
             trial = self._storage.create_trial(sid, number, params, owner=self._owner, limit=limit)
             if trial is not None:
                 self._owned.add(number)
@@ -536,6 +537,8 @@ class HyperparameterOptimizer:
 
     def _finished(self, trial: Trial) -> Trial:
         self._owned.discard(trial.number)
+        if type(self.sampler).on_trial_finished is Sampler.on_trial_finished:
+            return trial  # the sampler does not listen: skip building its context
         try:
             ctx = SamplerContext(self.space, self.direction, self.trials, trial.number)
             self.sampler.on_trial_finished(ctx, trial)
