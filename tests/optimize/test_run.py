@@ -213,3 +213,40 @@ def test_process_executor_with_sql_storage_writes_reports_from_workers(tmp_path)
     for t in trials:
         assert t.intermediate_values == {s: t.params["q"] + 1.0 / (s + 1) for s in range(4)}
         assert t.user_attrs["pid"] != os.getpid()
+
+
+def test_timeout_stops_starting_trials() -> None:
+    import time
+
+    def slow(p):
+        time.sleep(0.05)
+        return p["x"]
+
+    t0 = time.monotonic()
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        slow,
+        strategy="random",
+        max_trials=1000,
+        timeout=0.3,
+        seed=0,
+        pruner=None,
+    )
+    # every trial takes >= 0.05 s and none starts after 0.3 s
+    assert 1 <= res.n_trials <= 7
+    assert time.monotonic() - t0 < 5.0
+
+
+def test_sobol_random_search_through_sampler_options() -> None:
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        lambda p: p["x"],
+        strategy="random",
+        max_trials=64,
+        sampler_options={"qmc": True},
+        seed=5,
+        pruner=None,
+    )
+    xs = sorted(t.params["x"] for t in res.trials)
+    # the first 64 points of a scrambled Sobol sequence: one per 1/64 slab
+    assert [int(x * 64) for x in xs] == list(range(64))

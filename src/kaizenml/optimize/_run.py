@@ -494,22 +494,29 @@ def _run_serial(
     callbacks: list[Any],
 ) -> bool:
     backend = _LocalBackend(opt)
-    while True:
-        trial = _next_trial(opt)
-        if trial is None:
-            return False
-        trial = opt.start_trial(trial.number)
-        handle = TrialHandle(trial.number, dict(trial.params), backend)
-        try:
+    trial: Trial | None = None
+    try:
+        while True:
+            trial = None
+            trial = _next_trial(opt)
+            if trial is None:
+                return False
+            trial = opt.start_trial(trial.number)
+            handle = TrialHandle(trial.number, dict(trial.params), backend)
             out = _call_objective(objective, wants_handle, handle)
-        except KeyboardInterrupt:
-            opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
-            logger.warning("interrupted: stopping the study, finished trials are kept")
-            return True
-        out["intermediate"] = None  # already in storage
-        backend._last.pop(trial.number, None)
-        finished = _apply_outcome(opt, trial, out)
-        _after_trial(opt, finished, progress, callbacks)
+            out["intermediate"] = None  # already in storage
+            backend._last.pop(trial.number, None)
+            finished = _apply_outcome(opt, trial, out)
+            trial = None
+            _after_trial(opt, finished, progress, callbacks)
+    except KeyboardInterrupt:
+        if trial is not None:
+            try:
+                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+            except StateError:
+                pass
+        logger.warning("interrupted: stopping the study, finished trials are kept")
+        return True
 
 
 def _run_parallel(
