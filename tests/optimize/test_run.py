@@ -250,3 +250,34 @@ def test_sobol_random_search_through_sampler_options() -> None:
     xs = sorted(t.params["x"] for t in res.trials)
     # the first 64 points of a scrambled Sobol sequence: one per 1/64 slab
     assert [int(x * 64) for x in xs] == list(range(64))
+
+
+def _die_on_two(p):
+    if p["k"] == 2:
+        os._exit(3)
+    return float(p["k"])
+
+
+def test_dead_worker_in_a_user_executor_never_hangs_nor_leaves_running_trials() -> None:
+    # a standard ProcessPoolExecutor may not recover once a worker died: the trials it held
+    # fail (the study stops if it refuses new work), the others completed, nothing stays
+    # "running"
+    with cf.ProcessPoolExecutor(max_workers=2) as ex:
+        res = optimize_hyperparameters(
+            {"k": Int(0, 9)},
+            _die_on_two,
+            strategy="grid",
+            max_trials=10,
+            executor=ex,
+            pruner=None,
+        )
+    by_k = {t.params["k"]: t for t in res.trials}
+    assert by_k[2].state == TrialState.FAILED and "died" in by_k[2].error
+    assert all(t.state.is_finished for t in res.trials)
+    for t in res.trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.value == float(t.params["k"]) and t.params["k"] != 2
+        else:
+            assert "died" in t.error or "refused" in t.error
+    # trial 2 is sent only once trial 0 or 1 has finished
+    assert TrialState.COMPLETE in (by_k[0].state, by_k[1].state)

@@ -80,7 +80,7 @@ def _heartbeat_loop(ref: weakref.ReferenceType, stop: threading.Event, interval:
         if opt is None:
             return
         try:
-            numbers = list(opt._owned)
+            numbers = list(opt._owned.copy())  # copy() is atomic; iterating a live set is not
             if numbers:
                 opt._storage.heartbeat(opt._study.study_id, numbers)
         except Exception:  # a failed beat is retried at the next interval

@@ -71,8 +71,9 @@ class RandomSampler(Sampler):
         from scipy.stats import qmc
 
         if self._sobol_engine is None or self._sobol_engine.d != n_dims:
-            seq = np.random.SeedSequence([int(self._entropy), 0x5EB0])
-            self._sobol_engine = qmc.Sobol(d=n_dims, scramble=True, seed=np.random.default_rng(seq))
+            self._sobol_engine = qmc.Sobol(
+                d=n_dims, scramble=True, seed=self.rng_for(0, stream=0x5EB0)
+            )
         self._sobol_engine.reset()
         if block:
             self._sobol_engine.fast_forward(block * _BLOCK)
