@@ -345,22 +345,25 @@ class HyperparameterOptimizer:
         return False
 
     def early_stopping_triggered(self, trials: list[Trial] | None = None) -> bool:
-        """Whether the last ``patience`` completed trials did not improve by more than
-        ``min_delta`` (in trial-number order)."""
+        """Whether the last ``patience`` completed trials (in trial-number order) did not
+        improve by more than ``min_delta``.
+
+        The reference is the value of the last counted improvement, so several small gains
+        that add up to more than ``min_delta`` count as one improvement.
+        """
         trials = self.trials if trials is None else trials
         sign = direction_sign(self.direction)
-        best = math.inf
+        reference = math.inf
         since = 0
         for t in trials:
             v = t.objective_value()
             if v is None:
                 continue
             v *= sign
-            if v < best - self.min_delta or best == math.inf:
-                best = v
+            if reference == math.inf or v < reference - self.min_delta:
+                reference = v
                 since = 0
             else:
-                best = min(best, v)
                 since += 1
         return since >= self.patience
 
