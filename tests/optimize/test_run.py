@@ -281,3 +281,23 @@ def test_dead_worker_in_a_user_executor_never_hangs_nor_leaves_running_trials() 
             assert "died" in t.error or "refused" in t.error
     # trial 2 is sent only once trial 0 or 1 has finished
     assert TrialState.COMPLETE in (by_k[0].state, by_k[1].state)
+
+
+def test_dask_client_executor(tmp_path) -> None:
+    distributed = pytest.importorskip("distributed")
+    url = f"sqlite:///{tmp_path / 'dask.db'}"
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        res = optimize_hyperparameters(
+            {"q": Categorical([3.0, 1.0, 4.0, 9.0, 0.5])},
+            _curve_objective,
+            strategy="grid",
+            max_trials=5,
+            executor=client.get_executor(),
+            storage=url,
+            study_name="dask",
+            pruner=None,
+        )
+    assert res.n_complete == 5 and res.best_value == 0.5
+    assert all(len(t.intermediate_values) == 4 for t in res.trials)
