@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tracemalloc
 
@@ -35,6 +36,9 @@ def test_sphere_reaches_its_optimum():
     assert res.history["best"][-1] == res.best_value
     assert res.n_evaluations == 200 * 151
     assert res.stop_reason == "generations"
+    summary = json.loads(json.dumps(res.to_dict()))
+    assert summary["best_value"] == res.best_value and summary["best_params"] == res.best_params
+    assert len(summary["history"]["diversity"]) == 151
 
 
 def test_rastrigin_reaches_the_global_optimum():

@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
@@ -413,7 +413,6 @@ class GeneticResult:
     stop_reason: str
     elapsed: float = 0.0
     direction: str = "minimize"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (without the population)."""
