@@ -301,3 +301,30 @@ def test_dask_client_executor(tmp_path) -> None:
         )
     assert res.n_complete == 5 and res.best_value == 0.5
     assert all(len(t.intermediate_values) == 4 for t in res.trials)
+
+
+def test_keyboard_interrupt_in_a_parallel_run() -> None:
+    import time
+
+    def objective(p):
+        time.sleep(0.3 if p["k"] else 0.0)
+        return float(p["k"])
+
+    def interrupt(opt, trial):
+        raise KeyboardInterrupt  # as if Ctrl-C arrived while waiting for workers
+
+    with cf.ThreadPoolExecutor(max_workers=2) as ex:
+        res = optimize_hyperparameters(
+            {"k": Int(0, 9)},
+            objective,
+            strategy="grid",
+            max_trials=10,
+            executor=ex,
+            callbacks=[interrupt],
+            pruner=None,
+        )
+    assert res.interrupted
+    assert res.trials[0].state == TrialState.COMPLETE  # finished first, kept
+    assert res.n_trials == 2  # trial 1 was in flight: marked failed, nothing else started
+    assert res.trials[1].state == TrialState.FAILED
+    assert "KeyboardInterrupt" in res.trials[1].error
