@@ -328,3 +328,23 @@ def test_keyboard_interrupt_in_a_parallel_run() -> None:
     assert res.n_trials == 2  # trial 1 was in flight: marked failed, nothing else started
     assert res.trials[1].state == TrialState.FAILED
     assert "KeyboardInterrupt" in res.trials[1].error
+
+
+def test_workers_prune_against_the_sql_study(tmp_path) -> None:
+    # worker processes read their peers' curves from the database: with one worker the
+    # decisions equal the serial ones (trials 4 and 6 pruned, see test_pruners)
+    qs = [3.0, 1.0, 4.0, 1.5, 5.0, 2.0, 6.0, 0.5]
+    with cf.ProcessPoolExecutor(max_workers=1) as ex:
+        res = optimize_hyperparameters(
+            {"q": Categorical(qs)},
+            _curve_objective,
+            strategy="grid",
+            max_trials=8,
+            executor=ex,
+            storage=f"sqlite:///{tmp_path / 'prune.db'}",
+            study_name="prune",
+            pruner="median",
+            pruner_options={"n_startup_trials": 3},
+        )
+    assert [t.number for t in res.trials if t.state == TrialState.PRUNED] == [4, 6]
+    assert res.trials[6].intermediate_values == {0: 7.0}
