@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._exceptions import KaizenTypeError, StateError, TrialPruned, ValidationError
-from .._validation import check_int
+from .._validation import check_float, check_int
 from ._optimizer import HyperparameterOptimizer, resolve_value
 from ._pruners import NopPruner, Pruner
 from ._sampler import Sampler, SpaceExhausted
@@ -119,8 +119,6 @@ class _SQLWorkerBackend:
         self._last: Trial | None = None
 
     def report(self, number: int, step: int, value: float) -> None:
-        from .._validation import check_float
-
         step = check_int(step, "step", minimum=0)
         value = check_float(value, "value", finite=False)
         self._last = self.storage.report(self.study_id, number, step, value)
@@ -148,8 +146,6 @@ class _SnapshotBackend:
         self.values: dict[int, float] = {}
 
     def report(self, number: int, step: int, value: float) -> None:
-        from .._validation import check_float
-
         step = check_int(step, "step", minimum=0)
         value = check_float(value, "value", finite=False)
         if step in self.values:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import abc
 import json
-import math
 import threading
 import time
 import uuid
@@ -1044,10 +1043,3 @@ def make_storage(storage: Any) -> StudyStorage:
         f"storage must be None (in memory), a database URL such as 'sqlite:///study.db', an "
         f"SQLAlchemy Engine or a StudyStorage, got {type(storage).__name__}"
     )
-
-
-def is_finite_number(x: Any) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
