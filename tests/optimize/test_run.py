@@ -348,3 +348,64 @@ def test_workers_prune_against_the_sql_study(tmp_path) -> None:
         )
     assert [t.number for t in res.trials if t.state == TrialState.PRUNED] == [4, 6]
     assert res.trials[6].intermediate_values == {0: 7.0}
+
+
+def test_an_error_in_a_callback_propagates_without_leaving_running_trials() -> None:
+    import time
+
+    from kaizenml.optimize import HyperparameterOptimizer, InMemoryStorage
+
+    def objective(p):
+        time.sleep(0.3 if p["k"] else 0.0)
+        return float(p["k"])
+
+    def broken_callback(opt, trial):
+        raise ValueError("callback bug")
+
+    storage = InMemoryStorage()
+    with cf.ThreadPoolExecutor(max_workers=2) as ex:
+        with pytest.raises(ValueError, match="callback bug"):
+            optimize_hyperparameters(
+                {"k": Int(0, 9)},
+                objective,
+                strategy="grid",
+                max_trials=10,
+                executor=ex,
+                callbacks=[broken_callback],
+                pruner=None,
+                storage=storage,
+                study_name="cb",
+            )
+    trials = HyperparameterOptimizer(
+        {"k": Int(0, 9)},
+        strategy="grid",
+        storage=storage,
+        study_name="cb",
+        load_if_exists=True,
+    ).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED]
+    assert "callback bug" in trials[1].error
+
+
+def test_system_exit_in_a_serial_objective_fails_its_trial_and_propagates() -> None:
+    from kaizenml.optimize import InMemoryStorage
+
+    def objective(p):
+        if p["k"] == 1:
+            raise SystemExit(2)
+        return 0.0
+
+    storage = InMemoryStorage()
+    with pytest.raises(SystemExit):
+        optimize_hyperparameters(
+            {"k": Int(0, 3)},
+            objective,
+            strategy="grid",
+            max_trials=4,
+            pruner=None,
+            storage=storage,
+            study_name="exit",
+        )
+    trials = storage.get_trials(storage.get_study("exit").study_id)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED]
+    assert "SystemExit" in trials[1].error

@@ -505,12 +505,22 @@ def _run_serial(
             finished = _apply_outcome(opt, trial, out)
             trial = None
             _after_trial(opt, finished, progress, callbacks)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        # a KeyboardInterrupt ends the study cleanly; anything else (SystemExit, an error in a
+        # callback) propagates, but never leaves the current trial "running"
+        interrupted = isinstance(exc, KeyboardInterrupt)
         if trial is not None:
+            reason = (
+                "interrupted by KeyboardInterrupt"
+                if interrupted
+                else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            )
             try:
-                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+                opt.fail_trial(trial.number, reason)
             except StateError:
                 pass
+        if not interrupted:
+            raise
         logger.warning("interrupted: stopping the study, finished trials are kept")
         return True
 
@@ -646,22 +656,32 @@ def _run_parallel(
                     )
                     logger.warning("trial %d failed in its worker: %s", trial.number, err)
                 _after_trial(opt, finished, progress, callbacks)
-    except KeyboardInterrupt:
-        logger.warning("interrupted: stopping the study, finished trials are kept")
+    except BaseException as exc:
+        # nothing may stay "running" behind us: in-flight trials fail with the reason
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        reason = (
+            "interrupted by KeyboardInterrupt"
+            if interrupted
+            else f"the study loop stopped before this trial returned: {exc!r}"
+        )
+        if interrupted:
+            logger.warning("interrupted: stopping the study, finished trials are kept")
         for fut, trial in list(in_flight.items()):
             fut.cancel()
             try:
-                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+                opt.fail_trial(trial.number, reason)
             except StateError:
                 pass
         for trial in suspects:
             try:
-                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+                opt.fail_trial(trial.number, reason)
             except StateError:
                 pass
-        if own_executor:
+        if own_executor and interrupted:
             try:
                 ex.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
             except TypeError:  # pragma: no cover
                 ex.shutdown(wait=False)
+        if not interrupted:
+            raise
         return True
