@@ -1,0 +1,529 @@
+"""numba kernels behind the feature store's post-processing and statistics.
+
+Called by :mod:`kaizenml.features._store` only. Every kernel works on a flat float64 array in
+*segment order* (all rows of one symbol contiguous, in time order) with ``offsets`` of shape
+``(n_segments + 1,)`` marking where each segment starts; a rolling window never crosses a segment
+boundary. Outputs are allocated by the caller with ``np.empty`` and passed in (outputs allocated
+inside jitted code cost more page faults). Every kernel except :func:`fill_backward` is causal:
+``out[t]`` reads only ``x[lo:t + 1]`` of its own segment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "rolling_sum",
+    "rolling_std",
+    "rolling_extreme",
+    "rolling_last",
+    "fill_value",
+    "fill_forward",
+    "fill_expanding_mean",
+    "fill_backward",
+    "expanding_zscore",
+    "expanding_minmax",
+    "combine_zscore",
+    "combine_minmax",
+    "pad_segments",
+    "unpad_segments",
+    "column_moments",
+    "multiselect",
+    "bin_counts",
+]
+
+
+@njit(cache=True)
+def _window_sum(x, start, stop):
+    total = 0.0
+    for i in range(start, stop):
+        total += x[i]
+    return total
+
+
+@njit(cache=True)
+def rolling_sum(x, offsets, window, divide, out):
+    """Rolling sum (or mean when ``divide``) over ``window`` rows; NaN until the window is full
+    or while it holds a NaN (pandas ``rolling(window)`` with ``min_periods=window``)."""
+    nan = np.nan
+    for s in range(offsets.shape[0] - 1):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        total = 0.0
+        n_nan = 0
+        n_pos = 0
+        n_neg = 0
+        since_exact = 0
+        for t in range(lo, hi):
+            v = x[t]
+            if v != v:
+                n_nan += 1
+            elif v == np.inf:
+                n_pos += 1
+            elif v == -np.inf:
+                n_neg += 1
+            else:
+                total += v
+            if t - lo >= window:
+                old = x[t - window]
+                if old != old:
+                    n_nan -= 1
+                elif old == np.inf:
+                    n_pos -= 1
+                elif old == -np.inf:
+                    n_neg -= 1
+                else:
+                    total -= old
+            since_exact += 1
+            if t - lo + 1 < window or n_nan > 0:
+                out[t] = nan
+                continue
+            if n_pos > 0 or n_neg > 0:
+                if n_pos > 0 and n_neg > 0:
+                    out[t] = nan
+                elif n_pos > 0:
+                    out[t] = np.inf
+                else:
+                    out[t] = -np.inf
+                continue
+            # Re-summing the window every `window` steps keeps the running sum from drifting
+            # (cancellation error grows with the series length otherwise); amortized O(1).
+            if since_exact >= window:
+                total = _window_sum(x, t - window + 1, t + 1)
+                since_exact = 0
+            out[t] = total / window if divide else total
+    return out
+
+
+@njit(cache=True)
+def _window_moments(x, start, stop):
+    n = stop - start
+    mean = _window_sum(x, start, stop) / n
+    m2 = 0.0
+    for i in range(start, stop):
+        d = x[i] - mean
+        m2 += d * d
+    return mean, m2
+
+
+@njit(cache=True)
+def rolling_std(x, offsets, window, ddof, mean_out, std_out):
+    """Rolling mean and standard deviation (``ddof``) with pandas' ``min_periods=window``
+    semantics; a window of identical values has a standard deviation of exactly 0."""
+    nan = np.nan
+    for s in range(offsets.shape[0] - 1):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        n = 0
+        mean = 0.0
+        m2 = 0.0
+        n_bad = 0
+        run = 0
+        since_exact = 0
+        for t in range(lo, hi):
+            v = x[t]
+            if not np.isfinite(v):
+                n_bad += 1
+                run = 0
+            else:
+                if t > lo and v == x[t - 1]:
+                    run += 1
+                else:
+                    run = 1
+                n += 1
+                d = v - mean
+                mean += d / n
+                m2 += d * (v - mean)
+            if t - lo >= window:
+                old = x[t - window]
+                if not np.isfinite(old):
+                    n_bad -= 1
+                else:
+                    n -= 1
+                    if n == 0:
+                        mean = 0.0
+                        m2 = 0.0
+                    else:
+                        d = old - mean
+                        mean -= d / n
+                        m2 -= d * (old - mean)
+            since_exact += 1
+            if t - lo + 1 < window or n_bad > 0:
+                mean_out[t] = nan
+                std_out[t] = nan
+                continue
+            # Add/remove updates drift over long series; recomputing the window in two passes
+            # every `window` steps bounds the error at amortized O(1) extra work.
+            if since_exact >= window:
+                mean, m2 = _window_moments(x, t - window + 1, t + 1)
+                since_exact = 0
+            mean_out[t] = mean
+            if window - ddof <= 0:
+                std_out[t] = nan
+            elif run >= window or m2 <= 0.0:
+                std_out[t] = 0.0
+            else:
+                std_out[t] = np.sqrt(m2 / (window - ddof))
+    return mean_out, std_out
+
+
+@njit(cache=True)
+def rolling_extreme(x, offsets, window, want_max, out):
+    """Rolling minimum (or maximum) with a monotonic deque: O(n) for any window."""
+    nan = np.nan
+    n_total = x.shape[0]
+    dq = np.empty(max(n_total, 1), dtype=np.int64)
+    for s in range(offsets.shape[0] - 1):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        head = 0
+        tail = 0  # dq[head:tail] holds indices with monotone values
+        n_nan = 0
+        for t in range(lo, hi):
+            v = x[t]
+            if v != v:
+                n_nan += 1
+            else:
+                if want_max:
+                    while tail > head and x[dq[tail - 1]] <= v:
+                        tail -= 1
+                else:
+                    while tail > head and x[dq[tail - 1]] >= v:
+                        tail -= 1
+                dq[tail] = t
+                tail += 1
+            if t - lo >= window:
+                if x[t - window] != x[t - window]:
+                    n_nan -= 1
+            while tail > head and dq[head] <= t - window:
+                head += 1
+            if t - lo + 1 < window or n_nan > 0:
+                out[t] = nan
+            else:
+                out[t] = x[dq[head]]
+    return out
+
+
+@njit(cache=True)
+def rolling_last(x, offsets, window, out):
+    """The most recent non-NaN value among the last ``window`` rows (a bounded forward fill)."""
+    nan = np.nan
+    for s in range(offsets.shape[0] - 1):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        last = -1
+        for t in range(lo, hi):
+            if x[t] == x[t]:
+                last = t
+            if last >= 0 and last > t - window:
+                out[t] = x[last]
+            else:
+                out[t] = nan
+    return out
+
+
+@njit(cache=True)
+def fill_value(x, value, out):
+    """Replace NaN by a constant."""
+    for t in range(x.shape[0]):
+        v = x[t]
+        out[t] = value if v != v else v
+    return out
+
+
+@njit(cache=True)
+def fill_forward(x, offsets, out):
+    """Carry the last non-NaN value of the segment forward; leading NaNs stay NaN."""
+    for s in range(offsets.shape[0] - 1):
+        carry = np.nan
+        for t in range(offsets[s], offsets[s + 1]):
+            v = x[t]
+            if v == v:
+                carry = v
+                out[t] = v
+            else:
+                out[t] = carry
+    return out
+
+
+@njit(cache=True)
+def fill_expanding_mean(x, offsets, out):
+    """Replace a NaN by the mean of the segment's earlier non-NaN values (causal mean fill)."""
+    for s in range(offsets.shape[0] - 1):
+        total = 0.0
+        n = 0
+        for t in range(offsets[s], offsets[s + 1]):
+            v = x[t]
+            if v == v:
+                total += v
+                n += 1
+                out[t] = v
+            elif n > 0:
+                out[t] = total / n
+            else:
+                out[t] = np.nan
+    return out
+
+
+@njit(cache=True)
+def fill_backward(x, offsets, out):
+    """Carry the next non-NaN value backward. NOT causal: reads rows after t."""
+    for s in range(offsets.shape[0] - 1):
+        carry = np.nan
+        for t in range(offsets[s + 1] - 1, offsets[s] - 1, -1):
+            v = x[t]
+            if v == v:
+                carry = v
+                out[t] = v
+            else:
+                out[t] = carry
+    return out
+
+
+@njit(cache=True)
+def expanding_zscore(x, offsets, ddof, out):
+    """(x[t] - mean) / std over the segment's non-NaN values up to and including t."""
+    for s in range(offsets.shape[0] - 1):
+        n = 0
+        mean = 0.0
+        m2 = 0.0
+        run = 0
+        first = np.nan
+        for t in range(offsets[s], offsets[s + 1]):
+            v = x[t]
+            if v != v:
+                out[t] = np.nan
+                continue
+            if n == 0:
+                first = v
+            if v == first:
+                run += 1
+            n += 1
+            d = v - mean
+            mean += d / n
+            m2 += d * (v - mean)
+            if n - ddof <= 0:
+                out[t] = np.nan
+            elif run == n or m2 <= 0.0:
+                out[t] = 0.0
+            else:
+                out[t] = (v - mean) / np.sqrt(m2 / (n - ddof))
+    return out
+
+
+@njit(cache=True)
+def expanding_minmax(x, offsets, out):
+    """(x[t] - min) / (max - min) over the segment's non-NaN values up to t; 0.5 on a zero range."""
+    for s in range(offsets.shape[0] - 1):
+        lo_v = np.inf
+        hi_v = -np.inf
+        for t in range(offsets[s], offsets[s + 1]):
+            v = x[t]
+            if v != v:
+                out[t] = np.nan
+                continue
+            if v < lo_v:
+                lo_v = v
+            if v > hi_v:
+                hi_v = v
+            rng = hi_v - lo_v
+            out[t] = 0.5 if rng == 0.0 else (v - lo_v) / rng
+    return out
+
+
+@njit(cache=True)
+def combine_zscore(x, mean, std, out):
+    """(x - mean) / std elementwise; 0 where std is exactly 0."""
+    for t in range(x.shape[0]):
+        sd = std[t]
+        if sd == 0.0 and x[t] == x[t]:
+            out[t] = 0.0
+        else:
+            out[t] = (x[t] - mean[t]) / sd
+    return out
+
+
+@njit(cache=True)
+def combine_minmax(x, lo, hi, out):
+    """(x - lo) / (hi - lo) elementwise; 0.5 where the range is exactly 0."""
+    for t in range(x.shape[0]):
+        rng = hi[t] - lo[t]
+        if rng == 0.0 and x[t] == x[t]:
+            out[t] = 0.5
+        else:
+            out[t] = (x[t] - lo[t]) / rng
+    return out
+
+
+@njit(cache=True)
+def pad_segments(x, offsets, out):
+    """Scatter segments into the rows of ``out`` (n_segments, max_len), NaN-padded at the end.
+
+    Padding at the end is safe for causal functions: trailing NaNs never reach earlier rows.
+    """
+    width = out.shape[1]
+    for s in range(offsets.shape[0] - 1):
+        lo = offsets[s]
+        length = offsets[s + 1] - lo
+        for j in range(length):
+            out[s, j] = x[lo + j]
+        for j in range(length, width):
+            out[s, j] = np.nan
+    return out
+
+
+@njit(cache=True)
+def unpad_segments(x2d, offsets, out):
+    """Inverse of :func:`pad_segments`: gather each row's leading segment into the flat ``out``."""
+    for s in range(offsets.shape[0] - 1):
+        lo = offsets[s]
+        length = offsets[s + 1] - lo
+        for j in range(length):
+            out[lo + j] = x2d[s, j]
+    return out
+
+
+@njit(cache=True)
+def column_moments(x, buf):
+    """One pass: count, missing, mean, M2 (Welford), min, max; copies the non-NaN values to buf.
+
+    Infinite values count as present and make the moments infinite/NaN, as in numpy.
+    """
+    n = 0
+    missing = 0
+    mean = 0.0
+    m2 = 0.0
+    lo = np.inf
+    hi = -np.inf
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v != v:
+            missing += 1
+            continue
+        buf[n] = v
+        n += 1
+        d = v - mean
+        mean += d / n
+        m2 += d * (v - mean)
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    return n, missing, mean, m2, lo, hi
+
+
+@njit(cache=True)
+def _insertion_sort(a, lo, hi):
+    for i in range(lo + 1, hi + 1):
+        v = a[i]
+        j = i - 1
+        while j >= lo and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@njit(cache=True)
+def multiselect(a, ks):
+    """Partially order ``a`` in place so that ``a[k]`` is the k-th smallest for every k in ``ks``.
+
+    ``ks`` is sorted ascending. One recursive quickselect serves all ranks at once (partition,
+    then descend only into the sides that still hold a wanted rank), so several percentiles cost
+    about as much as one selection instead of a full sort. Ranges that keep splitting badly are
+    sorted outright, which bounds the worst case at O(n log n).
+    """
+    n = a.shape[0]
+    if n == 0 or ks.shape[0] == 0:
+        return a
+    depth_limit = 2 * int(np.log2(n + 1)) + 8
+    # explicit stack of (lo, hi, first k index, last k index, depth)
+    stack = np.empty((64 + 4 * depth_limit, 5), dtype=np.int64)
+    top = 0
+    stack[0, 0] = 0
+    stack[0, 1] = n - 1
+    stack[0, 2] = 0
+    stack[0, 3] = ks.shape[0] - 1
+    stack[0, 4] = 0
+    top = 1
+    while top > 0:
+        top -= 1
+        lo = stack[top, 0]
+        hi = stack[top, 1]
+        k0 = stack[top, 2]
+        k1 = stack[top, 3]
+        depth = stack[top, 4]
+        if k0 > k1 or lo >= hi:
+            continue
+        if hi - lo < 24:
+            _insertion_sort(a, lo, hi)
+            continue
+        if depth > depth_limit:
+            a[lo : hi + 1] = np.sort(a[lo : hi + 1])
+            continue
+        mid = (lo + hi) // 2
+        p0 = a[lo]
+        p1 = a[mid]
+        p2 = a[hi]
+        if p0 > p1:
+            p0, p1 = p1, p0
+        if p1 > p2:
+            p1, p2 = p2, p1
+        if p0 > p1:
+            p0, p1 = p1, p0
+        pivot = p1
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                tmp = a[i]
+                a[i] = a[j]
+                a[j] = tmp
+                i += 1
+                j -= 1
+        # now a[lo..j] <= pivot, a[i..hi] >= pivot and a[j+1..i-1] == pivot
+        left_end = k0 - 1
+        while left_end + 1 <= k1 and ks[left_end + 1] <= j:
+            left_end += 1
+        right_start = k1 + 1
+        while right_start - 1 >= k0 and ks[right_start - 1] >= i:
+            right_start -= 1
+        if left_end >= k0:
+            stack[top, 0] = lo
+            stack[top, 1] = j
+            stack[top, 2] = k0
+            stack[top, 3] = left_end
+            stack[top, 4] = depth + 1
+            top += 1
+        if right_start <= k1:
+            stack[top, 0] = i
+            stack[top, 1] = hi
+            stack[top, 2] = right_start
+            stack[top, 3] = k1
+            stack[top, 4] = depth + 1
+            top += 1
+    return a
+
+
+@njit(cache=True)
+def bin_counts(x, edges, counts):
+    """Count non-NaN values per bin; bin b holds edges[b-1] < v <= edges[b] (open ends)."""
+    n_edges = edges.shape[0]
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v != v:
+            continue
+        lo = 0
+        hi = n_edges
+        while lo < hi:  # first edge >= v, i.e. searchsorted(edges, v, side="left")
+            mid = (lo + hi) // 2
+            if edges[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        counts[lo] += 1
+    return counts
