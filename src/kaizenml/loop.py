@@ -17,6 +17,7 @@ Ctrl-C anywhere leaves it untouched.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._exceptions import KaizenTypeError, NotFoundError, StateError, ValidationError
+from ._exceptions import KaizenTypeError, NotFoundError, ValidationError
 from ._validation import check_choice, check_float, check_int, validate_name
 
 __all__ = ["ImprovementReport", "improve_model"]
@@ -290,7 +291,7 @@ def improve_model(
     strategy, max_trials, pruner, timeout, n_jobs, seed, strategy_options, show_progress_bar:
         Passed to :func:`kaizenml.optimize.optimize_hyperparameters`. ``max_trials`` is the
         number of new trials of this run; the study (``study_name``, default
-        ``"<model_name>-tuning"``) is kept in ``storage`` and resumed by the next run, so the
+        ``"<model_name>-tuning-<digest of space, metric and direction>"``) is kept in ``storage`` and resumed by the next run, so the
         search continues where it stopped instead of starting from nothing.
     promote_if:
         ``"better"`` (beat the active version's ``metric`` by more than ``min_improvement``),
@@ -341,11 +342,15 @@ def improve_model(
     if isinstance(features, str):
         features = [features]
     features = list(features)
-    study_name = validate_name(study_name or f"{model_name}-tuning", "study_name")
-
     from .optimize import SearchSpace, optimize_hyperparameters
 
     space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+    if study_name is None:
+        # a changed search space starts a new study instead of failing to resume the old one
+        key = {"space": space.to_dict(), "metric": metric, "direction": direction}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        study_name = f"{model_name[:110]}-tuning-{digest[:8]}"
+    study_name = validate_name(study_name, "study_name")
     store = feature_store
     if store is None and features:
         from .features import FeatureStore, get_feature_store
@@ -412,29 +417,30 @@ def improve_model(
                              metrics=metrics)
         return metrics
 
+    study_storage = storage if storage is not None else _default_storage()
+    n_before = _finished_trials(space, study_storage, study_name, direction, metric, strategy,
+                                strategy_options, seed)
     result = optimize_hyperparameters(
         space,
         objective,
         strategy=strategy,
-        max_trials=max_trials,
-        budget="run",
+        max_trials=n_before + max_trials,  # the study's budget is a total: add this run's
         timeout=timeout,
         direction=direction,
         metric=metric,
         pruner=pruner,
         n_jobs=n_jobs,
-        storage=storage if storage is not None else _default_storage(),
+        storage=study_storage,
         study_name=study_name,
         load_if_exists=True,
         seed=seed,
         show_progress_bar=show_progress_bar,
         sampler_options=dict(strategy_options or {}),
-        enqueue=[active_params] if active_params is not None else (),
     )
     report.result = result
-    _count_trials(report, result)
-    report.interrupted = bool(getattr(result, "interrupted", False))
-    best = getattr(result, "best_trial", None)
+    _count_trials(report, result, n_before)
+    report.interrupted = bool(result.interrupted)
+    best = result.best_trial if result.completed_trials else None
     if best is not None:
         report.best_params = dict(best.params)
         report.best_metrics = dict(best.metrics or {metric: float(best.value)})
@@ -522,11 +528,26 @@ def _stored_params(manager: Any, model_name: str, version: str | None, space: An
         return None
 
 
-def _count_trials(report: ImprovementReport, result: Any) -> None:
-    trials = list(getattr(result, "trials", []) or [])
-    run = getattr(result, "run_trials", None)
-    if run is not None:
-        trials = list(run)
+def _finished_trials(
+    space: Any, storage: Any, study_name: str, direction: str, metric: str, strategy: Any,
+    strategy_options: Mapping[str, Any] | None, seed: int | None,
+) -> int:
+    """Finished trials already in the study (0 for a new one)."""
+    from .optimize import HyperparameterOptimizer
+
+    opt = HyperparameterOptimizer(
+        space, strategy=strategy, direction=direction, metric=metric, pruner=None, seed=seed,
+        storage=storage, study_name=study_name, load_if_exists=True,
+        sampler_options=dict(strategy_options or {}),
+    )
+    try:
+        return sum(1 for t in opt.trials if t.state.is_finished)
+    finally:
+        opt.close()
+
+
+def _count_trials(report: ImprovementReport, result: Any, n_before: int) -> None:
+    trials = [t for t in result.trials if t.number >= n_before]
     states = [str(getattr(t.state, "value", t.state)) for t in trials]
     report.n_trials = len(trials)
     report.n_complete = states.count("complete")
@@ -592,6 +613,3 @@ def _decide(
         f"{report.baseline_version} stays active"
     )
 
-
-# the StateError import documents what callers may see from the version manager
-_ = StateError

@@ -189,7 +189,7 @@ def _setup_features(store: Any) -> list[str]:
             "1.0.0",
             description="120-bar log return (slow momentum), from the built-in price_return",
             dependencies=["close"],
-            compute_function="price_return",
+            compute_function="returns",
             computation_config={"params": {"horizon": 120, "kind": "log"}},
             tags=["demo"],
         ),
@@ -300,14 +300,11 @@ def run_demo(
         f"(hits {cache.get('hits')}, misses {cache.get('misses')})")
     stat_rows = []
     stats_by_col: dict[str, dict[str, Any]] = {}
-    for name in feature_names:
-        st = to_jsonable(store.get_statistics(name))
-        cols = st.get("columns") if isinstance(st.get("columns"), dict) else {name: st}
-        for col, s in cols.items():
-            stats_by_col[col] = s
-            stat_rows.append([col, s.get("count"), s.get("missing_count", s.get("missing")),
-                              s.get("mean"), s.get("std"), s.get("min"),
-                              _pct(s, 50), s.get("max")])
+    for col in feats:
+        s = to_jsonable(store.get_statistics(col))
+        stats_by_col[col] = s
+        stat_rows.append([col, s.get("count"), s.get("missing"), s.get("mean"), s.get("std"),
+                          s.get("min"), _pct(s, 50), s.get("max")])
     headers = ["column", "count", "missing", "mean", "std", "min", "median", "max"]
     say.table(headers, stat_rows)
     lineage = to_jsonable(store.get_lineage("range_z"))
