@@ -536,6 +536,18 @@ class GeneticSearch:
         }
 
     # -----------------------------------------------------------------------------------------
+    def _snap_inplace(self, X: np.ndarray) -> None:
+        """Move discrete columns onto valid encodings, one column at a time."""
+        for j in range(X.shape[1]):
+            n = int(self.space.n_levels[j])
+            if n and j not in self._log_int_cols:
+                col = np.floor(X[:, j] * n)
+                np.minimum(col, n - 1, out=col)
+                col += 0.5
+                col /= n
+                X[:, j] = col
+        self._snap_log_ints(X)
+
     def _snap_log_ints(self, X: np.ndarray) -> None:
         for j in self._log_int_cols:
             p = self.space[self.space.names[j]]
@@ -633,7 +645,9 @@ class GeneticSearch:
 
         if initial_population is None:
             init_rng = np.random.Generator(spawn_streams(self._seed_seq, 1, key=(0,))[0])
-            pop = self.space.sample_uniform(init_rng, n)
+            pop = np.empty((n, g))
+            init_rng.random(out=pop)
+            self._snap_inplace(pop)
         else:
             pop = _population(initial_population, "initial_population", g)
             if pop.shape[0] != n:
@@ -750,7 +764,7 @@ class GeneticSearch:
         alive = np.zeros(n, dtype=bool)
         alive[keep[keep < n]] = True
         dead = np.flatnonzero(~alive)  # exactly as many as kept offspring
-        step = 65536  # bounded temporaries when moving rows
+        step = max(1, (1 << 16) // max(1, pop.shape[1]))  # row moves through 512 kB temporaries
         for s in range(0, dead.size, step):
             d, o = dead[s : s + step], kept_off[s : s + step]
             pop[d] = off[o]
