@@ -155,7 +155,11 @@ def _check_version_text(version: Any, param: str = "version") -> str:
         return str(version)
     if not isinstance(version, str):
         raise KaizenTypeError(f"{param} must be a version string such as '1.2.0', got {version!r}")
-    Version.parse(version)
+    if not Version.is_valid(version):
+        raise ValidationError(
+            f"{param}={version!r} is not a Semantic Versioning 2.0.0 number; expected "
+            "MAJOR.MINOR.PATCH such as '1.2.0'"
+        )
     return version
 
 
