@@ -44,6 +44,38 @@ def _ema_matrix(close: np.ndarray, span_lo: int, span_hi: int) -> np.ndarray:
     return out
 
 
+@njit(cache=True, inline="always")
+def _next_position(pos: float, z: float, entry: float, exit_level: float) -> float:
+    """The rule's state machine: flat/long/short from the signal z (NaN z means flat)."""
+    if math.isnan(z):
+        return 0.0
+    if pos == 0.0:
+        if z > entry:
+            return 1.0
+        if z < -entry:
+            return -1.0
+        return 0.0
+    if pos > 0.0:
+        if z < -entry:
+            return -1.0
+        if z < exit_level:
+            return 0.0
+        return 1.0
+    if z > entry:
+        return 1.0
+    if z > -exit_level:
+        return 0.0
+    return -1.0
+
+
+@njit(cache=True, inline="always")
+def _signal(ema: np.ndarray, f: int, s: int, close: np.ndarray, vol: np.ndarray, t: int) -> float:
+    v = vol[t]
+    if v > 0.0:  # False for NaN too
+        return (ema[f, t] - ema[s, t]) / (close[t] * v)
+    return math.nan
+
+
 @njit(cache=True)
 def _run_rule(
     ema: np.ndarray,
@@ -68,27 +100,7 @@ def _run_rule(
     trades = 0
     exit_level = exit_frac * entry
     for t in range(start, stop):
-        v = vol[t]
-        if v > 0.0 and not math.isnan(v):
-            z = (ema[f, t] - ema[s, t]) / (close[t] * v)
-            new = pos
-            if pos == 0.0:
-                if z > entry:
-                    new = 1.0
-                elif z < -entry:
-                    new = -1.0
-            elif pos > 0.0:
-                if z < -entry:
-                    new = -1.0
-                elif z < exit_level:
-                    new = 0.0
-            else:
-                if z > entry:
-                    new = 1.0
-                elif z > -exit_level:
-                    new = 0.0
-        else:
-            new = 0.0
+        new = _next_position(pos, _signal(ema, f, s, close, vol, t), entry, exit_level)
         change = abs(new - pos)
         if change > 0.0:
             trades += 1
@@ -119,26 +131,33 @@ def _population_kernel(
     n = fast.shape[0]
     length = stop - start
     for i in prange(n):
-        pnl = np.empty(length)
-        trades = _run_rule(
-            ema, span_lo, close, vol, fwd_ret, fast[i], slow[i], entry[i], exit_frac[i],
-            mode[i], cost, start, stop, pnl,
-        )
-        mean = 0.0
-        for t in range(length):
-            mean += pnl[t]
-        mean /= length
-        var = 0.0
-        for t in range(length):
-            d = pnl[t] - mean
-            var += d * d
-        var /= max(length - 1, 1)
-        sd = math.sqrt(var)
+        # one pass, no per-individual buffer: sums of pnl and pnl^2 give mean and variance
+        f = fast[i] - span_lo
+        s = slow[i] - span_lo
+        e = entry[i]
+        exit_level = exit_frac[i] * e
+        m = mode[i]
+        pos = 0.0
+        trades = 0
+        total = 0.0
+        total_sq = 0.0
+        for t in range(start, stop):
+            new = _next_position(pos, _signal(ema, f, s, close, vol, t), e, exit_level)
+            change = abs(new - pos)
+            if change > 0.0:
+                trades += 1
+            pos = new
+            pnl = m * pos * fwd_ret[t] - cost * change
+            total += pnl
+            total_sq += pnl * pnl
+        mean = total / length
+        var = (total_sq - total * mean) / max(length - 1, 1)
+        sd = math.sqrt(var) if var > 0.0 else 0.0
         if trades < min_trades or sd <= 0.0:
             out[i, 0] = -10.0  # a rule that (almost) never trades has no measurable edge
         else:
             out[i, 0] = mean / sd * annualization
-        out[i, 1] = mean * length
+        out[i, 1] = total
         out[i, 2] = trades
 
 

@@ -61,7 +61,7 @@ class _Sizes:
     span_hi: int
 
 
-FULL = _Sizes(42_000, 30_000, 2_000, 10_000, 20, 24, 20, 200)
+FULL = _Sizes(36_000, 24_000, 2_000, 8_000, 12, 24, 20, 200)
 QUICK = _Sizes(7_000, 5_000, 500, 600, 4, 6, 6, 96)
 
 
@@ -388,7 +388,8 @@ def _tune_rule(
     bars: Mapping[str, np.ndarray], feats: Mapping[str, np.ndarray], manager: Any, sizes: _Sizes,
     seed: int, run_index: int, show_progress: bool, say: _Console, report: HtmlReport,
 ) -> dict[str, Any]:
-    from ..optimize import GeneticSearch, SearchSpace
+    from ..optimize import SearchSpace
+    from ..optimize._ga_engine import GeneticSearch
 
     say.section("trading rule: genetic search, numba backtest as fitness")
     n = bars["close"].shape[0]
@@ -398,9 +399,11 @@ def _tune_rule(
                   bars_per_year=252.0 * per_day)
     space = SearchSpace(_rule_space(sizes.span_hi))
     warmup = sizes.span_hi
+    # a rule must trade about once a day in-sample; rarer trading makes a lucky, untestable edge
+    min_trades = max(10, (split - warmup) // per_day)
 
     def fitness(pop: Mapping[str, np.ndarray]) -> np.ndarray:
-        return backtest_population(rd, pop, start=warmup, stop=split)["sharpe"]
+        return backtest_population(rd, pop, start=warmup, stop=split, min_trades=min_trades)["sharpe"]
 
     active = _active(manager, RULE_MODEL)
     active_params = None
@@ -419,7 +422,7 @@ def _tune_rule(
     ga = GeneticSearch(space, population_size=sizes.population, seed=seed + run_index)
     t0 = time.perf_counter()
     res = ga.run(fitness, generations=sizes.generations, direction="maximize",
-                 initial_population=init, show_progress_bar=show_progress, stagnation=8)
+                 initial_population=init, show_progress_bar=show_progress, stagnation=6)
     ga_time = time.perf_counter() - t0
     evals_per_s = res.n_evaluations / max(ga_time, 1e-9)
     best = {k: (v.item() if hasattr(v, "item") else v) for k, v in res.best_params.items()}

@@ -113,7 +113,7 @@ def _one_symbol(
     p_switch = 1.0 / regime_length
     switch = rng.random(n_bars) < p_switch
     new_regime = rng.choice(3, size=n_bars, p=[0.3, 0.3, 0.4])
-    drift_scale = rng.uniform(0.03, 0.10, size=n_bars)
+    drift_scale = rng.uniform(0.01, 0.05, size=n_bars)
 
     regime = np.empty(n_bars, dtype=np.int64)
     log_ret = np.empty(n_bars)
@@ -136,13 +136,13 @@ def _one_symbol(
             s *= 2.5  # the overnight gap
         eps = s * shocks[t]
         if cur == TREND_UP:
-            r = cur_drift * s + 0.12 * r_prev + eps
+            r = cur_drift * s + 0.08 * r_prev + eps
         elif cur == TREND_DOWN:
-            r = -cur_drift * s + 0.12 * r_prev + eps
+            r = -cur_drift * s + 0.08 * r_prev + eps
         else:
             # pull back towards a slowly drifting anchor: negative autocorrelation
             anchor += 0.02 * (log_p - anchor)
-            r = -0.08 * (log_p - anchor) - 0.10 * r_prev + eps
+            r = -0.05 * (log_p - anchor) - 0.08 * r_prev + eps
         regime[t] = cur
         log_ret[t] = r
         sigma[t] = s
