@@ -16,7 +16,9 @@ Acquisition values are to be *maximized*; the objective is *minimized* (callers 
 already multiplied by the direction sign):
 
 * ``ACQ_LOG_EI`` (0): log expected improvement below ``best``, computed with the ``log h``
-  formulation of Ament et al. (NeurIPS 2023), stable for improvements that underflow ``EI``.
+  formulation of Ament et al. (NeurIPS 2023), stable for improvements that underflow ``EI``:
+  ``erfcx`` with ``log1mexp`` for moderate ``z``, and the asymptotic series of the Mills ratio
+  for ``z < -100``, where ``1 - |z| R(z)`` would lose digits to cancellation.
 * ``ACQ_UCB`` (1): ``-mean + sqrt(beta) * sd`` (a lower confidence bound, negated).
 * ``ACQ_LOG_PI`` (2): ``log P(f < best)``.
 """
@@ -34,8 +36,8 @@ cdef double LOG_2PI_HALF = 0.91893853320467274178   # log(2 pi) / 2
 cdef double LOG_PI_2_HALF = 0.22579135264472743236  # log(pi / 2) / 2
 cdef double SQRT_PI_2 = 1.25331413731550025121      # sqrt(pi / 2)
 cdef double INV_SQRT_2PI = 0.39894228040143267794
-# below this z the asymptotic expansion of log h is exact to double precision (1 / sqrt(eps))
-cdef double Z_ASYMPTOTIC = -67108864.0
+# below this z, 1 - |z| R(z) is taken from its asymptotic series instead of erfcx
+cdef double Z_ASYMPTOTIC = -100.0
 
 ACQ_LOG_EI = 0
 ACQ_UCB = 1
@@ -51,7 +53,7 @@ cdef inline double _log1mexp(double x) noexcept nogil:
 
 cdef inline void _log_h(double z, double* value, double* dvalue) noexcept nogil:
     """log h(z) with h(z) = phi(z) + z Phi(z), and d log h / dz = Phi(z) / h(z)."""
-    cdef double phi, Phi, h, ex, u, lm, absz
+    cdef double phi, Phi, h, ex, u, lm, absz, w, series
     if z > -1.0:
         phi = INV_SQRT_2PI * exp(-0.5 * z * z)
         Phi = 0.5 * erfc(-z * INV_SQRT2)
@@ -67,9 +69,14 @@ cdef inline void _log_h(double z, double* value, double* dvalue) noexcept nogil:
         value[0] = -0.5 * z * z - LOG_2PI_HALF + lm
         dvalue[0] = exp(log(SQRT_PI_2 * ex) - lm)    # R / (1 - |z| R)
     else:
+        # 1 - |z| R cancels for large |z|: use its asymptotic series
+        # q = w (1 - 3w + 15w^2 - 105w^3 + 945w^4), w = 1/z^2 (next term ~1e-12 relative)
         absz = -z
-        value[0] = -0.5 * z * z - LOG_2PI_HALF - 2.0 * log(absz)
-        dvalue[0] = absz + 2.0 / absz
+        w = 1.0 / (absz * absz)
+        series = 1.0 + w * (-3.0 + w * (15.0 + w * (-105.0 + w * 945.0)))
+        value[0] = -0.5 * z * z - LOG_2PI_HALF - 2.0 * log(absz) + log(series)
+        # R / q = (1 - q) / (|z| q) = (1 - w series) |z| / series
+        dvalue[0] = (1.0 - w * series) * absz / series
 
 
 cdef inline void _log_ndtr(double z, double* value, double* dvalue) noexcept nogil:

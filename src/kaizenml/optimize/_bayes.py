@@ -27,6 +27,7 @@ good one (``pruned_trials="exclude"`` ignores them instead).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any
@@ -214,6 +215,12 @@ class BayesianSampler(Sampler):
         return min(max(5, space.n_dims + 3), 20)
 
     def suggest(self, ctx: SamplerContext) -> dict[str, Any]:
+        # the matrices here are small (hundreds of rows): threaded BLAS only adds contention,
+        # which on a busy machine makes a suggestion many times slower
+        with _single_threaded_blas():
+            return self._suggest(ctx)
+
+    def _suggest(self, ctx: SamplerContext) -> dict[str, Any]:
         space = ctx.space
         layout = self._layout(space)
         with_params = [t for t in ctx.trials if t.params]
@@ -424,6 +431,20 @@ class BayesianSampler(Sampler):
         z = res.x if np.all(np.isfinite(res.x)) else z0
         out[:, free] = np.clip(z.reshape(k, free.size), 0.0, 1.0)
         return out
+
+
+_BLAS_CONTROLLER: Any = None
+
+
+def _single_threaded_blas() -> Any:
+    global _BLAS_CONTROLLER
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it BLAS keeps its own thread setting
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def _key(space: SearchSpace, x: np.ndarray) -> tuple[float, ...]:
