@@ -156,8 +156,14 @@ def test_same_seed_same_run_any_thread_count():
 
 def test_generational_replacement_keeps_elites():
     res = GeneticSearch(
-        _box(3, 2.0), population_size=60, replacement="generational", elitism=2, seed=6,
-        n_threads=1, crossover="blx", mutation="gaussian",
+        _box(3, 2.0),
+        population_size=60,
+        replacement="generational",
+        elitism=2,
+        seed=6,
+        n_threads=1,
+        crossover="blx",
+        mutation="gaussian",
     ).run(sphere, generations=60, inputs="array")
     assert res.best_value < 1e-2
     # with elitism the population always holds the best found so far

@@ -178,9 +178,16 @@ class _Replay:
 
 
 DEFAULTS = dict(
-    crossover="sbx", crossover_rate=0.9, gene_crossover_rate=0.5, crossover_eta=15.0,
-    blx_alpha=0.5, mutation="polynomial", mutation_rate=0.25, mutation_eta=20.0,
-    mutation_sigma=0.1, tournament_size=2,
+    crossover="sbx",
+    crossover_rate=0.9,
+    gene_crossover_rate=0.5,
+    crossover_eta=15.0,
+    blx_alpha=0.5,
+    mutation="polynomial",
+    mutation_rate=0.25,
+    mutation_eta=20.0,
+    mutation_sigma=0.1,
+    tournament_size=2,
 )
 
 MIXED_KINDS = np.array([CONT, CONT, DISC, CAT, CONT, DISC], dtype=np.int64)
@@ -271,7 +278,13 @@ def test_children_within_bounds_and_valid_for_their_type(method, mutation):
     pop = _mixed_population(rng, 4000)
     a, b = pop[:2000], pop[2000:]
     c1, c2 = crossover(
-        a, b, kinds=MIXED_KINDS, n_levels=MIXED_LEVELS, method=method, eta=2.0, alpha=1.0,
+        a,
+        b,
+        kinds=MIXED_KINDS,
+        n_levels=MIXED_LEVELS,
+        method=method,
+        eta=2.0,
+        alpha=1.0,
         seed=1,
     )
     for c in (c1, c2):
@@ -279,8 +292,14 @@ def test_children_within_bounds_and_valid_for_their_type(method, mutation):
         cat = 3
         assert set(np.unique(c[:, cat])) <= set(np.unique(pop[:, cat]))
     m = mutate(
-        pop, kinds=MIXED_KINDS, n_levels=MIXED_LEVELS, method=mutation, rate=1.0, eta=1.0,
-        sigma=2.0, seed=2,
+        pop,
+        kinds=MIXED_KINDS,
+        n_levels=MIXED_LEVELS,
+        method=mutation,
+        rate=1.0,
+        eta=1.0,
+        sigma=2.0,
+        seed=2,
     )
     _assert_valid(m)
     # a categorical gene always moves to another category when mutated
@@ -392,7 +411,7 @@ def test_tournament_winner_rank_distribution(k):
 def test_selection_pressure_grows_with_tournament_size():
     fit = np.random.default_rng(1).random(1000)
     means = [fit[tournament_selection(fit, 50000, k=k, seed=0)].mean() for k in (1, 2, 4, 8)]
-    assert all(b < a for a, b in zip(means, means[1:]))
+    assert all(b < a for a, b in zip(means, means[1:], strict=False))
     # analytic mean of the minimum of k uniforms is 1 / (k + 1)
     np.testing.assert_allclose(means, [1 / 2, 1 / 3, 1 / 5, 1 / 9], atol=0.01)
 

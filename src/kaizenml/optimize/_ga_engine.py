@@ -34,6 +34,7 @@ __all__ = [
     "GeneticSearch",
     "PAIRS_PER_CHUNK",
     "crossover",
+    "log_int_columns",
     "make_operators",
     "mutate",
     "spawn_streams",
@@ -50,12 +51,12 @@ MUTATIONS = ("polynomial", "gaussian", "none")
 REPLACEMENTS = ("plus", "generational")
 INPUTS = ("dict", "array", "unit")
 
-SeedLike = Union[int, np.random.SeedSequence, np.random.Generator, None]
+SeedLike = Union[int, np.random.SeedSequence, np.random.Generator, None]  # noqa: UP007
 
 
 def _ga_module() -> Any:
     try:
-        from .._ext import _ga
+        from .._ext import _ga  # type: ignore[attr-defined]
     except ImportError as exc:  # pragma: no cover - only in a source tree without a build
         raise ImportError(
             "kaizenml's compiled genetic operators are missing; install a kaizenml wheel or "
@@ -100,16 +101,25 @@ def spawn_streams(
     base_key = tuple(root.spawn_key) + tuple(key)
     return [
         np.random.PCG64(
-            np.random.SeedSequence(root.entropy, spawn_key=base_key + (c,),
-                                   pool_size=root.pool_size)
+            np.random.SeedSequence(
+                root.entropy, spawn_key=base_key + (c,), pool_size=root.pool_size
+            )
         )
         for c in range(max(1, n_chunks))
     ]
 
 
-def _layout(
-    kinds: Any, n_levels: Any, n_genes: int
-) -> tuple[np.ndarray, np.ndarray]:
+def log_int_columns(space: SearchSpace) -> list[int]:
+    """Columns of log-scaled ints, whose valid encodings are not at bin centres."""
+    out = []
+    for j, name in enumerate(space.names):
+        p = space[name]
+        if isinstance(p, Int) and p.log:
+            out.append(j)
+    return out
+
+
+def _layout(kinds: Any, n_levels: Any, n_genes: int) -> tuple[np.ndarray, np.ndarray]:
     if kinds is None:
         kinds = np.zeros(n_genes, dtype=np.int64)
     if n_levels is None:
@@ -122,7 +132,9 @@ def _layout(
             f"{n_levels.shape}"
         )
     if np.any((kinds != CONTINUOUS) & (kinds != DISCRETE) & (kinds != CATEGORICAL)):
-        raise ValidationError(f"kinds must hold 0, 1 or 2 (continuous, discrete, categorical), got {kinds}")
+        raise ValidationError(
+            f"kinds must hold 0, 1 or 2 (continuous, discrete, categorical), got {kinds}"
+        )
     if np.any((kinds != CONTINUOUS) & (n_levels < 1)):
         raise ValidationError("discrete and categorical genes need n_levels >= 1")
     return kinds, n_levels
@@ -257,16 +269,21 @@ def crossover(
     n, g = a.shape
     kinds, n_levels = _layout(kinds, n_levels, g)
     ops = make_operators(
-        kinds, n_levels, crossover=method, crossover_rate=rate, gene_crossover_rate=gene_rate,
-        crossover_eta=eta, blx_alpha=alpha, mutation="none",
+        kinds,
+        n_levels,
+        crossover=method,
+        crossover_rate=rate,
+        gene_crossover_rate=gene_rate,
+        crossover_eta=eta,
+        blx_alpha=alpha,
+        mutation="none",
     )
     pop = np.concatenate([a, b])
     idx_a = np.arange(n, dtype=np.int64)
     idx_b = idx_a + n
     out = np.empty((2 * n, g))
     n_chunks = max(1, -(-n // PAIRS_PER_CHUNK))
-    ops.crossover(pop, idx_a, idx_b, out, spawn_streams(seed, n_chunks), PAIRS_PER_CHUNK,
-                  n_threads)
+    ops.crossover(pop, idx_a, idx_b, out, spawn_streams(seed, n_chunks), PAIRS_PER_CHUNK, n_threads)
     return out[0::2].copy(), out[1::2].copy()
 
 
@@ -299,8 +316,13 @@ def mutate(
     n, g = Y.shape
     kinds, n_levels = _layout(kinds, n_levels, g)
     ops = make_operators(
-        kinds, n_levels, crossover="none", mutation=method, mutation_rate=rate,
-        mutation_eta=eta, mutation_sigma=sigma,
+        kinds,
+        n_levels,
+        crossover="none",
+        mutation=method,
+        mutation_rate=rate,
+        mutation_eta=eta,
+        mutation_sigma=sigma,
     )
     chunk = 2 * PAIRS_PER_CHUNK
     n_chunks = max(1, -(-n // chunk))
@@ -311,8 +333,10 @@ def mutate(
 def _row_hashes(X: np.ndarray, step: int = 65536) -> np.ndarray:
     """A 64-bit hash of each row's bytes (multiply-xor of the float bits), shape ``(n,)``."""
     g = X.shape[1]
-    mult = (np.arange(g, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-            + np.uint64(0xBF58476D1CE4E5B9)) | np.uint64(1)
+    mult = (
+        np.arange(g, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        + np.uint64(0xBF58476D1CE4E5B9)
+    ) | np.uint64(1)
     out = np.empty(X.shape[0], dtype=np.uint64)
     with np.errstate(over="ignore"):
         for r in range(0, X.shape[0], step):
@@ -498,11 +522,7 @@ class GeneticSearch:
         # log-scaled ints are not spaced at bin centres: the kernels treat them as continuous
         # and the engine moves them onto valid encodings after each generation
         kinds = self.space.kinds.copy()
-        self._log_int_cols = [
-            j
-            for j, name in enumerate(self.space.names)
-            if isinstance(self.space[name], Int) and self.space[name].log
-        ]
+        self._log_int_cols = log_int_columns(self.space)
         kinds[self._log_int_cols] = CONTINUOUS
         self._ops = make_operators(
             kinds,
@@ -551,6 +571,7 @@ class GeneticSearch:
     def _snap_log_ints(self, X: np.ndarray) -> None:
         for j in self._log_int_cols:
             p = self.space[self.space.names[j]]
+            assert isinstance(p, Int)
             vals = self.space.decode_column(j, X[:, j]).astype(np.float64)
             lo, hi = math.log(p.low - 0.5), math.log(p.high + 0.5)
             X[:, j] = (np.log(vals) - lo) / (hi - lo)
@@ -728,7 +749,9 @@ class GeneticSearch:
 
         elapsed = time.perf_counter() - t_start
         logger.info(
-            "genetic search stopped after %d generations (%s): best %.6g", gen, stop_reason,
+            "genetic search stopped after %d generations (%s): best %.6g",
+            gen,
+            stop_reason,
             sign * best_f,
         )
         return GeneticResult(

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int
-from ._ga_engine import make_operators, spawn_streams
+from ._ga_engine import log_int_columns, make_operators, spawn_streams
 from ._sampler import Sampler, SamplerContext
-from ._space import CONTINUOUS, Int, SearchSpace
+from ._space import CONTINUOUS, SearchSpace
 
 __all__ = ["GeneticSampler"]
 
@@ -102,9 +102,7 @@ class GeneticSampler(Sampler):
         if self._ops_cache is not None and self._ops_cache[0] is space:
             return self._ops_cache[1]
         kinds = space.kinds.copy()
-        log_ints = [
-            j for j, n in enumerate(space.names) if isinstance(space[n], Int) and space[n].log
-        ]
+        log_ints = log_int_columns(space)
         # log ints are not spaced at bin centres: evolve them as continuous (decoding rounds)
         kinds[log_ints] = CONTINUOUS
         ops = make_operators(kinds, space.n_levels, **self._options)
@@ -139,10 +137,13 @@ class GeneticSampler(Sampler):
     @staticmethod
     def _random(space: SearchSpace, rng: np.random.Generator, seen: set) -> dict[str, Any]:
         params = space.decode(space.sample_uniform(rng, 1)[0])
-        for _ in range(_MAX_REDRAWS):
-            if _params_key(params) not in seen:
-                break
-            params = space.decode(space.sample_uniform(rng, 1)[0])
+        if _params_key(params) not in seen:
+            return params
+        # small discrete spaces fill up: look through a batch for a point not tried yet
+        for x in space.sample_uniform(rng, 256):
+            candidate = space.decode(x)
+            if _params_key(candidate) not in seen:
+                return candidate
         return params
 
     def config(self) -> dict[str, Any]:
