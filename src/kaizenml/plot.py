@@ -9,7 +9,7 @@ Accepted inputs:
 
 * studies: an ``OptimizationResult`` (anything with ``.trials``), a list of trials (objects
   with ``.number``, ``.state``, ``.value``), or a plain sequence of values;
-* importances: an ``OptimizationResult`` (``.param_importances``) or a ``{name: importance}``
+* importances: an ``OptimizationResult`` (``.importance``) or a ``{name: importance}``
   mapping;
 * convergence: an ``OptimizationResult``, a genetic search history (mapping with ``best`` and
   ``mean`` per generation, or an object with ``.history``), or a sequence of values;
@@ -149,9 +149,11 @@ def plot_param_importances(
     >>> ax = plot_param_importances({"lr": 0.7, "hidden": 0.2, "l2": 0.1})  # doctest: +SKIP
     """
     if not isinstance(importances, Mapping):
-        got = _get(importances, "param_importances")
-        if got is None:
-            got = _get(importances, "importances")
+        got = None
+        for attr in ("importance", "param_importances", "importances"):
+            got = _get(importances, attr)
+            if got is not None:
+                break
         if callable(got):
             got = got()
         if got is None:
@@ -208,10 +210,12 @@ def plot_convergence(
         if callable(conv):
             conv = conv()
         direction = _direction_of(history, direction)
-        if isinstance(conv, Mapping) and "best" in conv:
-            x = np.asarray(conv.get("trial", conv.get("number", np.arange(len(conv["best"])))))
-            best = np.asarray(conv["best"], dtype=np.float64)
-            mean = np.asarray(conv["mean"], dtype=np.float64) if "mean" in conv else None
+        best_key = next((k for k in ("best_so_far", "best") if isinstance(conv, Mapping) and k in conv), None)
+        if best_key is not None:
+            best = np.asarray(conv[best_key], dtype=np.float64)
+            x = np.asarray(conv.get("number", conv.get("trial", np.arange(best.size))))
+            mean_key = next((k for k in ("running_mean", "mean") if k in conv), None)
+            mean = np.asarray(conv[mean_key], dtype=np.float64) if mean_key else None
         else:
             x, values, states = _history_values(history)
             ok = np.isfinite(values) & (np.asarray(states) == "complete")
