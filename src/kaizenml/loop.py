@@ -143,6 +143,22 @@ class ImprovementReport:
         return self.summary()
 
 
+class _UntrackedTrial:
+    """The trial handle given when a model is trained outside the study (re-measuring the
+    active version, or retraining the winner): reports are ignored and nothing is pruned."""
+
+    number = None
+
+    def report(self, step: int, value: float) -> None:
+        pass
+
+    def should_prune(self) -> bool:
+        return False
+
+
+_UNTRACKED = _UntrackedTrial()
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.6g}"
 
@@ -277,8 +293,9 @@ def improve_model(
     train_and_evaluate:
         ``train_and_evaluate(params, dataset)`` or ``train_and_evaluate(params, dataset,
         trial)``. ``dataset`` maps the raw columns of ``data`` and the computed feature columns
-        to numpy arrays. ``trial`` (``None`` when the active version is re-measured) has
-        ``report(step, value)`` and ``should_prune()``: report a validation score per epoch and
+        to numpy arrays. ``trial`` has ``report(step, value)`` and ``should_prune()`` (when the
+        active version is re-measured, or the winner retrained, it is a handle that records
+        nothing and never prunes): report a validation score per epoch and
         raise :class:`kaizenml.TrialPruned` when ``should_prune()`` is true. Return a dict of
         metrics (or a float), or ``(metrics, artifact)`` where ``artifact`` is a mapping of
         names to numpy arrays and JSON-able values (the trained model).
@@ -391,7 +408,7 @@ def improve_model(
         active_params = _stored_params(manager, model_name, report.baseline_version, space)
         if reevaluate_active and active_params is not None:
             try:
-                report.baseline_metrics, _ = call(dict(active_params), None)
+                report.baseline_metrics, _ = call(dict(active_params), _UNTRACKED)
                 report.baseline_source = "reevaluated"
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -466,9 +483,10 @@ def improve_model(
         return report
 
     # 4. the new version, with the winner's artifact (retrained when it ran in another process)
-    artifact = best_seen["artifact"] if best_seen["key"] == _params_key(report.best_params) else None
-    if artifact is None:
-        _, artifact = call(dict(report.best_params), None)
+    if best_seen["key"] == _params_key(report.best_params):
+        artifact = best_seen["artifact"]
+    else:
+        _, artifact = call(dict(report.best_params), _UNTRACKED)
     payload = _artifact_payload(artifact, report, space)
     version = manager.create_version(
         model_name,
@@ -508,7 +526,7 @@ def _active_version(manager: Any, model_name: str) -> Any:
 
 
 def _stored_params(manager: Any, model_name: str, version: str | None, space: Any) -> dict[str, Any] | None:
-    """The active version's tuned parameters when they fit today's space, else None."""
+    """The active version's tuned parameters when it has the space's parameters, else None."""
     if version is None:
         return None
     try:
@@ -520,12 +538,10 @@ def _stored_params(manager: Any, model_name: str, version: str | None, space: An
                        version, exc)
         return None
     params = artifact.get("params") if isinstance(artifact, Mapping) else None
-    if not isinstance(params, Mapping):
-        return None
-    try:
-        return space.validate_params(params)
-    except (ValueError, TypeError):
-        return None
+    if not isinstance(params, Mapping) or set(params) != set(space):
+        return None  # tuned over another set of parameters: compare with the stored metrics
+    # values outside today's ranges are kept: the champion is re-measured as it was tuned
+    return dict(params)
 
 
 def _finished_trials(

@@ -588,7 +588,7 @@ def _tune_classifier(
         ["best parameters", _fmt_params(rep.best_params or {})],
         ["best validation log-loss", rep.best_value],
         ["its test accuracy", (rep.best_metrics or {}).get("test_accuracy")],
-        ["active before", f"{rep.baseline_version} (log-loss {rep.baseline_value:.6g}, {rep.baseline_source})"
+        ["active before", f"{rep.baseline_version} (log-loss {rep.baseline_value}, {rep.baseline_source})"
          if rep.baseline_version else "none"],
         ["new version", rep.new_version],
         ["decision", ("PROMOTED: " if rep.promoted else "not promoted: ") + rep.reason],
