@@ -33,9 +33,7 @@ def subprocess_env() -> dict[str, str]:
     import kaizenml
 
     pkg_parent = str(Path(kaizenml.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p)
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     return env
 

@@ -81,7 +81,10 @@ def test_grid_resume_never_repeats_and_continues_numbering() -> None:
     storage = InMemoryStorage()
     space = {"a": Float(0.0, 1.0), "b": Categorical(["x", "y", "z"])}
     common = dict(
-        strategy="grid", sampler_options={"grid_points": 4}, storage=storage, study_name="g",
+        strategy="grid",
+        sampler_options={"grid_points": 4},
+        storage=storage,
+        study_name="g",
         pruner=None,
     )
     first = optimize_hyperparameters(space, lambda p: p["a"], max_trials=5, **common)
@@ -168,7 +171,10 @@ def test_random_search_reaches_the_known_optimum_region() -> None:
     res = optimize_hyperparameters(
         space,
         lambda p: (p["x"] - 0.3) ** 2 + (p["y"] + 0.2) ** 2,
-        strategy="random", max_trials=200, seed=0, pruner=None,
+        strategy="random",
+        max_trials=200,
+        seed=0,
+        pruner=None,
     )
     # 200 uniform points leave a 0.15-disc around the optimum empty with probability ~3%
     assert res.best_value < 0.15**2

@@ -25,7 +25,11 @@ SPACE = {"x": Float(-1.0, 1.0), "k": Int(1, 8), "c": Categorical(["a", None, Tru
 
 def _new(storage, **kw):
     return storage.create_study(
-        kw.get("name", "s"), direction="minimize", metric=None, space={}, sampler={},
+        kw.get("name", "s"),
+        direction="minimize",
+        metric=None,
+        space={},
+        sampler={},
         load_if_exists=kw.get("load_if_exists", False),
     )
 
@@ -63,7 +67,12 @@ def test_trial_life_cycle_on_both_backends(storage) -> None:
 
 def test_sql_study_reads_back_from_a_fresh_connection(sqlite_url) -> None:
     opt = HyperparameterOptimizer(
-        SPACE, strategy="random", seed=1, storage=sqlite_url, study_name="persist", pruner=None,
+        SPACE,
+        strategy="random",
+        seed=1,
+        storage=sqlite_url,
+        study_name="persist",
+        pruner=None,
         metric="loss",
     )
     for i in range(6):
@@ -82,7 +91,9 @@ def test_sql_study_reads_back_from_a_fresh_connection(sqlite_url) -> None:
     assert after == before
     assert after[4]["state"] == "failed" and "ZeroDivisionError: boom" in after[4]["error"]
     assert after[2]["metrics"] == {"loss": 1.0, "acc": 0.8} and after[2]["value"] == 1.0
-    assert rec.space == HyperparameterOptimizer(SPACE, pruner=None, strategy="random").space.to_dict()
+    assert (
+        rec.space == HyperparameterOptimizer(SPACE, pruner=None, strategy="random").space.to_dict()
+    )
 
 
 def test_resume_continues_numbering_and_budget(sqlite_url) -> None:
@@ -106,16 +117,25 @@ def test_resume_continues_numbering_and_budget(sqlite_url) -> None:
 
 
 def test_resume_with_another_space_or_direction_is_refused(sqlite_url) -> None:
-    HyperparameterOptimizer(SPACE, storage=sqlite_url, study_name="fixed", strategy="random").close()
+    HyperparameterOptimizer(
+        SPACE, storage=sqlite_url, study_name="fixed", strategy="random"
+    ).close()
     with pytest.raises(ValidationError, match="search space"):
         HyperparameterOptimizer(
-            {"x": Float(0.0, 1.0)}, storage=sqlite_url, study_name="fixed",
-            load_if_exists=True, strategy="random",
+            {"x": Float(0.0, 1.0)},
+            storage=sqlite_url,
+            study_name="fixed",
+            load_if_exists=True,
+            strategy="random",
         )
     with pytest.raises(ValidationError, match="direction"):
         HyperparameterOptimizer(
-            SPACE, storage=sqlite_url, study_name="fixed", load_if_exists=True,
-            direction="maximize", strategy="random",
+            SPACE,
+            storage=sqlite_url,
+            study_name="fixed",
+            load_if_exists=True,
+            direction="maximize",
+            strategy="random",
         )
     with pytest.raises(ValidationError, match="study_name"):
         HyperparameterOptimizer(SPACE, storage=sqlite_url, study_name="../x", strategy="random")
@@ -149,7 +169,10 @@ def test_four_processes_share_one_sqlite_study(sqlite_url, python, subprocess_en
     procs = [
         subprocess.Popen(
             [python, "-c", _WORKER, sqlite_url, str(i)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=subprocess_env,
+            text=True,
         )
         for i in range(4)
     ]
@@ -169,8 +192,12 @@ def test_four_processes_share_one_sqlite_study(sqlite_url, python, subprocess_en
 
 def test_live_heartbeat_protects_a_trial_and_a_stopped_one_is_reclaimed(sqlite_url) -> None:
     kw = dict(
-        strategy="random", storage=sqlite_url, study_name="hb", pruner=None,
-        heartbeat_interval=0.1, grace_period=0.6,
+        strategy="random",
+        storage=sqlite_url,
+        study_name="hb",
+        pruner=None,
+        heartbeat_interval=0.1,
+        grace_period=0.6,
     )
     owner = HyperparameterOptimizer(SPACE, **kw)
     t = owner.ask()
@@ -211,17 +238,29 @@ def test_killed_process_trial_is_reclaimed(
     sqlite_url, python, subprocess_env, retry_failed
 ) -> None:
     out = subprocess.run(
-        [python, "-c", _KILLED, sqlite_url], capture_output=True, text=True,
-        env=subprocess_env, timeout=120,
+        [python, "-c", _KILLED, sqlite_url],
+        capture_output=True,
+        text=True,
+        env=subprocess_env,
+        timeout=120,
     )
     assert out.returncode == 9, out.stderr
     number, x = out.stdout.split()
     assert number == "0"
     time.sleep(0.8)
     res = optimize_hyperparameters(
-        {"x": Float(0.0, 1.0)}, lambda p: p["x"], strategy="random", seed=0,
-        storage=sqlite_url, study_name="killed", load_if_exists=True, max_trials=5,
-        pruner=None, heartbeat_interval=0.1, grace_period=0.6, retry_failed=retry_failed,
+        {"x": Float(0.0, 1.0)},
+        lambda p: p["x"],
+        strategy="random",
+        seed=0,
+        storage=sqlite_url,
+        study_name="killed",
+        load_if_exists=True,
+        max_trials=5,
+        pruner=None,
+        heartbeat_interval=0.1,
+        grace_period=0.6,
+        retry_failed=retry_failed,
     )
     assert [t.number for t in res.trials] == [0, 1, 2, 3, 4]
     first = res.trials[0]

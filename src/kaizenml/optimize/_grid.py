@@ -85,9 +85,7 @@ def grid_values(
     grid_points = check_int(grid_points, "grid_points", minimum=2)
     if max_int_points is not None:
         max_int_points = check_int(max_int_points, "max_int_points", minimum=2)
-    return {
-        name: _param_values(space[name], grid_points, max_int_points) for name in space.names
-    }
+    return {name: _param_values(space[name], grid_points, max_int_points) for name in space.names}
 
 
 class GridSampler(Sampler):
@@ -127,7 +125,9 @@ class GridSampler(Sampler):
         super().__init__(seed=seed)
         self.grid_points = check_int(grid_points, "grid_points", minimum=2)
         self.max_int_points = (
-            None if max_int_points is None else check_int(max_int_points, "max_int_points", minimum=2)
+            None
+            if max_int_points is None
+            else check_int(max_int_points, "max_int_points", minimum=2)
         )
         self.shuffle = bool(shuffle)
         self._space: SearchSpace | None = None

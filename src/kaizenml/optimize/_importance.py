@@ -75,7 +75,9 @@ class GPSurrogate:
         self.n_restarts = n_restarts
         self.max_iter = max_iter
 
-    def _nll(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, diffs2: np.ndarray) -> tuple[float, np.ndarray]:
+    def _nll(
+        self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, diffs2: np.ndarray
+    ) -> tuple[float, np.ndarray]:
         from scipy import linalg
 
         n, d = X.shape
@@ -134,8 +136,13 @@ class GPSurrogate:
         for ls0 in starts:
             theta0 = np.array([math.log(ls0)] * d + [0.0, math.log(1e-2)])
             res = optimize.minimize(
-                self._nll, theta0, args=(X, ys, diffs2), jac=True, method="L-BFGS-B",
-                bounds=bounds, options={"maxiter": self.max_iter},
+                self._nll,
+                theta0,
+                args=(X, ys, diffs2),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": self.max_iter},
             )
             if best is None or res.fun < best.fun:
                 best = res
@@ -242,9 +249,7 @@ def _sobol_first_order(
 
     gp = GPSurrogate()._fit(space.one_hot(U), y)
 
-    base = qmc.Sobol(d=space.n_dims, scramble=True, seed=np.random.default_rng(seed)).random(
-        n_base
-    )
+    base = qmc.Sobol(d=space.n_dims, scramble=True, seed=np.random.default_rng(seed)).random(n_base)
     base = space.snap(base)
     total_var = float(np.var(gp.predict(space.one_hot(base))))
     out: dict[str, float] = {}

@@ -32,7 +32,9 @@ logger = logging.getLogger("kaizenml.optimize")
 _DIRECTIONS = ("minimize", "maximize")
 
 
-def resolve_value(metrics: Any, metric: str | None, trial_number: int) -> tuple[float, dict[str, float]]:
+def resolve_value(
+    metrics: Any, metric: str | None, trial_number: int
+) -> tuple[float, dict[str, float]]:
     """Turn what an objective returned into ``(objective value, metrics dict)``.
 
     Raises :class:`~kaizenml.ValidationError` for unusable results; a non-finite value is
@@ -177,13 +179,17 @@ class HyperparameterOptimizer:
             logger.debug("seed=%s ignored: the Sampler instance carries its own seed", seed)
         self.sampler = make_sampler(strategy, seed=seed, **dict(sampler_options or {}))
         self.pruner = make_pruner(pruner, **dict(pruner_options or {}))
-        self.max_trials = None if max_trials is None else check_int(max_trials, "max_trials", minimum=1)
+        self.max_trials = (
+            None if max_trials is None else check_int(max_trials, "max_trials", minimum=1)
+        )
         self.timeout = None if timeout is None else check_float(timeout, "timeout", minimum=0.0)
         self.early_stopping = bool(early_stopping)
         self.patience = check_int(patience, "patience", minimum=1)
         self.min_delta = check_float(min_delta, "min_delta", minimum=0.0)
         self.retry_failed = check_int(retry_failed, "retry_failed", minimum=0)
-        self.heartbeat_interval = check_float(heartbeat_interval, "heartbeat_interval", minimum=1e-3)
+        self.heartbeat_interval = check_float(
+            heartbeat_interval, "heartbeat_interval", minimum=1e-3
+        )
         self.grace_period = (
             4.0 * self.heartbeat_interval
             if grace_period is None
@@ -300,11 +306,16 @@ class HyperparameterOptimizer:
             if t.state == TrialState.FAILED:
                 logger.warning("%s", t.error)
             else:
-                logger.warning("trial %d lost its heartbeat and was put back in the queue", t.number)
+                logger.warning(
+                    "trial %d lost its heartbeat and was put back in the queue", t.number
+                )
         return out
 
     def _maybe_reclaim(self) -> None:
-        if self._storage.shareable and time.monotonic() - self._last_reclaim > self.grace_period / 2:
+        if (
+            self._storage.shareable
+            and time.monotonic() - self._last_reclaim > self.grace_period / 2
+        ):
             self.reclaim_stale_trials()
 
     def budget_left(self, trials: list[Trial] | None = None) -> int | None:
@@ -492,7 +503,12 @@ class HyperparameterOptimizer:
                 number, f"the objective returned a non-finite value ({value})", metrics=all_metrics
             )
         trial = self._storage.finish_trial(
-            self._study.study_id, number, TrialState.COMPLETE, value=value, metrics=all_metrics, **kw
+            self._study.study_id,
+            number,
+            TrialState.COMPLETE,
+            value=value,
+            metrics=all_metrics,
+            **kw,
         )
         return self._finished(trial)
 
@@ -509,8 +525,12 @@ class HyperparameterOptimizer:
         if metrics is not None:
             metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
         trial = self._storage.finish_trial(
-            self._study.study_id, number, TrialState.FAILED, error=error or "failed",
-            metrics=metrics, **kw
+            self._study.study_id,
+            number,
+            TrialState.FAILED,
+            error=error or "failed",
+            metrics=metrics,
+            **kw,
         )
         return self._finished(trial)
 
@@ -551,4 +571,3 @@ def best_of(trials: list[Trial], direction: str) -> Trial | None:
         if v is not None and sign * v < best_v:
             best, best_v = t, sign * v
     return best
-

@@ -132,7 +132,9 @@ class PercentilePruner(Pruner):
         step = _step_checks(trial, self.n_warmup_steps, self.interval_steps)
         if step is None:
             return False
-        completed = [t for t in trials if t.state == TrialState.COMPLETE and t.number != trial.number]
+        completed = [
+            t for t in trials if t.state == TrialState.COMPLETE and t.number != trial.number
+        ]
         if len(completed) < self.n_startup_trials:
             return False
         sign = direction_sign(direction)

@@ -63,9 +63,7 @@ class RandomSampler(Sampler):
         position = check_int(position, "trial_number", minimum=0)
         if self._sobol_engine is None or self._sobol_dims != n_dims:
             seq = np.random.SeedSequence([int(self._entropy), 0x5EB0])
-            self._sobol_engine = qmc.Sobol(
-                d=n_dims, scramble=True, seed=np.random.default_rng(seq)
-            )
+            self._sobol_engine = qmc.Sobol(d=n_dims, scramble=True, seed=np.random.default_rng(seq))
             self._sobol_dims = n_dims
             self._sobol_block = -1
         block = position // _SOBOL_BLOCK

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -325,6 +324,3 @@ def _nan_to_none(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return _nan_to_none(obj.item())
     return obj
-
-
-

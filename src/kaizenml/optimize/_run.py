@@ -138,7 +138,9 @@ class _SQLWorkerBackend:
 class _SnapshotBackend:
     """Reports kept in the task; pruning against the finished trials sent with it."""
 
-    def __init__(self, snapshot: Sequence[Trial], params: dict[str, Any], pruner: Pruner, direction: str) -> None:
+    def __init__(
+        self, snapshot: Sequence[Trial], params: dict[str, Any], pruner: Pruner, direction: str
+    ) -> None:
         self.snapshot = list(snapshot)
         self.params = params
         self.pruner = pruner
@@ -299,8 +301,9 @@ def _apply_outcome(opt: HyperparameterOptimizer, trial: Trial, out: Mapping[str,
         return opt.fail_trial(number, str(exc), intermediate_values=inter)
     if not math.isfinite(value):
         logger.warning("trial %d failed: the objective returned %s", number, value)
-    return opt.complete_trial(number, metrics if isinstance(out["result"], Mapping) else value,
-                              intermediate_values=inter)
+    return opt.complete_trial(
+        number, metrics if isinstance(out["result"], Mapping) else value, intermediate_values=inter
+    )
 
 
 def optimize_hyperparameters(
@@ -358,8 +361,9 @@ def optimize_hyperparameters(
     n_jobs:
         Worker processes (loky); ``-1`` uses every CPU. Ignored when ``executor`` is given.
     executor:
-        Any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``); as many
-        trials as ``n_jobs`` (at least 2) are kept in flight.
+        Any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``). Up to
+        ``n_jobs`` trials are kept in flight; with the default ``n_jobs=1``, as many as the
+        executor's ``max_workers`` when it exposes it, else 2.
     storage, study_name, load_if_exists:
         Where the study lives (``None``: memory; ``"sqlite:///file.db"``), its name, and whether
         to resume it.
@@ -457,7 +461,10 @@ def _after_trial(
     if trial.state == TrialState.COMPLETE:
         logger.info(
             "trial %d complete: value=%.6g params=%s; best is trial %d (%.6g)",
-            trial.number, trial.value, trial.params, best.number if best else -1,
+            trial.number,
+            trial.value,
+            trial.params,
+            best.number if best else -1,
             best.value if best else math.nan,
         )
     else:
@@ -524,7 +531,12 @@ def _run_parallel(
             "it refers to can be pickled by cloudpickle, or use n_jobs=1"
         ) from exc
     own_executor = executor is None
-    n_slots = n_jobs if own_executor else max(n_jobs, 2)
+    if own_executor or n_jobs > 1:
+        n_slots = n_jobs
+    else:
+        # keep the executor busy: its worker count when it tells, else two trials in flight
+        workers = getattr(executor, "_max_workers", None)
+        n_slots = workers if isinstance(workers, int) and workers > 0 else 2
 
     def get_executor() -> cf.Executor:
         if executor is not None:
@@ -562,7 +574,7 @@ def _run_parallel(
         nonlocal ex, executor_dead
         try:
             fut = ex.submit(_execute_trial, task_for(trial))
-        except (cf.BrokenExecutor, RuntimeError) as exc:
+        except (cf.BrokenExecutor, RuntimeError):
             if own_executor:
                 ex = get_executor()
                 try:

@@ -302,7 +302,9 @@ class InMemoryStorage(StudyStorage):
         with self._lock:
             return self._trial(study_id, number)
 
-    def _insert(self, study_id: int, params: dict[str, Any], owner: str | None, attrs: Any) -> Trial:
+    def _insert(
+        self, study_id: int, params: dict[str, Any], owner: str | None, attrs: Any
+    ) -> Trial:
         trials = self._trials[study_id]
         t = Trial(number=len(trials), params=dict(params), system_attrs=dict(attrs or {}))
         trials.append(t)
@@ -368,7 +370,18 @@ class InMemoryStorage(StudyStorage):
         with self._lock:
             self._trial(study_id, number).intermediate_values.clear()
 
-    def finish_trial(self, study_id, number, state, *, value=None, metrics=None, error=None, intermediate_values=None, user_attrs=None):  # type: ignore[no-untyped-def]
+    def finish_trial(
+        self,
+        study_id,
+        number,
+        state,
+        *,
+        value=None,
+        metrics=None,
+        error=None,
+        intermediate_values=None,
+        user_attrs=None,
+    ):  # type: ignore[no-untyped-def]
         with self._lock:
             t = self._trial(study_id, number)
             _check_finished_transition(t, "told")
@@ -557,7 +570,9 @@ class SQLStorage(StudyStorage):
         def txn() -> None:
             with self.engine.begin() as conn:
                 conn.execute(sa.delete(trials_table).where(trials_table.c.study_id == rec.study_id))
-                conn.execute(sa.delete(studies_table).where(studies_table.c.study_id == rec.study_id))
+                conn.execute(
+                    sa.delete(studies_table).where(studies_table.c.study_id == rec.study_id)
+                )
 
         retry_on_conflict(txn)
         with self._lock:
@@ -578,9 +593,7 @@ class SQLStorage(StudyStorage):
             if cache.unfinished:
                 cond = sa.or_(cond, t.c.number.in_(list(cache.unfinished)))
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(t).where(t.c.study_id == study_id, cond)
-                ).fetchall()
+                rows = conn.execute(sa.select(t).where(t.c.study_id == study_id, cond)).fetchall()
             for row in rows:
                 cache.put(_row_to_trial(row), row.owner)
             merged = {**cache.finished, **cache.unfinished}
@@ -604,7 +617,9 @@ class SQLStorage(StudyStorage):
             return bool(self._cache(study_id).queued)
 
     # trials: writing -----------------------------------------------------------------------
-    def _insert_values(self, study_id: int, number: int, params: dict[str, Any], owner: str | None, attrs: Any) -> dict[str, Any]:
+    def _insert_values(
+        self, study_id: int, number: int, params: dict[str, Any], owner: str | None, attrs: Any
+    ) -> dict[str, Any]:
         return dict(
             study_id=study_id,
             number=number,
@@ -775,7 +790,9 @@ class SQLStorage(StudyStorage):
                     values.update(state=TrialState.RUNNING.value, datetime_start=time.time())
                     trial.state = TrialState.RUNNING
                 conn.execute(
-                    sa.update(t).where(t.c.study_id == study_id, t.c.number == number).values(**values)
+                    sa.update(t)
+                    .where(t.c.study_id == study_id, t.c.number == number)
+                    .values(**values)
                 )
                 return trial
 
@@ -796,7 +813,18 @@ class SQLStorage(StudyStorage):
             if cached is not None:
                 cached.intermediate_values.clear()
 
-    def finish_trial(self, study_id, number, state, *, value=None, metrics=None, error=None, intermediate_values=None, user_attrs=None):  # type: ignore[no-untyped-def]
+    def finish_trial(
+        self,
+        study_id,
+        number,
+        state,
+        *,
+        value=None,
+        metrics=None,
+        error=None,
+        intermediate_values=None,
+        user_attrs=None,
+    ):  # type: ignore[no-untyped-def]
         t = trials_table
         now = time.time()
         values: dict[str, Any] = {
