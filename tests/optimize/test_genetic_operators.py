@@ -39,15 +39,6 @@ class _Replay:
     def randint(self, n):
         return min(int(self.u() * n), n - 1)
 
-    def coin(self, pool):
-        if pool[1] == 0:
-            pool[0] = int(self.bg.random_raw())
-            pool[1] = 64
-        out = pool[0] & 1
-        pool[0] >>= 1
-        pool[1] -= 1
-        return out
-
     @staticmethod
     def snap(x, n):
         lv = min(max(math.floor(x * n), 0), n - 1)
@@ -69,45 +60,54 @@ class _Replay:
             o["crossover_rate"] < 1.0 and self.u() >= o["crossover_rate"]
         ):
             return c1, c2
-        pool = [0, 0]
         inv = 1.0 / (o["crossover_eta"] + 1.0)
-        for j in range(len(a)):
-            x1, x2 = a[j], b[j]
-            if o["gene_crossover_rate"] == 0.5:
-                crossed = self.coin(pool)
-            elif o["gene_crossover_rate"] >= 1.0:
-                crossed = 1
+        g = len(a)
+        for w0 in range(0, g, 64):
+            wlen = min(64, g - w0)
+            rate = o["gene_crossover_rate"]
+            if rate == 0.5:
+                mask = int(self.bg.random_raw())
+            elif rate >= 1.0:
+                mask = (1 << 64) - 1
             else:
-                crossed = self.u() < o["gene_crossover_rate"]
-            if not crossed:
-                continue
-            if self.kinds[j] == CAT or o["crossover"] == "uniform":
-                c1[j], c2[j] = x2, x1
-                continue
-            if o["crossover"] == "sbx":
-                d = abs(x2 - x1)
-                if d < 1e-14:
+                mask = sum(1 << t for t in range(wlen) if self.u() < rate)
+            mask &= (1 << wlen) - 1
+            sides = int(self.bg.random_raw()) if o["crossover"] == "sbx" and mask else 0
+            for t in range(wlen):
+                if not (mask >> t) & 1:
                     continue
-                u = self.u()
-                if u <= 0.5:
-                    beta = 0.0 if u == 0.0 else math.exp(math.log(2.0 * u) * inv)
+                j = w0 + t
+                x1, x2 = a[j], b[j]
+                if self.kinds[j] == CAT or o["crossover"] == "uniform":
+                    c1[j], c2[j] = x2, x1
+                    continue
+                if o["crossover"] == "sbx":
+                    d = abs(x2 - x1)
+                    if d < 1e-14:
+                        continue
+                    u = self.u()
+                    tt = 2.0 * u if u <= 0.5 else 0.5 / (1.0 - u)
+                    if o["crossover_eta"] + 1.0 in (2.0, 4.0, 8.0, 16.0, 32.0, 64.0):
+                        beta = tt
+                        for _ in range(int(math.log2(o["crossover_eta"] + 1.0))):
+                            beta = math.sqrt(beta)
+                    else:
+                        beta = 0.0 if tt == 0.0 else math.exp(math.log(tt) * inv)
+                    mean = 0.5 * (x1 + x2)
+                    half = min(0.5 * beta * d, min(mean, 1.0 - mean))
+                    if int(x1 <= x2) != (sides >> t) & 1:
+                        y1, y2 = mean - half, mean + half
+                    else:
+                        y1, y2 = mean + half, mean - half
                 else:
-                    beta = math.exp(-math.log(2.0 * (1.0 - u)) * inv)
-                mean = 0.5 * (x1 + x2)
-                half = min(0.5 * beta * d, min(mean, 1.0 - mean))
-                if int(x1 <= x2) != self.coin(pool):
-                    y1, y2 = mean - half, mean + half
-                else:
-                    y1, y2 = mean + half, mean - half
-            else:
-                lo, hi = min(x1, x2), max(x1, x2)
-                ext = o["blx_alpha"] * (hi - lo)
-                lo, hi = lo - ext, hi + ext
-                y1 = min(max(lo + (hi - lo) * self.u(), 0.0), 1.0)
-                y2 = min(max(lo + (hi - lo) * self.u(), 0.0), 1.0)
-            if self.kinds[j] == DISC:
-                y1, y2 = self.snap(y1, self.nlev[j]), self.snap(y2, self.nlev[j])
-            c1[j], c2[j] = y1, y2
+                    lo, hi = min(x1, x2), max(x1, x2)
+                    ext = o["blx_alpha"] * (hi - lo)
+                    lo, hi = lo - ext, hi + ext
+                    y1 = min(max(lo + (hi - lo) * self.u(), 0.0), 1.0)
+                    y2 = min(max(lo + (hi - lo) * self.u(), 0.0), 1.0)
+                if self.kinds[j] == DISC:
+                    y1, y2 = self.snap(y1, self.nlev[j]), self.snap(y2, self.nlev[j])
+                c1[j], c2[j] = y1, y2
         return c1, c2
 
     def skip(self):
@@ -160,12 +160,12 @@ class _Replay:
     def generation_chunk(self, pop, fit, n_out, p0, p1, out):
         g = pop.shape[1]
         mutating = self.o["mutation"] != "none" and self.o["mutation_rate"] > 0
+        winners = [self.tournament(fit) for _ in range(2 * (p1 - p0))]
         next_mut = self.skip() if mutating else 0
         flat = []
         for p in range(p0, p1):
-            a = self.tournament(fit)
-            b = self.tournament(fit)
-            c1, c2 = self.cross(pop[a], pop[b])
+            i = p - p0
+            c1, c2 = self.cross(pop[winners[2 * i]], pop[winners[2 * i + 1]])
             rows = [c1, c2] if 2 * p + 1 < n_out else [c1]
             for row in rows:
                 flat.extend(row)
@@ -208,6 +208,7 @@ def _mixed_population(rng, n):
     [
         {},
         {"gene_crossover_rate": 1.0},
+        {"gene_crossover_rate": 1.0, "crossover_eta": 10.0},
         {"gene_crossover_rate": 0.7, "crossover_rate": 1.0, "tournament_size": 3},
         {"crossover": "blx", "mutation": "gaussian", "mutation_sigma": 0.3},
         {"crossover": "uniform", "mutation_rate": 1.0},
@@ -233,6 +234,22 @@ def test_generation_matches_python_replay(opts, n_out):
         _Replay(bg, MIXED_KINDS, MIXED_LEVELS, o).generation_chunk(
             pop, fit, n_out, c * chunk, p1, expected
         )
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("gene_rate", [0.5, 0.3])
+def test_generation_replay_with_more_than_64_genes(gene_rate):
+    g = 70  # two mask words per pair, the second one partial
+    kinds, levels = np.zeros(g, np.int64), np.zeros(g, np.int64)
+    kinds[65], levels[65] = DISC, 4
+    rng = np.random.default_rng(2)
+    pop, fit = rng.random((6, g)), rng.random(6)
+    pop[:, 65] = 0.375
+    o = {**DEFAULTS, "gene_crossover_rate": gene_rate, "crossover_rate": 1.0}
+    out = np.empty((6, g))
+    make_operators(kinds, levels, **o).generation(pop, fit, out, spawn_streams(3, 1), 8, 1)
+    expected = np.full_like(out, np.nan)
+    _Replay(spawn_streams(3, 1)[0], kinds, levels, o).generation_chunk(pop, fit, 6, 0, 3, expected)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
 
 

@@ -19,7 +19,8 @@ Layout and conventions
   parallel, with any thread count.
 
 SBX here is the symmetric form: both children sit at ``mean -/+ beta * |x2 - x1| / 2`` with one
-spread factor ``beta`` per crossed gene pair (one ``log`` and one ``exp``), and the spread is
+spread factor ``beta`` per crossed gene pair (one ``log`` and one ``exp``, or ``k`` square roots
+when ``eta + 1 == 2^k`` as for the common ``eta = 15``), and the spread is
 shrunk, never the centre moved, when a child would leave ``[0, 1]``, so the children always stay
 symmetric around the parents' mean.
 """
@@ -34,6 +35,22 @@ from cython.parallel cimport prange
 from numpy.random cimport bitgen_t
 
 import numpy as np
+
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #include <intrin.h>
+    static inline int kz_ctz64(unsigned long long x) {
+        unsigned long i; _BitScanForward64(&i, x); return (int)i;
+    }
+    #define KZ_PREFETCH(p) ((void)0)
+    #else
+    static inline int kz_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+    #define KZ_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 1)
+    #endif
+    """
+    int kz_ctz64(uint64_t x) noexcept nogil
+    void KZ_PREFETCH(const void* p) noexcept nogil
 
 # gene kinds (same numbers as kaizenml.optimize._space)
 cdef enum:
@@ -61,6 +78,7 @@ ctypedef struct GAParams:
     double gene_rate        # probability that a gene of a crossed pair is crossed
     bint gene_rate_half     # gene_rate == 0.5: take the coin from a bit of a 64-bit draw
     double inv_eta_c1       # 1 / (eta_c + 1)
+    int sbx_sqrts           # k when eta_c + 1 == 2^k (1 <= k <= 6), else 0
     double alpha            # BLX-alpha
     int mutation
     double mut_rate         # per-gene mutation probability
@@ -94,18 +112,6 @@ cdef inline double _normal(bitgen_t* rng) noexcept nogil:
         if s > 0.0 and s < 1.0:
             break
     return a * sqrt(-2.0 * log(s) / s)
-
-
-cdef inline int _coin(bitgen_t* rng, uint64_t* bits, int* nbits) noexcept nogil:
-    # a fair coin from a pool of 64 random bits, refilled when empty
-    cdef int out
-    if nbits[0] == 0:
-        bits[0] = rng.next_uint64(rng.state)
-        nbits[0] = 64
-    out = <int>(bits[0] & 1)
-    bits[0] >>= 1
-    nbits[0] -= 1
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,74 +160,91 @@ cdef inline Py_ssize_t _tournament(const double* fit, Py_ssize_t n, int k,
 cdef void _cross_pair(const double* a, const double* b, double* c1, double* c2, Py_ssize_t g,
                       const int64_t* kinds, const int64_t* nlev, const GAParams* P,
                       bitgen_t* rng) noexcept nogil:
-    """Two children ``c1``, ``c2`` of parents ``a``, ``b`` (rows of ``g`` genes)."""
-    cdef Py_ssize_t j
-    cdef uint64_t bits = 0
-    cdef int nbits = 0
-    cdef int crossed
+    """Two children ``c1``, ``c2`` of parents ``a``, ``b`` (rows of ``g`` genes).
+
+    Draw order, per pair: one uniform for the pair's crossover decision (when the rate is
+    below 1); then per block of 64 genes the crossed-gene mask (one 64-bit word when the gene
+    rate is 1/2, none when it is 1, else one uniform per gene), for SBX one 64-bit word of
+    side coins, and per crossed gene in increasing order its own draws (SBX: one uniform;
+    BLX: two). Crossed genes are visited through the set bits of the mask, so the loop has no
+    unpredictable branch on the coin."""
+    cdef Py_ssize_t j, w0, wlen, t
+    cdef int r
+    cdef uint64_t mask, sides
     cdef int64_t kind
-    cdef double x1, x2, d, u, beta, mean, half, lim, y1, y2, lo, hi, ext, t
+    cdef double x1, x2, d, u, tt, beta, mean, half, lim, sgn, y1, y2, lo, hi, ext
+    memcpy(c1, a, g * sizeof(double))
+    memcpy(c2, b, g * sizeof(double))
     if P.crossover == X_NONE or (
         P.crossover_rate < 1.0 and rng.next_double(rng.state) >= P.crossover_rate
     ):
-        memcpy(c1, a, g * sizeof(double))
-        memcpy(c2, b, g * sizeof(double))
         return
-    for j in range(g):
-        x1 = a[j]
-        x2 = b[j]
+    w0 = 0
+    while w0 < g:
+        wlen = g - w0 if g - w0 < 64 else 64
         if P.gene_rate_half:
-            crossed = _coin(rng, &bits, &nbits)
+            mask = rng.next_uint64(rng.state)
         elif P.gene_rate >= 1.0:
-            crossed = 1
+            mask = ~(<uint64_t>0)
         else:
-            crossed = rng.next_double(rng.state) < P.gene_rate
-        if not crossed:
-            c1[j] = x1
-            c2[j] = x2
-            continue
-        kind = kinds[j]
-        if kind == K_CAT or P.crossover == X_UNIFORM:
-            # unordered levels (and uniform crossover) only exchange values
-            c1[j] = x2
-            c2[j] = x1
-            continue
-        if P.crossover == X_SBX:
-            d = fabs(x2 - x1)
-            if d < 1e-14:
-                c1[j] = x1
-                c2[j] = x2
+            mask = 0
+            for t in range(wlen):
+                if rng.next_double(rng.state) < P.gene_rate:
+                    mask |= (<uint64_t>1) << t
+        if wlen < 64:
+            mask &= ((<uint64_t>1) << wlen) - 1
+        sides = rng.next_uint64(rng.state) if (P.crossover == X_SBX and mask != 0) else 0
+        while mask != 0:
+            t = kz_ctz64(mask)
+            mask &= mask - 1
+            j = w0 + t
+            x1 = a[j]
+            x2 = b[j]
+            kind = kinds[j]
+            if kind == K_CAT or P.crossover == X_UNIFORM:
+                # unordered levels (and uniform crossover) only exchange values
+                c1[j] = x2
+                c2[j] = x1
                 continue
-            u = rng.next_double(rng.state)
-            if u <= 0.5:
-                beta = exp(log(2.0 * u) * P.inv_eta_c1)      # u == 0 gives beta == 0
-            else:
-                beta = exp(-log(2.0 * (1.0 - u)) * P.inv_eta_c1)
-            mean = 0.5 * (x1 + x2)
-            half = 0.5 * beta * d
-            lim = mean if mean < 1.0 - mean else 1.0 - mean
-            if half > lim:
-                half = lim
-            # child 1 on parent a's side, then the two exchange the gene with probability 1/2
-            if (x1 <= x2) != _coin(rng, &bits, &nbits):
-                y1 = mean - half
-                y2 = mean + half
-            else:
-                y1 = mean + half
-                y2 = mean - half
-        else:  # BLX-alpha
-            lo = x1 if x1 < x2 else x2
-            hi = x2 if x1 < x2 else x1
-            ext = P.alpha * (hi - lo)
-            lo = lo - ext
-            hi = hi + ext
-            y1 = _clip01(lo + (hi - lo) * rng.next_double(rng.state))
-            y2 = _clip01(lo + (hi - lo) * rng.next_double(rng.state))
-        if kind == K_DISC:
-            y1 = _snap(y1, nlev[j])
-            y2 = _snap(y2, nlev[j])
-        c1[j] = y1
-        c2[j] = y2
+            if P.crossover == X_SBX:
+                d = fabs(x2 - x1)
+                if d < 1e-14:
+                    continue
+                u = rng.next_double(rng.state)
+                # beta = (2u)^(1/(eta+1)) below 1/2, (2(1-u))^(-1/(eta+1)) above: one log and
+                # one exp either way (u == 0 gives beta == 0)
+                tt = 2.0 * u if u <= 0.5 else 0.5 / (1.0 - u)
+                if P.sbx_sqrts:
+                    # eta + 1 == 2^k: the root is k square roots, each correctly rounded and
+                    # several times cheaper than log + exp
+                    beta = tt
+                    for r in range(P.sbx_sqrts):
+                        beta = sqrt(beta)
+                else:
+                    beta = exp(log(tt) * P.inv_eta_c1)
+                mean = 0.5 * (x1 + x2)
+                half = 0.5 * beta * d
+                lim = mean if mean < 1.0 - mean else 1.0 - mean
+                if half > lim:
+                    half = lim
+                # child 1 on parent a's side unless its side coin says otherwise
+                sgn = -1.0 if ((x1 <= x2) != <int>((sides >> t) & 1)) else 1.0
+                y1 = mean + sgn * half
+                y2 = mean - sgn * half
+            else:  # BLX-alpha
+                lo = x1 if x1 < x2 else x2
+                hi = x2 if x1 < x2 else x1
+                ext = P.alpha * (hi - lo)
+                lo = lo - ext
+                hi = hi + ext
+                y1 = _clip01(lo + (hi - lo) * rng.next_double(rng.state))
+                y2 = _clip01(lo + (hi - lo) * rng.next_double(rng.state))
+            if kind == K_DISC:
+                y1 = _snap(y1, nlev[j])
+                y2 = _snap(y2, nlev[j])
+            c1[j] = y1
+            c2[j] = y2
+        w0 += 64
 
 
 cdef inline double _mutate_gene(double x, int64_t kind, int64_t n, const GAParams* P,
@@ -303,25 +326,38 @@ cdef inline void _mut_at(double* base, Py_ssize_t pos, Py_ssize_t g, const int64
 cdef void _generation_chunk(const double* pop, Py_ssize_t n_pop, const double* fit, double* out,
                             Py_ssize_t n_out, Py_ssize_t g, Py_ssize_t p0, Py_ssize_t p1,
                             const int64_t* kinds, const int64_t* nlev, const GAParams* P,
-                            bitgen_t* rng, double* scratch) noexcept nogil:
-    """Offspring rows ``2 * p0`` up to ``2 * p1`` (capped at ``n_out``): selection, crossover
-    and mutation of each pair while its rows are still in cache."""
-    cdef Py_ssize_t p, a, b, r0, nrows
+                            bitgen_t* rng, double* scratch, int64_t* winners) noexcept nogil:
+    """Offspring rows ``2 * p0`` up to ``2 * p1`` (capped at ``n_out``).
+
+    Draw order: the ``2 * (p1 - p0)`` tournaments of the chunk first (their winners are known
+    early, so the parents' rows are prefetched a few pairs ahead of use), then the first
+    mutation gap, then per pair its crossover draws followed by the mutation draws of the genes
+    it completes. Mutation positions run as one geometric stream over the chunk's genes."""
+    cdef Py_ssize_t p, i, r0, nrows, n_p = p1 - p0, line, ahead
     cdef double* c2
-    cdef Py_ssize_t next_mut, row_end
+    cdef const double* row
+    cdef Py_ssize_t next_mut = 0, row_end
     cdef int mutating = P.mutation != M_NONE and P.mut_rate > 0.0
-    next_mut = _skip(P, rng) if mutating else 0
+    cdef Py_ssize_t row_bytes = g * sizeof(double)
+    for i in range(2 * n_p):
+        winners[i] = _tournament(fit, n_pop, P.k, rng)
+    if mutating:
+        next_mut = _skip(P, rng)
     for p in range(p0, p1):
-        a = _tournament(fit, n_pop, P.k, rng)
-        b = _tournament(fit, n_pop, P.k, rng)
+        i = p - p0
+        ahead = i + 6
+        if ahead < n_p:
+            for line in range(0, row_bytes, 64):
+                KZ_PREFETCH(<const char*>(pop + winners[2 * ahead] * g) + line)
+                KZ_PREFETCH(<const char*>(pop + winners[2 * ahead + 1] * g) + line)
         r0 = 2 * p
         c2 = out + (r0 + 1) * g if r0 + 1 < n_out else scratch
-        _cross_pair(pop + a * g, pop + b * g, out + r0 * g, c2, g, kinds, nlev, P, rng)
+        _cross_pair(pop + winners[2 * i] * g, pop + winners[2 * i + 1] * g, out + r0 * g, c2,
+                    g, kinds, nlev, P, rng)
         if not mutating:
             continue
-        # mutation positions run as one geometric stream over the chunk's genes
         nrows = 2 if r0 + 1 < n_out else 1
-        row_end = (2 * (p - p0) + nrows) * g
+        row_end = (2 * i + nrows) * g
         while next_mut < row_end:
             _mut_at(out + 2 * p0 * g, next_mut, g, kinds, nlev, P, rng)
             next_mut += 1 + _skip(P, rng)
@@ -394,6 +430,10 @@ cdef class Operators:
         self.P.gene_rate = gene_crossover_rate
         self.P.gene_rate_half = gene_crossover_rate == 0.5
         self.P.inv_eta_c1 = 1.0 / (crossover_eta + 1.0)
+        self.P.sbx_sqrts = 0
+        for r in range(1, 7):
+            if crossover_eta + 1.0 == 2.0 ** r:
+                self.P.sbx_sqrts = r
         self.P.alpha = blx_alpha
         self.P.mutation = MUTATIONS[mutation]
         self.P.mut_rate = mutation_rate
@@ -513,8 +553,13 @@ cdef class Operators:
             raise ValueError("cannot select from an empty population")
         cdef bitgen_t** rngs = _bitgens(streams, n_chunks)
         cdef double* scratch = <double*>malloc(g * n_chunks * sizeof(double))
-        if scratch == NULL:
+        # tournament winners of one chunk per thread slot: 2 * chunk indices, reused
+        cdef Py_ssize_t n_slots = n_chunks
+        cdef int64_t* winners = <int64_t*>malloc(2 * chunk * n_slots * sizeof(int64_t))
+        if scratch == NULL or winners == NULL:
             free(rngs)
+            free(scratch)
+            free(winners)
             raise MemoryError()
         try:
             with nogil:
@@ -524,8 +569,9 @@ cdef class Operators:
                         p1 = n_pairs
                     _generation_chunk(&pop[0, 0], n_pop, &fitness[0], &out[0, 0], n_out, g,
                                       c * chunk, p1, &self._kinds[0], &self._nlev[0], &self.P,
-                                      rngs[c], scratch + c * g)
+                                      rngs[c], scratch + c * g, winners + 2 * chunk * c)
         finally:
+            free(winners)
             free(scratch)
             free(rngs)
 
