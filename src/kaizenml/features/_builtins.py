@@ -132,7 +132,7 @@ BUILTIN_DEFINITIONS: list[dict[str, Any]] = [
     },
     {
         "name": "price_volatility",
-        "description": "Rolling std (ddof=0) of log returns of close over `window`=20 rows.",
+        "description": "Rolling std (ddof=1) of log returns of close over `window`=20 rows.",
         "dependencies": ["close"],
         "compute_function": "volatility",
         "computation_config": {"params": {"window": 20, "annualization": None}},

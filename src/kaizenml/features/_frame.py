@@ -61,8 +61,9 @@ def _convert(values: Any, name: str) -> np.ndarray:
     """One raw column as contiguous float64, or datetime64 for timestamps."""
     if type(values).__module__.startswith("pandas"):
         dtype = getattr(values, "dtype", None)
-        if getattr(dtype, "tz", None) is not None:  # tz-aware timestamps -> naive UTC
-            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        if getattr(dtype, "tz", None) is not None:
+            # keep the wall-clock time, as kaizenml.indicators reads tz-aware values
+            values = values.dt.tz_localize(None)
         values = values.to_numpy()
     elif type(values).__module__.startswith("polars"):
         values = values.to_numpy()

@@ -45,47 +45,29 @@ def _window_sum(x, start, stop):
 @njit(cache=True)
 def rolling_sum(x, offsets, window, divide, out):
     """Rolling sum (or mean when ``divide``) over ``window`` rows; NaN until the window is full
-    or while it holds a NaN (pandas ``rolling(window)`` with ``min_periods=window``)."""
+    or while it holds a NaN or an infinity (pandas ``rolling(window)``, ``min_periods=window``)."""
     nan = np.nan
     for s in range(offsets.shape[0] - 1):
         lo = offsets[s]
         hi = offsets[s + 1]
         total = 0.0
-        n_nan = 0
-        n_pos = 0
-        n_neg = 0
+        n_bad = 0
         since_exact = 0
         for t in range(lo, hi):
             v = x[t]
-            if v != v:
-                n_nan += 1
-            elif v == np.inf:
-                n_pos += 1
-            elif v == -np.inf:
-                n_neg += 1
-            else:
+            if np.isfinite(v):
                 total += v
+            else:
+                n_bad += 1
             if t - lo >= window:
                 old = x[t - window]
-                if old != old:
-                    n_nan -= 1
-                elif old == np.inf:
-                    n_pos -= 1
-                elif old == -np.inf:
-                    n_neg -= 1
-                else:
+                if np.isfinite(old):
                     total -= old
-            since_exact += 1
-            if t - lo + 1 < window or n_nan > 0:
-                out[t] = nan
-                continue
-            if n_pos > 0 or n_neg > 0:
-                if n_pos > 0 and n_neg > 0:
-                    out[t] = nan
-                elif n_pos > 0:
-                    out[t] = np.inf
                 else:
-                    out[t] = -np.inf
+                    n_bad -= 1
+            since_exact += 1
+            if t - lo + 1 < window or n_bad > 0:
+                out[t] = nan
                 continue
             # Re-summing the window every `window` steps keeps the running sum from drifting
             # (cancellation error grows with the series length otherwise); amortized O(1).
@@ -97,27 +79,22 @@ def rolling_sum(x, offsets, window, divide, out):
 
 
 @njit(cache=True)
-def _window_moments(x, start, stop):
-    n = stop - start
-    mean = _window_sum(x, start, stop) / n
-    m2 = 0.0
-    for i in range(start, stop):
-        d = x[i] - mean
-        m2 += d * d
-    return mean, m2
-
-
-@njit(cache=True)
 def rolling_std(x, offsets, window, ddof, mean_out, std_out):
     """Rolling mean and standard deviation (``ddof``) with pandas' ``min_periods=window``
-    semantics; a window of identical values has a standard deviation of exactly 0."""
+    semantics; a window of identical values has a standard deviation of exactly 0.
+
+    Sums are kept relative to an anchor ``c`` near the window mean (re-anchored and re-summed
+    every ``window`` steps), so the variance does not lose digits at high price levels the way
+    a running E[x^2] - E[x]^2, or an online update around an absolute mean, does.
+    """
     nan = np.nan
     for s in range(offsets.shape[0] - 1):
         lo = offsets[s]
         hi = offsets[s + 1]
-        n = 0
-        mean = 0.0
-        m2 = 0.0
+        anchor = 0.0
+        anchored = False
+        s1 = 0.0
+        s2 = 0.0
         n_bad = 0
         run = 0
         since_exact = 0
@@ -127,38 +104,43 @@ def rolling_std(x, offsets, window, ddof, mean_out, std_out):
                 n_bad += 1
                 run = 0
             else:
+                if not anchored:
+                    anchor = v
+                    anchored = True
                 if t > lo and v == x[t - 1]:
                     run += 1
                 else:
                     run = 1
-                n += 1
-                d = v - mean
-                mean += d / n
-                m2 += d * (v - mean)
+                dv = v - anchor
+                s1 += dv
+                s2 += dv * dv
             if t - lo >= window:
                 old = x[t - window]
                 if not np.isfinite(old):
                     n_bad -= 1
                 else:
-                    n -= 1
-                    if n == 0:
-                        mean = 0.0
-                        m2 = 0.0
-                    else:
-                        d = old - mean
-                        mean -= d / n
-                        m2 -= d * (old - mean)
+                    do = old - anchor
+                    s1 -= do
+                    s2 -= do * do
             since_exact += 1
             if t - lo + 1 < window or n_bad > 0:
                 mean_out[t] = nan
                 std_out[t] = nan
                 continue
-            # Add/remove updates drift over long series; recomputing the window in two passes
-            # every `window` steps bounds the error at amortized O(1) extra work.
-            if since_exact >= window:
-                mean, m2 = _window_moments(x, t - window + 1, t + 1)
+            m2 = s2 - s1 * s1 / window
+            # Re-sum every `window` steps, and at once when the subtraction cancelled more than
+            # ~9 digits (a level jump leaving the window makes the anchor stale).
+            if since_exact >= window or (run < window and m2 <= 1e-9 * s2):
+                anchor = _window_sum(x, t - window + 1, t + 1) / window
+                s1 = 0.0
+                s2 = 0.0
+                for i in range(t - window + 1, t + 1):
+                    d = x[i] - anchor
+                    s1 += d
+                    s2 += d * d
                 since_exact = 0
-            mean_out[t] = mean
+                m2 = s2 - s1 * s1 / window
+            mean_out[t] = anchor + s1 / window
             if window - ddof <= 0:
                 std_out[t] = nan
             elif run >= window or m2 <= 0.0:
@@ -170,7 +152,8 @@ def rolling_std(x, offsets, window, ddof, mean_out, std_out):
 
 @njit(cache=True)
 def rolling_extreme(x, offsets, window, want_max, out):
-    """Rolling minimum (or maximum) with a monotonic deque: O(n) for any window."""
+    """Rolling minimum (or maximum) with a monotonic deque: O(n) for any window; NaN while the
+    window holds a NaN or an infinity (as pandas)."""
     nan = np.nan
     n_total = x.shape[0]
     dq = np.empty(max(n_total, 1), dtype=np.int64)
@@ -182,7 +165,7 @@ def rolling_extreme(x, offsets, window, want_max, out):
         n_nan = 0
         for t in range(lo, hi):
             v = x[t]
-            if v != v:
+            if not np.isfinite(v):
                 n_nan += 1
             else:
                 if want_max:
@@ -194,7 +177,7 @@ def rolling_extreme(x, offsets, window, want_max, out):
                 dq[tail] = t
                 tail += 1
             if t - lo >= window:
-                if x[t - window] != x[t - window]:
+                if not np.isfinite(x[t - window]):
                     n_nan -= 1
             while tail > head and dq[head] <= t - window:
                 head += 1

@@ -1008,7 +1008,11 @@ class FeatureStore:
         values = results[d.ref]
         if len(cols) == 1:
             return frame.wrap_array(values[cols[0]])
-        stacked = np.column_stack([values[c] for c in cols])
+        # rows of a (k, n) block, transposed: an (n, k) view without an interleaving copy
+        block = np.empty((len(cols), frame.n_rows))
+        for i, c in enumerate(cols):
+            block[i] = values[c]
+        stacked = block.T
         stacked.flags.writeable = False
         return frame.wrap_array(stacked)
 
