@@ -309,3 +309,23 @@ def test_sigkill_at_random_times_never_leaves_broken_rows(
     mgr.clean_orphans(older_than=0)
     on_disk = {p.name for p in (art_root / "crashy").iterdir()}
     assert on_disk == set(versions)
+
+
+def test_keys_that_are_numpy_keyword_names(manager: ModelVersionManager) -> None:
+    art = {"file": np.arange(3), "allow_pickle": np.ones(2), "args": [1], "kwds": {"a": 1}}
+    manager.create_version("alpha", art, change_type="architecture")
+    back = manager.load_artifact("alpha", "1.0.0")
+    np.testing.assert_array_equal(back["file"], [0, 1, 2])
+    np.testing.assert_array_equal(back["allow_pickle"], [1.0, 1.0])
+    assert back["args"] == [1] and back["kwds"] == {"a": 1}
+
+
+def test_empty_and_large_arrays_round_trip(manager: ModelVersionManager) -> None:
+    rng = np.random.default_rng(1)
+    art = {"empty": np.zeros((0, 3)), "big": rng.normal(size=(300, 500)).astype(np.float32),
+           "fortran": np.asfortranarray(rng.normal(size=(7, 5))), "c": np.array(3 + 4j)}
+    manager.create_version("alpha", art, change_type="architecture")
+    back = manager.load_artifact("alpha", "1.0.0")
+    for key, value in art.items():
+        assert back[key].dtype == value.dtype and back[key].shape == value.shape
+        np.testing.assert_array_equal(back[key], value)

@@ -230,6 +230,15 @@ def test_delete_version(manager: ModelVersionManager, art_root: Path) -> None:
         manager.delete_version("m", "1.0.0")
     with pytest.raises(NotFoundError):
         manager.load_artifact("m", "1.0.0")
+    # deleted numbers are never handed out again
+    manager.delete_version("m", "1.1.1")
+    assert manager.create_version("m", W, change_type="bugfix").version == "1.1.2"
+    assert manager.create_version("m", W, change_type="bugfix",
+                                  parent_version="1.1.0").version == "1.1.3"
+    manager.delete_version("other", "1.0.0")
+    assert manager.list_models() == ["m"]
+    again = manager.create_version("other", W, change_type="retrain")
+    assert (again.version, again.parent_version) == ("1.1.0", "1.0.0")
 
 
 @pytest.mark.parametrize("bad", ["../evil", "a/b", "a\\b", "", ".hidden", "x" * 129, "a..b",

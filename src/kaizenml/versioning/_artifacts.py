@@ -2,10 +2,12 @@
 
 Used by the version manager and the checkpointer. A folder holds
 
-* ``arrays.npz``   every numpy array of the artifact (``np.savez``; read with
+* ``arrays.npz``   every numpy array of the artifact (the ``np.savez`` format; read with
   ``allow_pickle=False``, so object arrays are refused);
 * ``values.json``  every other value, which must be JSON-able;
 * ``manifest.json`` the format, the serializer and the sha256 and size of each file.
+
+Every file is fsynced, and so is the folder, before the folder is renamed into place.
 
 The sha256 of ``manifest.json`` itself is kept in the database row, so the row pins the whole
 folder. With an explicit ``serializer="pickle"`` or ``"joblib"`` the artifact is stored as one
@@ -22,7 +24,9 @@ import json
 import os
 import pickle
 import shutil
+import threading
 import uuid
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,9 +72,41 @@ def check_serializer(serializer: Any) -> str | None:
 def _write_file(path: Path, data: bytes) -> dict[str, Any]:
     with open(path, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _fsync_path(path: Path, errors: list[BaseException]) -> None:
+    try:
+        # Windows can only flush a file opened for writing; POSIX folders open read-only.
+        fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException as exc:  # re-raised by the caller's thread
+        errors.append(exc)
+
+
+def _fsync_all(paths: list[Path]) -> None:
+    """fsync files (and folders) concurrently.
+
+    fsync releases the GIL; issued together, the filesystem journal commits them as one group
+    instead of one commit per file, which roughly halves the cost of a small folder.
+    """
+    if os.name == "nt":  # folders cannot be opened for fsync on Windows
+        paths = [p for p in paths if not p.is_dir()]
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(target=_fsync_path, args=(p, errors), name="kaizenml-fsync")
+        for p in paths[1:]
+    ]
+    for thread in threads:
+        thread.start()
+    _fsync_path(paths[0], errors)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _split_artifact(artifact: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -98,6 +134,18 @@ def _split_artifact(artifact: Any) -> tuple[dict[str, np.ndarray], dict[str, Any
     return arrays, values
 
 
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    # The .npz layout of np.savez (an uncompressed zip of .npy members), written member by
+    # member so that artifact keys never collide with np.savez's own keyword arguments
+    # ("file", "allow_pickle").
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, array in arrays.items():
+            with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
 def _encode_values(values: dict[str, Any]) -> bytes:
     try:
         text = json.dumps(values, sort_keys=True, allow_nan=True)
@@ -107,6 +155,21 @@ def _encode_values(values: dict[str, Any]) -> bytes:
             f"bool, None): {exc}; to store other objects pass serializer='pickle' or 'joblib'"
         ) from exc
     return text.encode("utf-8")
+
+
+def _ensure_dir(path: Path) -> None:
+    # A new folder's own entry must reach the disk too, or a power cut could lose the whole
+    # model folder after its first version was committed.
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        fsync_dir(folder.parent)
 
 
 def write_temp_folder(
@@ -123,9 +186,7 @@ def write_temp_folder(
     if serializer is None:
         arrays, values = _split_artifact(artifact)
         values_bytes = _encode_values(values)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        files[ARRAYS] = buffer.getvalue()
+        files[ARRAYS] = _npz_bytes(arrays)
         files[VALUES] = values_bytes
         manifest["arrays"] = sorted(arrays)
         manifest["values"] = sorted(values)
@@ -138,14 +199,14 @@ def write_temp_folder(
         files[_OBJECT_FILES["joblib"]] = buffer.getvalue()
     manifest["serializer"] = serializer
 
-    parent.mkdir(parents=True, exist_ok=True)
+    _ensure_dir(parent)
     folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
     folder.mkdir()
     try:
         manifest["files"] = {name: _write_file(folder / name, data) for name, data in files.items()}
         manifest_bytes = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
         _write_file(folder / MANIFEST, manifest_bytes)
-        fsync_dir(folder)
+        _fsync_all([folder / name for name in (*files, MANIFEST)] + [folder])
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -10,6 +10,7 @@ them up.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import math
@@ -160,7 +161,7 @@ class Checkpointer:
             checksum=row.checksum, serializer=row.serializer,
         )
 
-    def list(self) -> list[Checkpoint]:
+    def list(self) -> builtins.list[Checkpoint]:
         """Every kept checkpoint, by step ascending."""
         with self._engine.connect() as conn:
             rows = conn.execute(
@@ -184,8 +185,10 @@ class Checkpointer:
         ranked = self._rank_best(self.list())
         return ranked[0] if ranked else None
 
-    def _rank_best(self, items: list[Checkpoint]) -> list[Checkpoint]:
+    def _rank_best(self, items: builtins.list[Checkpoint]) -> builtins.list[Checkpoint]:
         metric = self._metric
+        if metric is None:
+            return []
         sign = 1.0 if self._direction == "lower" else -1.0
         scored = [c for c in items if metric in c.metrics and math.isfinite(c.metrics[metric])]
         return sorted(scored, key=lambda c: (sign * c.metrics[metric], -c.step))
@@ -294,7 +297,7 @@ class Checkpointer:
         return old
 
     def _prune(self) -> None:
-        def txn() -> list[str]:
+        def txn() -> builtins.list[str]:
             with self._engine.connect() as conn, conn.begin():
                 rows = conn.execute(
                     sa.select(_ck).where(_ck.c.model_name == self._name).order_by(_ck.c.step)

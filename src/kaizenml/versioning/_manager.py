@@ -25,6 +25,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,7 @@ from ._records import (
 )
 from ._schema import (
     active_versions,
+    deleted_versions,
     deployments,
     model_versions,
     rollback_plans,
@@ -279,6 +281,7 @@ class ModelVersionManager:
                 )
             self._root = Path(artifacts).expanduser()
         self._root.mkdir(parents=True, exist_ok=True)
+        self._root_text = str(self._root)
         self._directions = check_directions(metric_directions)
         self._thresholds = _check_thresholds(rollback_thresholds, "rollback_thresholds")
         self._significant = check_float(significant_change, "significant_change", minimum=1e-12)
@@ -304,12 +307,17 @@ class ModelVersionManager:
         return metric_direction(metric, self._directions)
 
     # --- internal helpers ---------------------------------------------------------------------
-    def _select_versions(self) -> sa.Select[Any]:
-        return sa.select(
+    @staticmethod
+    def _version_columns() -> tuple[Any, ...]:
+        return (
             _mv.c.model_name, _mv.c.version, _mv.c.change_type, _mv.c.parent_version,
             _mv.c.description, _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags,
             _mv.c.artifact_path, _mv.c.checksum, _mv.c.serializer,
-            _av.c.version.label("active_version"),
+        )
+
+    def _select_versions(self) -> sa.Select[Any]:
+        return sa.select(
+            *self._version_columns(), _av.c.version.label("active_version"),
         ).select_from(
             _mv.outerjoin(
                 _av, sa.and_(_av.c.model_name == _mv.c.model_name, _av.c.version == _mv.c.version)
@@ -317,20 +325,24 @@ class ModelVersionManager:
         )
 
     def _to_version(self, row: Any) -> ModelVersion:
+        # Positional unpacking and a plain string join: history queries build thousands of
+        # these, and Row attribute access and pathlib dominate otherwise.
+        (model_name, version, change_type, parent_version, description, created_by,
+         created_at, metrics, tags, artifact_path, checksum, serializer, active) = row
         return ModelVersion(
-            model_name=row.model_name,
-            version=row.version,
-            change_type=row.change_type,
-            parent_version=row.parent_version,
-            description=row.description,
-            created_by=row.created_by,
-            created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
-            metrics=json.loads(row.metrics),
-            tags=json.loads(row.tags),
-            artifact_path=str(self._root / row.artifact_path),
-            checksum=row.checksum,
-            is_active=row.active_version is not None,
-            serializer=row.serializer,
+            model_name=model_name,
+            version=version,
+            change_type=change_type,
+            parent_version=parent_version,
+            description=description,
+            created_by=created_by,
+            created_at=datetime.fromtimestamp(created_at, tz=timezone.utc),
+            metrics={} if metrics == "{}" else json.loads(metrics),
+            tags={} if tags == "{}" else json.loads(tags),
+            artifact_path=os.path.join(self._root_text, artifact_path),
+            checksum=checksum,
+            is_active=active is not None,
+            serializer=serializer,
         )
 
     def _fetch_version(self, conn: Connection, name: str, version: str) -> ModelVersion | None:
@@ -346,31 +358,39 @@ class ModelVersionManager:
         return found
 
     def _latest_number(self, conn: Connection, name: str) -> Version | None:
-        row = conn.execute(
-            sa.select(_mv.c.version)
-            .where(_mv.c.model_name == name)
-            .order_by(_mv.c.major.desc(), _mv.c.minor.desc(), _mv.c.patch.desc())
-            .limit(1)
-        ).first()
-        return None if row is None else Version.parse(row.version)
+        # The highest live version; when every version was deleted, the highest deleted one,
+        # so that numbering continues instead of restarting at 1.0.0.
+        for table in (_mv, deleted_versions):
+            row = conn.execute(
+                sa.select(table.c.version)
+                .where(table.c.model_name == name)
+                .order_by(table.c.major.desc(), table.c.minor.desc(), table.c.patch.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                return Version.parse(row.version)
+        return None
 
     def _used_numbers(self, conn: Connection, name: str) -> Callable[[str, Version], set[int]]:
         def existing(part: str, base: Version) -> set[int]:
-            if part == "major":
-                query = sa.select(_mv.c.major).where(
-                    _mv.c.model_name == name, _mv.c.major > base.major
-                )
-            elif part == "minor":
-                query = sa.select(_mv.c.minor).where(
-                    _mv.c.model_name == name, _mv.c.major == base.major,
-                    _mv.c.minor > base.minor,
-                )
-            else:
-                query = sa.select(_mv.c.patch).where(
-                    _mv.c.model_name == name, _mv.c.major == base.major,
-                    _mv.c.minor == base.minor, _mv.c.patch > base.patch,
-                )
-            return set(conn.execute(query.distinct()).scalars())
+            used: set[int] = set()
+            for table in (_mv, deleted_versions):
+                if part == "major":
+                    query = sa.select(table.c.major).where(
+                        table.c.model_name == name, table.c.major > base.major
+                    )
+                elif part == "minor":
+                    query = sa.select(table.c.minor).where(
+                        table.c.model_name == name, table.c.major == base.major,
+                        table.c.minor > base.minor,
+                    )
+                else:
+                    query = sa.select(table.c.patch).where(
+                        table.c.model_name == name, table.c.major == base.major,
+                        table.c.minor == base.minor, table.c.patch > base.patch,
+                    )
+                used.update(conn.execute(query.distinct()).scalars())
+            return used
 
         return existing
 
@@ -407,8 +427,8 @@ class ModelVersionManager:
         line is already taken (branching from an older parent), the next free number of the
         same part is used: see :func:`next_version_number`. The number is chosen and inserted
         in one transaction under the unique key ``(model_name, version)``, retried on
-        conflict, so concurrent writers get distinct numbers. Numbers of deleted versions may
-        be given again.
+        conflict, so concurrent writers get distinct numbers. The number of a deleted version
+        is never given again (it counts as taken).
 
         Parameters
         ----------
@@ -614,7 +634,7 @@ class ModelVersionManager:
         verify_folder(Path(record.artifact_path), record.checksum)
 
     def delete_version(self, model_name: str, version: str) -> None:
-        """Delete a version and its artifact folder.
+        """Delete a version and its artifact folder; its number is never reused.
 
         Raises
         ------
@@ -640,6 +660,11 @@ class ModelVersionManager:
                             table.c.model_name == name, table.c.version == version
                         )
                     )
+                number = Version.parse(version)
+                conn.execute(sa.insert(deleted_versions).values(
+                    model_name=name, version=version, major=number.major, minor=number.minor,
+                    patch=number.patch, deleted_at=time.time(),
+                ))
                 return name + "/" + version
 
         relative = retry_on_conflict(txn)
@@ -795,12 +820,16 @@ class ModelVersionManager:
             If the model has no versions.
         """
         name = validate_name(model_name, "model_name")
+        # Driven from the active-version table (one primary-key lookup, then the unique key of
+        # the version), so the cost does not grow with the number of versions.
+        query = sa.select(
+            *self._version_columns(), _av.c.version.label("active_version")
+        ).select_from(
+            _av.join(_mv, sa.and_(_mv.c.model_name == _av.c.model_name,
+                                  _mv.c.version == _av.c.version))
+        ).where(_av.c.model_name == name)
         with self._engine.connect() as conn:
-            row = conn.execute(
-                self._select_versions().where(
-                    _mv.c.model_name == name, _av.c.version.is_not(None)
-                )
-            ).first()
+            row = conn.execute(query).first()
             if row is None and not self._model_exists(conn, name):
                 raise NotFoundError(f"model {name!r} has no versions")
         return None if row is None else self._to_version(row)
@@ -1020,7 +1049,9 @@ class ModelVersionManager:
                     status="pending", checks=json.dumps([c.to_dict() for c in checks]),
                     impact=impact_json,
                 ))
-                return int(result.inserted_primary_key[0])
+                key = result.inserted_primary_key
+                assert key is not None  # an INSERT always reports its primary key
+                return int(key[0])
 
         return self.get_rollback_plan(retry_on_conflict(txn))
 

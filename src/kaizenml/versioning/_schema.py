@@ -14,6 +14,7 @@ from ..storage import metadata
 __all__ = [
     "active_versions",
     "checkpoints",
+    "deleted_versions",
     "deployments",
     "model_versions",
     "rollback_plans",
@@ -46,6 +47,21 @@ model_versions = sa.Table(
     # "latest version" = highest (major, minor, patch); history = insertion order.
     sa.Index("ix_kz_model_versions_semver", "model_name", "major", "minor", "patch"),
     sa.Index("ix_kz_model_versions_history", "model_name", "id"),
+)
+
+# Numbers of deleted versions: never handed out again, so a version number always names one
+# artifact for the life of the model (caches and audit logs keyed by it stay truthful).
+deleted_versions = sa.Table(
+    "kz_model_deleted_versions",
+    metadata,
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("major", sa.Integer, nullable=False),
+    sa.Column("minor", sa.Integer, nullable=False),
+    sa.Column("patch", sa.Integer, nullable=False),
+    sa.Column("deleted_at", sa.Float, nullable=False),
+    sa.PrimaryKeyConstraint("model_name", "version"),
+    sa.Index("ix_kz_model_deleted_versions_semver", "model_name", "major", "minor", "patch"),
 )
 
 version_tags = sa.Table(
