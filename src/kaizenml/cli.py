@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -108,24 +109,49 @@ def _storage_url(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _cmd_studies_list(args: argparse.Namespace) -> int:
-    from .optimize import list_studies
+def _study_results(args: argparse.Namespace, names: list[str] | None = None) -> list[Any]:
+    from .optimize import OptimizationResult, SearchSpace, SQLStorage
 
-    studies = list_studies(storage=_storage_url(args))
-    rows = [
-        (
-            _get(s, "study_name", _get(s, "name")),
-            _get(s, "direction"),
-            _get(s, "n_trials"),
-            _get(s, "best_value"),
-            _get(s, "datetime_start", _get(s, "created_at")),
+    storage = SQLStorage(_storage_url(args))
+    out = []
+    for name in names if names is not None else sorted(storage.study_names()):
+        rec = storage.get_study(name)
+        out.append(
+            OptimizationResult(
+                study_name=rec.name,
+                direction=rec.direction,
+                metric=rec.metric,
+                strategy=str(rec.sampler.get("name", "")),
+                space=SearchSpace(rec.space),
+                trials=storage.get_trials(rec.study_id),
+            )
         )
-        for s in studies
-    ]
+    return out
+
+
+def _best_or_none(result: Any) -> Any:
+    return result.best_trial if result.completed_trials else None
+
+
+def _cmd_studies_list(args: argparse.Namespace) -> int:
+    results = _study_results(args)
+    rows = []
+    payload = []
+    for r in results:
+        best = _best_or_none(r)
+        rows.append((r.study_name, r.strategy, r.direction, r.metric, r.n_trials, r.n_complete,
+                     r.n_pruned, r.n_failed, None if best is None else best.value))
+        payload.append({
+            "study": r.study_name, "strategy": r.strategy, "direction": r.direction,
+            "metric": r.metric, "trials": r.n_trials, "complete": r.n_complete,
+            "pruned": r.n_pruned, "failed": r.n_failed,
+            "best_value": None if best is None else best.value,
+        })
     _emit(
         args,
-        studies,
-        lambda: format_table(rows, ["study", "direction", "trials", "best value", "created"])
+        payload,
+        lambda: format_table(rows, ["study", "strategy", "direction", "metric", "trials",
+                                    "complete", "pruned", "failed", "best value"])
         if rows
         else "no studies in this store (run `kaizenml demo` to make some)",
     )
@@ -133,32 +159,49 @@ def _cmd_studies_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_studies_show(args: argparse.Namespace) -> int:
-    from .optimize import load_study
-
-    study = load_study(args.name, storage=_storage_url(args))
-    trials = list(_get(study, "trials") or [])
-    limit = args.limit
+    (result,) = _study_results(args, [args.name])
+    trials = list(result.trials)
+    best = _best_or_none(result)
+    shown = trials[-args.limit:] if args.limit else trials
+    payload = {
+        "study": result.study_name,
+        "strategy": result.strategy,
+        "direction": result.direction,
+        "metric": result.metric,
+        "space": result.space.to_dict(),
+        "counts": {"trials": result.n_trials, "complete": result.n_complete,
+                   "pruned": result.n_pruned, "failed": result.n_failed},
+        "best": None if best is None else {"number": best.number, "value": best.value,
+                                           "params": best.params},
+        "importance": result.importance if best is not None else {},
+        "recommendations": result.recommendations() if best is not None else [],
+        "trials": shown,
+    }
 
     def text() -> str:
-        best = _get(study, "best_trial")
-        head = [
-            f"study      {args.name}",
-            f"direction  {_get(study, 'direction')}",
-            f"trials     {len(trials)}",
+        lines = [
+            f"study      {result.study_name}",
+            f"strategy   {result.strategy}, {result.direction} {result.metric or 'value'}",
+            f"trials     {result.n_trials} ({result.n_complete} complete, {result.n_pruned} "
+            f"pruned, {result.n_failed} failed)",
         ]
         if best is not None:
-            head.append(f"best       #{_get(best, 'number')} value={_fmt(_get(best, 'value'))} "
-                        f"params: {_fmt(_get(best, 'params'))}")
-        shown = trials[-limit:] if limit else trials
+            lines.append(f"best       #{best.number} value={_fmt(best.value)} params: {_fmt(best.params)}")
+            imp = payload["importance"]
+            if imp:
+                lines.append("importance " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in sorted(imp.items(), key=lambda kv: -kv[1])))
+            for rec in payload["recommendations"]:
+                lines.append(f"hint       {rec['message']}")
         rows = [
-            (_get(t, "number"), _get(_get(t, "state"), "value", _get(t, "state")),
-             _get(t, "value"), _get(t, "params"))
+            (t.number, t.state.value, t.value, t.duration, t.params,
+             (t.error or "").strip().splitlines()[-1] if t.error else "")
             for t in shown
         ]
-        table = format_table(rows, ["#", "state", "value", "params"]) if rows else "(no trials)"
-        return "\n".join(head) + "\n\n" + table
+        table = format_table(rows, ["#", "state", "value", "seconds", "params", "error"])
+        return "\n".join(lines) + "\n\n" + (table if rows else "(no trials)")
 
-    _emit(args, study, text)
+    _emit(args, payload, text)
     return EXIT_OK
 
 
@@ -302,22 +345,19 @@ def _cmd_models_compare(args: argparse.Namespace) -> int:
     comparison = manager.compare_versions(args.name, args.v1, args.v2)
 
     def text() -> str:
-        data = to_jsonable(comparison)
-        diffs = data.get("metrics") or data.get("metric_diffs") or data.get("diffs") or {}
-        rows = []
-        items = diffs.items() if isinstance(diffs, dict) else ((_get(d, "name"), d) for d in diffs)
-        for metric, d in items:
-            rows.append((metric, d.get(args.v1, d.get("v1", d.get("value1"))),
-                         d.get(args.v2, d.get("v2", d.get("value2"))),
-                         d.get("absolute_change", d.get("abs_change")),
-                         d.get("relative_change", d.get("rel_change")),
-                         d.get("direction", d.get("higher_is_better"))))
-        rec = data.get("recommendation") or {}
+        rows = [
+            (d.name, d.value_a, d.value_b, d.absolute_change, d.relative_change,
+             d.direction or "?", d.verdict)
+            for d in comparison.metrics
+        ]
+        rec = comparison.recommendation
         out = [f"{args.name}: {args.v1} -> {args.v2}", ""]
         if rows:
-            out.append(format_table(rows, ["metric", args.v1, args.v2, "abs change", "rel change", "better"]))
-        out += ["", f"recommendation: {rec.get('action')} (confidence {_fmt(rec.get('confidence'))})",
-                f"  {rec.get('reasoning', '')}"]
+            out.append(format_table(
+                rows, ["metric", args.v1, args.v2, "abs change", "rel change", "better", args.v2 + " is"]
+            ))
+        out += ["", f"recommendation: {rec.action} (confidence {rec.confidence:.2f})",
+                f"  {rec.reasoning}"]
         return "\n".join(out)
 
     _emit(args, comparison, text)
@@ -339,10 +379,14 @@ def _cmd_models_rollback(args: argparse.Namespace) -> int:
         ok = all(bool(_get(c, "passed")) for c in (_get(plan, "checks") or []))
 
         def text_plan() -> str:
-            impact = _get(plan, "expected_impact") or _get(plan, "impact")
+            impact = plan.impact
             lines = [f"rollback plan for {args.name} -> {args.version} (not executed)", *_checks_text(plan)]
-            if impact is not None:
-                lines.append(f"  expected impact: {_fmt(to_jsonable(impact))}")
+            lines.append(f"  expected impact: risk {impact.risk}, version jump {impact.version_jump}")
+            rows = [(d.name, d.value_a, d.value_b, d.relative_change, d.verdict)
+                    for d in impact.metric_changes]
+            if rows:
+                table = format_table(rows, ["metric", "active", args.version, "rel change", "verdict"])
+                lines.extend("    " + line for line in table.splitlines())
             lines.append("all checks pass" if ok else "a check fails: the rollback would be refused")
             return "\n".join(lines)
 
@@ -365,12 +409,10 @@ def _cmd_models_rollback(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     if not success:
-        if args.json:
-            _emit(args, result, text)
+        _emit(args, result, text)
         raise _CommandFailed(
-            f"rollback of {args.name} to {args.version} refused; the active version is unchanged. "
-            + (str(_get(result, "message") or "")),
-            payload=None if args.json else result,
+            f"rollback of {args.name} to {args.version} refused by its checks; the active "
+            "version is unchanged (see the failed checks above; `--dry-run` shows the plan)"
         )
     _emit(args, result, text)
     return EXIT_OK
@@ -435,6 +477,8 @@ def _common() -> argparse.ArgumentParser:
     )
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print machine-readable JSON on stdout")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log progress messages to stderr")
     return common
 
 
@@ -520,6 +564,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_HINTS = {
+    "models": "kaizenml models list",
+    "features": "kaizenml features list",
+    "studies": "kaizenml studies list",
+}
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    logger = logging.getLogger("kaizenml")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kaizenml: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if args.command == "models" and not args.verbose:
+        # these commands print the outcome (a refused rollback and its checks) themselves
+        logging.getLogger("kaizenml.versioning").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code."""
     parser = build_parser()
@@ -527,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help/--version
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    for key, default in (("storage", None), ("home", None), ("json", False)):
+    for key, default in (("storage", None), ("home", None), ("json", False), ("verbose", False)):
         if not hasattr(args, key):
             setattr(args, key, default)
     fn = getattr(args, "_fn", None)
@@ -537,13 +602,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.home:
         os.environ["KAIZENML_HOME"] = os.path.abspath(os.path.expanduser(args.home))
+    _setup_logging(args)
     try:
         return int(fn(args))
     except _CommandFailed as exc:
         print(f"kaizenml: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except NotFoundError as exc:
-        print(f"kaizenml: {exc}", file=sys.stderr)
+        hint = _HINTS.get(getattr(args, "command", ""), "")
+        print(f"kaizenml: {exc}" + (f" (see `{hint}`)" if hint else ""), file=sys.stderr)
         return EXIT_USAGE
     except RollbackError as exc:
         print(f"kaizenml: {exc}", file=sys.stderr)
