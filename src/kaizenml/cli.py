@@ -87,9 +87,9 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def _feature_store(args: argparse.Namespace) -> Any:
-    from .features import FeatureStore, get_feature_store
+    from .features import get_feature_store
 
-    return FeatureStore(storage=args.storage) if args.storage else get_feature_store()
+    return get_feature_store(args.storage)
 
 
 def _version_manager(args: argparse.Namespace) -> Any:

@@ -370,9 +370,9 @@ def improve_model(
     study_name = validate_name(study_name, "study_name")
     store = feature_store
     if store is None and features:
-        from .features import FeatureStore, get_feature_store
+        from .features import get_feature_store
 
-        store = FeatureStore(storage=storage) if storage else get_feature_store()
+        store = get_feature_store(storage)
     manager = version_manager
     if manager is None:
         from .versioning import ModelVersionManager, get_model_version_manager

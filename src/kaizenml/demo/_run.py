@@ -250,10 +250,10 @@ def run_demo(
     out_dir = Path(out).expanduser() if out is not None else kaizenml_home() / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    from ..features import FeatureStore, get_feature_store
+    from ..features import get_feature_store
     from ..versioning import ModelVersionManager, get_model_version_manager
 
-    store = FeatureStore(storage=storage) if storage else get_feature_store()
+    store = get_feature_store(storage)
     manager = ModelVersionManager(storage=storage) if storage else get_model_version_manager()
     run_index = len(_history(manager, RULE_MODEL))
     summary: dict[str, Any] = {"run": run_index + 1, "quick": quick, "seed": seed}
