@@ -27,25 +27,42 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def make_direction_dataset(
-    features: Mapping[str, np.ndarray], close: np.ndarray, *, horizon: int = 12
+    features: Mapping[str, np.ndarray],
+    close: np.ndarray,
+    *,
+    horizon: int = 12,
+    target: str = "direction",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of features and the label "close rises over the next ``horizon`` bars".
+    """Rows of features and a label about the next ``horizon`` bars.
+
+    ``target="direction"``: the close rises over the next ``horizon`` bars.
+    ``target="volatility"``: the next ``horizon`` bars move more (sum of absolute log returns)
+    than the last ``horizon`` bars did, i.e. volatility expands.
 
     Features are causal (known at the close of bar t); the label looks ahead by construction,
-    which is why :class:`MLPClassifier` users must split train/validation/test in time order
-    with a gap of ``horizon`` bars. Rows with a missing feature or no future are dropped.
+    which is why users must split train/validation/test in time order with a gap of
+    ``horizon`` bars. Rows with a missing feature or no full future are dropped.
 
     Returns ``(X, y, index)`` where ``index`` holds the kept row positions.
     """
+    if target not in ("direction", "volatility"):
+        raise ValidationError(f"target={target!r} must be 'direction' or 'volatility'")
     names = list(features)
     X = np.column_stack([np.asarray(features[k], dtype=np.float64) for k in names])
     close = np.asarray(close, dtype=np.float64)
     n = close.shape[0]
-    fwd = np.full(n, np.nan)
-    fwd[: n - horizon] = np.log(close[horizon:]) - np.log(close[: n - horizon])
-    keep = np.isfinite(X).all(axis=1) & np.isfinite(fwd)
+    log_c = np.log(close)
+    label = np.full(n, np.nan)
+    if target == "direction":
+        label[: n - horizon] = (log_c[horizon:] - log_c[: n - horizon]) > 0
+    else:
+        # cum[t] = sum of |r_1..r_t|; past window (t-h, t], future window (t, t+h]
+        cum = np.concatenate(([0.0], np.cumsum(np.abs(np.diff(log_c)))))
+        t = np.arange(horizon, n - horizon)
+        label[t] = (cum[t + horizon] - cum[t]) > (cum[t] - cum[t - horizon])
+    keep = np.isfinite(X).all(axis=1) & np.isfinite(label)
     index = np.flatnonzero(keep)
-    return X[keep], (fwd[keep] > 0).astype(np.float64), index
+    return X[keep], label[keep].astype(np.float64), index
 
 
 class MLPClassifier:

@@ -8,7 +8,8 @@ One run is one day of a research desk's continuous-improvement loop:
 3. **trading rule**: an EMA-crossover rule tuned by a large-population genetic search whose
    fitness is a numba backtest of the whole population at once; the winner is versioned and
    promoted only if it beats the active version on the held-out bars;
-4. **classifier**: a small neural network predicting the direction of the next hour, tuned by
+4. **classifier**: a small neural network predicting whether volatility expands over the next
+   hour (what a desk sizes positions and sets stops by), tuned by
    Bayesian optimization with pruning over epochs through :func:`kaizenml.improve_model`;
 5. **incident drill**: a bad retrain is deployed, the comparison recommends a rollback, a
    rollback plan is validated and executed (and a rollback that fails its checks is refused);
@@ -45,7 +46,7 @@ __all__ = ["DemoReport", "run_demo"]
 logger = logging.getLogger(__name__)
 
 RULE_MODEL = "demo-ema-rule"
-CLASSIFIER_MODEL = "demo-direction-mlp"
+CLASSIFIER_MODEL = "demo-volatility-mlp"
 HORIZON = 12  # bars: one hour of 5-minute bars
 
 
@@ -522,7 +523,8 @@ def _splits(n_rows: int) -> tuple[slice, slice, slice]:
 
 def _make_train_and_evaluate(close: np.ndarray, columns: list[str], epochs: int, seed: int) -> Callable[..., Any]:
     def train_and_evaluate(params: Mapping[str, Any], dataset: Mapping[str, np.ndarray], trial: Any = None) -> Any:
-        X, y, idx = make_direction_dataset({c: dataset[c] for c in columns}, close, horizon=HORIZON)
+        X, y, idx = make_direction_dataset({c: dataset[c] for c in columns}, close, horizon=HORIZON,
+                                           target="volatility")
         tr, va, te = _splits(X.shape[0])
         clf = MLPClassifier(hidden=int(params["hidden"]), learning_rate=float(params["learning_rate"]),
                             l2=float(params["l2"]), batch_size=int(params["batch_size"]), seed=seed)
@@ -579,7 +581,7 @@ def _tune_classifier(
         feature_store=store,
         version_manager=manager,
         show_progress_bar=show_progress,
-        description="MLP direction classifier tuned by Bayesian optimization",
+        description="MLP volatility-expansion classifier tuned by Bayesian optimization",
         created_by="kaizenml demo",
     )
     rows = [
