@@ -9,7 +9,7 @@ import pytest
 
 from kaizenml import NotFoundError, ValidationError
 from kaizenml.demo._backtest import backtest_population, backtest_rule, prepare_rule_data
-from kaizenml.demo._classifier import MLPClassifier, log_loss, make_direction_dataset
+from kaizenml.demo._classifier import MLPClassifier, log_loss, make_labeled_dataset
 from kaizenml.demo.data import generate_ohlcv, load_ohlcv
 
 
@@ -191,6 +191,18 @@ def test_classifier_learns_and_round_trips() -> None:
 def test_direction_dataset_labels_future_moves() -> None:
     close = np.array([1.0, 2.0, 1.5, 1.7, 1.6, 3.0])
     feats = {"a": np.array([np.nan, 1, 2, 3, 4, 5.0])}
-    X, y, idx = make_direction_dataset(feats, close, horizon=2)
+    X, y, idx = make_labeled_dataset(feats, close, horizon=2)
     assert list(idx) == [1, 2, 3]
     assert list(y) == [0.0, 1.0, 1.0]  # 2.0->1.7 down, 1.5->1.6 up, 1.7->3.0 up
+
+
+def test_volatility_label_compares_next_and_last_windows() -> None:
+    close = np.exp(np.cumsum([0.0, 0.01, -0.01, 0.03, -0.03, 0.001, 0.001, 0.0]))
+    feats = {"a": np.ones(8)}
+    X, y, idx = make_labeled_dataset(feats, close, horizon=2, target="volatility")
+    # rows t = 2..5: |r| past (t-2, t] vs next (t, t+2]
+    r = np.abs(np.diff(np.log(close)))
+    expected = [float(r[t:t + 2].sum() > r[t - 2:t].sum()) for t in range(2, 6)]
+    assert list(idx) == [2, 3, 4, 5] and list(y) == expected
+    with pytest.raises(ValidationError, match="target"):
+        make_labeled_dataset(feats, close, target="alpha")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._exceptions import ValidationError
 
-__all__ = ["MLPClassifier", "log_loss", "make_direction_dataset"]
+__all__ = ["MLPClassifier", "log_loss", "make_labeled_dataset"]
 
 _EPS = 1e-12
 
@@ -26,7 +26,7 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
 
 
-def make_direction_dataset(
+def make_labeled_dataset(
     features: Mapping[str, np.ndarray],
     close: np.ndarray,
     *,

@@ -37,7 +37,7 @@ from .._exceptions import NotFoundError, TrialPruned, ValidationError
 from .._jsonable import to_jsonable
 from ..storage import atomic_write_text, kaizenml_home
 from ._backtest import RuleData, backtest_population, backtest_rule
-from ._classifier import MLPClassifier, log_loss, make_direction_dataset
+from ._classifier import MLPClassifier, log_loss, make_labeled_dataset
 from ._report import HtmlReport, have_matplotlib
 from .data import generate_ohlcv, load_ohlcv
 
@@ -523,7 +523,7 @@ def _splits(n_rows: int) -> tuple[slice, slice, slice]:
 
 def _make_train_and_evaluate(close: np.ndarray, columns: list[str], epochs: int, seed: int) -> Callable[..., Any]:
     def train_and_evaluate(params: Mapping[str, Any], dataset: Mapping[str, np.ndarray], trial: Any = None) -> Any:
-        X, y, idx = make_direction_dataset({c: dataset[c] for c in columns}, close, horizon=HORIZON,
+        X, y, idx = make_labeled_dataset({c: dataset[c] for c in columns}, close, horizon=HORIZON,
                                            target="volatility")
         tr, va, te = _splits(X.shape[0])
         clf = MLPClassifier(hidden=int(params["hidden"]), learning_rate=float(params["learning_rate"]),
