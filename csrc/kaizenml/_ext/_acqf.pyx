@@ -248,3 +248,78 @@ def posterior_acquisition(
                     grad[c, j] = 2.0 * inv_ls2[j] * (X_cand[c, j] * rowsum - xg[c, j])
 
     return acq_arr, mean_arr, var_arr, grad_arr
+
+
+def matern52_gram(const double[:, ::1] X, const double[::1] inv_ls2, double signal_var):
+    """(n, n) Matérn-5/2 Gram matrix of the rows of ``X`` (no noise term); used by the fit."""
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t d = X.shape[1]
+    if inv_ls2.shape[0] != d:
+        raise ValueError("inv_ls2 must have one entry per column of X")
+    K_arr = np.empty((n, n), dtype=np.float64)
+    cdef double[:, ::1] K = K_arr
+    cdef Py_ssize_t a, b, j
+    cdef double r2, r, diff, k
+    with nogil:
+        for a in range(n):
+            K[a, a] = signal_var
+            for b in range(a):
+                r2 = 0.0
+                for j in range(d):
+                    diff = X[a, j] - X[b, j]
+                    r2 = r2 + inv_ls2[j] * diff * diff
+                r = sqrt(5.0 * r2)
+                k = signal_var * (1.0 + r + r * r / 3.0) * exp(-r)
+                K[a, b] = k
+                K[b, a] = k
+    return K_arr
+
+
+def matern52_lml_gradient(
+    const double[:, ::1] X,
+    const double[::1] inv_ls2,
+    double signal_var,
+    const double[:, ::1] Kinv,
+    const double[::1] alpha,
+):
+    """Gradient pieces of the log marginal likelihood of a Matérn-5/2 GP.
+
+    With ``W = (alpha alpha^T - K^{-1}) / 2`` (only the lower triangle of ``Kinv`` is read, as
+    LAPACK ``dpotri`` leaves it), returns
+
+    * ``col_grad`` (d,): ``sum_ab W_ab dK_ab / d log(lengthscale_j)`` per column,
+    * ``d_log_signal``: ``sum_ab W_ab K_ab`` (signal part of ``K``),
+    * ``trace_w``: ``sum_a W_aa`` (times the noise variance gives the noise derivative).
+
+    One pass over the pairs, nothing of size (n, n) allocated.
+    """
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t d = X.shape[1]
+    if inv_ls2.shape[0] != d or Kinv.shape[0] != n or Kinv.shape[1] != n or alpha.shape[0] != n:
+        raise ValueError("shapes of X, inv_ls2, Kinv and alpha do not agree")
+    grad_arr = np.zeros(d, dtype=np.float64)
+    cdef double[::1] grad = grad_arr
+    cdef Py_ssize_t a, b, j
+    cdef double r2, r, e, diff, w, k, dk, d_signal = 0.0, trace_w = 0.0
+    with nogil:
+        for a in range(n):
+            w = 0.5 * (alpha[a] * alpha[a] - Kinv[a, a])
+            trace_w = trace_w + w
+            d_signal = d_signal + w * signal_var
+            for b in range(a):
+                w = alpha[a] * alpha[b] - Kinv[a, b]      # both triangles: 2 * W_ab
+                r2 = 0.0
+                for j in range(d):
+                    diff = X[a, j] - X[b, j]
+                    r2 = r2 + inv_ls2[j] * diff * diff
+                r = sqrt(5.0 * r2)
+                e = exp(-r)
+                k = signal_var * (1.0 + r + r * r / 3.0) * e
+                dk = -(5.0 / 6.0) * signal_var * (1.0 + r) * e
+                d_signal = d_signal + w * k
+                # d r2 / d log(l_j) = -2 inv_ls2_j diff_j^2
+                w = -2.0 * w * dk
+                for j in range(d):
+                    diff = X[a, j] - X[b, j]
+                    grad[j] = grad[j] + w * inv_ls2[j] * diff * diff
+    return grad_arr, d_signal, trace_w

@@ -103,7 +103,7 @@ class BayesianSampler(Sampler):
         Exploration weight of ``"ucb"``.
     output_warping:
         ``"auto"`` (power transform when values are clearly skewed), ``"none"``, ``"power"``
-        (Yeo-Johnson) or ``"rank"`` (normal scores); helps heavy-tailed objectives.
+        (Box-Cox) or ``"rank"`` (normal scores); helps heavy-tailed objectives.
     parallel_strategy:
         How running trials are accounted for: ``"believer"`` (posterior mean, default) or a
         constant liar with the best, mean or worst observed value.
@@ -224,7 +224,8 @@ class BayesianSampler(Sampler):
         space = ctx.space
         layout = self._layout(space)
         with_params = [t for t in ctx.trials if t.params]
-        taken = {_key(space, x) for x in ctx.encoded(with_params)}
+        # a trial's params are valid values, so their encoding is already the canonical key
+        taken = {tuple(row) for row in np.round(ctx.encoded(with_params), 9).tolist()}
         if layout.n_points is not None and len(taken) >= layout.n_points:
             raise SpaceExhausted(f"all {layout.n_points} points of the search space were tried")
 
@@ -286,10 +287,16 @@ class BayesianSampler(Sampler):
         X1 = layout.expand(X)
         ys = transform_outputs(y, self.output_warping)
         starts = []
+        maxiter, ftol = 200, 2.2e-9
         cached = self._theta_cache
         if cached is not None and cached[0] == ctx.space and cached[1].shape[0] == n_params + 2:
             starts.append(cached[1])
-            starts.append(default_theta(n_params))
+            if X1.shape[0] < 60:
+                # few points: the posterior can move between modes, keep a fresh start too
+                starts.append(default_theta(n_params))
+            else:
+                # one more observation moves the optimum little: a short warm run suffices
+                maxiter, ftol = 50, 1e-6
         else:
             starts.append(default_theta(n_params))
             rng = self.rng_for(ctx.trial_number, _STREAM_FIT)
@@ -298,7 +305,9 @@ class BayesianSampler(Sampler):
             for _ in range(self.n_hyper_starts - 1):
                 t0 = default_theta(n_params) + rng.normal(0.0, 1.0, n_params + 2)
                 starts.append(np.clip(t0, lo, hi))
-        theta, value = fit_hyperparameters(X1, ys, layout.col_group, n_params, starts=starts)
+        theta, value = fit_hyperparameters(
+            X1, ys, layout.col_group, n_params, starts=starts, maxiter=maxiter, ftol=ftol
+        )
         self._theta_cache = (ctx.space, theta)
         logger.debug(
             "GP fit on %d points: lengthscales %s, signal %.3g, noise %.3g, -log post %.4g",

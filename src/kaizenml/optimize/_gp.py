@@ -22,6 +22,7 @@ kernel :func:`kaizenml._ext._acqf.posterior_acquisition`.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ __all__ = [
     "neg_log_posterior",
     "transform_outputs",
 ]
+
+logger = logging.getLogger(__name__)
 
 ACQ_KINDS = {"logei": _acqf.ACQ_LOG_EI, "ucb": _acqf.ACQ_UCB, "pi": _acqf.ACQ_LOG_PI}
 
@@ -96,34 +99,27 @@ def neg_log_posterior(
     log_ls = theta[:n_params]
     signal = math.exp(theta[n_params])
     noise = math.exp(theta[n_params + 1])
-    inv_ls2 = np.exp(-2.0 * log_ls)[col_group]
-    K, r = _kernel_and_r(X, inv_ls2, signal)
-    Kn = K.copy()
+    inv_ls2 = np.ascontiguousarray(np.exp(-2.0 * log_ls)[col_group])
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    Kn = _acqf.matern52_gram(X, inv_ls2, signal)
     Kn.flat[:: n + 1] += noise + _JITTER
     try:
-        L = scipy.linalg.cholesky(Kn, lower=True, check_finite=False)
+        L = scipy.linalg.cholesky(Kn, lower=True, check_finite=False, overwrite_a=True)
     except np.linalg.LinAlgError:
         return 1e25, np.zeros_like(theta)
     alpha = scipy.linalg.cho_solve((L, True), y, check_finite=False)
     lml = -0.5 * float(y @ alpha) - float(np.log(np.diag(L)).sum()) - 0.5 * n * math.log(2 * math.pi)
+    # K^{-1} from the factor (lower triangle only, which is all the gradient kernel reads)
     Kinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
     if info != 0:
         return 1e25, np.zeros_like(theta)
-    Kinv = np.tril(Kinv) + np.tril(Kinv, -1).T
-    # dLML/dK = 0.5 (alpha alpha^T - K^{-1})
-    Wm = 0.5 * (np.outer(alpha, alpha) - Kinv)
+    col_grad, d_signal, trace_w = _acqf.matern52_lml_gradient(
+        X, inv_ls2, signal, np.ascontiguousarray(Kinv), alpha
+    )
     grad = np.empty_like(theta)
-    # dk/d(r2) for the Matérn-5/2 kernel, as a function of sqrt(5) r
-    dk_dr2 = -(5.0 / 6.0) * signal * (1.0 + r) * np.exp(-r)
-    M = Wm * dk_dr2
-    rs = M.sum(axis=1)
-    MX = M @ X
-    # sum_ab M_ab (x_aj - x_bj)^2 = 2 sum_a x_aj^2 rs_a - 2 x_j^T M x_j
-    S = 2.0 * ((X * X).T @ rs) - 2.0 * np.einsum("aj,aj->j", X, MX)
-    col_grad = -2.0 * inv_ls2 * S
     grad[:n_params] = np.bincount(col_group, weights=col_grad, minlength=n_params)
-    grad[n_params] = float(np.sum(Wm * K))
-    grad[n_params + 1] = noise * float(np.trace(Wm))
+    grad[n_params] = d_signal
+    grad[n_params + 1] = noise * trace_w
     # log priors, expressed directly on the log parameters
     loc, scale = _lengthscale_prior(n_params)
     lp = -0.5 * float(np.sum((log_ls - loc) ** 2)) / scale**2
@@ -143,6 +139,7 @@ def fit_hyperparameters(
     *,
     starts: list[np.ndarray],
     maxiter: int = 200,
+    ftol: float = 2.2e-9,
 ) -> tuple[np.ndarray, float]:
     """MAP hyperparameters by L-BFGS-B from each of ``starts``; returns the best and its value."""
     bounds = theta_bounds(n_params)
@@ -158,8 +155,9 @@ def fit_hyperparameters(
             jac=True,
             method="L-BFGS-B",
             bounds=bounds,
-            options={"maxiter": maxiter},
+            options={"maxiter": maxiter, "ftol": ftol},
         )
+        logger.debug("hyperparameter fit: %d evaluations, %s", res.nfev, res.message)
         if np.isfinite(res.fun) and res.fun < best_f:
             best_theta, best_f = np.asarray(res.x, dtype=np.float64), float(res.fun)
     if best_theta is None:  # every start failed numerically: fall back to a safe default
@@ -172,9 +170,10 @@ def fit_hyperparameters(
 def transform_outputs(y: np.ndarray, warping: str) -> np.ndarray:
     """Standardize minimized values, optionally warping heavy tails first.
 
-    ``"power"`` applies a Yeo-Johnson transform (maximum-likelihood exponent); ``"rank"``
+    ``"power"`` applies a Box-Cox transform (maximum-likelihood exponent) to the values shifted
+    to start at half a median gap above zero; ``"rank"``
     replaces values by normal scores of their ranks; ``"auto"`` uses the power transform when
-    the values are clearly skewed (|skewness| > 1) and plain standardization otherwise.
+    the values have a long tail of bad (large) values (skewness > 1) and plain standardization otherwise.
     """
     y = np.asarray(y, dtype=np.float64)
 
@@ -186,14 +185,22 @@ def transform_outputs(y: np.ndarray, warping: str) -> np.ndarray:
     if y.shape[0] < 4:
         return z
     if warping == "auto":
-        warping = "power" if abs(float(scipy.stats.skew(z))) > 1.0 else "none"
+        # only a long tail of *bad* values is compressed; a long tail of good values is the
+        # region being optimized and keeps its resolution
+        warping = "power" if float(scipy.stats.skew(z)) > 1.0 else "none"
     if warping == "power":
-        try:
-            w, _ = scipy.stats.yeojohnson(z)
-        except (ValueError, FloatingPointError):
-            return z
-        if np.all(np.isfinite(w)):
-            z = standardize(w)
+        # Box-Cox (maximum-likelihood exponent) on values shifted to start just above zero,
+        # in units of their median gap to the best: scale-free, and able to reach a log
+        spread = float(np.median(y) - y.min())
+        if spread <= 0.0:
+            spread = float(y.max() - y.min())
+        if spread > 0.0:
+            try:
+                w, _ = scipy.stats.boxcox((y - y.min()) / spread + 0.5)
+            except (ValueError, FloatingPointError):  # pragma: no cover - degenerate data
+                w = z
+            if np.all(np.isfinite(w)):
+                z = standardize(w)
     elif warping == "rank":
         ranks = scipy.stats.rankdata(z)
         z = standardize(scipy.stats.norm.ppf((ranks - 0.5) / z.shape[0]))
