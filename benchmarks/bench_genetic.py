@@ -94,8 +94,16 @@ def kaizen_generation(X, F, seed, n_threads=1, out=None):
 
 def numpy_reference_generation(X, F, seed, out=None):
     return numpy_generation(
-        X, F, np.random.default_rng(seed), out=out, k=2, eta_c=ETA_C, crossover_rate=PC,
-        gene_rate=GENE_RATE, eta_m=ETA_M, mutation_rate=MUT_RATE,
+        X,
+        F,
+        np.random.default_rng(seed),
+        out=out,
+        k=2,
+        eta_c=ETA_C,
+        crossover_rate=PC,
+        gene_rate=GENE_RATE,
+        eta_m=ETA_M,
+        mutation_rate=MUT_RATE,
     )
 
 
@@ -115,14 +123,24 @@ def pymoo_array_generation(X, F, seed):
     parents = np.swapaxes(X[winners], 0, 1)  # (2, m, g)
     xl, xu = np.zeros(g), np.ones(g)
     Q = cross_sbx(
-        parents, xl, xu, np.full((m, 1), ETA_C), np.full((m, 1), GENE_RATE),
-        np.full((m, 1), 0.5), random_state=rng,
+        parents,
+        xl,
+        xu,
+        np.full((m, 1), ETA_C),
+        np.full((m, 1), GENE_RATE),
+        np.full((m, 1), 0.5),
+        random_state=rng,
     )
     crossed = rng.random(m) < PC
     Q[:, ~crossed] = parents[:, ~crossed]
     off = Q.reshape(-1, g)
     return mut_pm(
-        off, xl, xu, np.full(len(off), ETA_M), np.full(len(off), MUT_RATE), False,
+        off,
+        xl,
+        xu,
+        np.full(len(off), ETA_M),
+        np.full(len(off), MUT_RATE),
+        False,
         random_state=rng,
     )
 
@@ -146,10 +164,10 @@ def pymoo_do_generation(pop, seed):
     rng = np.random.default_rng(seed)
     problem = Problem(n_var=N_GENES, n_obj=1, xl=0.0, xu=1.0)
     sel = TournamentSelection(func_comp=comp_by_cv_and_fitness)
-    parents = sel.do(problem, pop, n_select=len(pop) // 2, n_parents=2, to_pop=False,
-                     random_state=rng)
-    off = SBX(eta=ETA_C, prob=PC, prob_var=GENE_RATE).do(problem, pop, parents,
-                                                        random_state=rng)
+    parents = sel.do(
+        problem, pop, n_select=len(pop) // 2, n_parents=2, to_pop=False, random_state=rng
+    )
+    off = SBX(eta=ETA_C, prob=PC, prob_var=GENE_RATE).do(problem, pop, parents, random_state=rng)
     return PM(eta=ETA_M, prob=1.0, prob_var=MUT_RATE).do(problem, off, random_state=rng)
 
 
@@ -162,8 +180,7 @@ def deap_setup(X, F):
     tb = base.Toolbox()
     tb.register("select", tools.selTournament, tournsize=2)
     tb.register("mate", tools.cxSimulatedBinaryBounded, eta=ETA_C, low=0.0, up=1.0)
-    tb.register("mutate", tools.mutPolynomialBounded, eta=ETA_M, low=0.0, up=1.0,
-                indpb=MUT_RATE)
+    tb.register("mutate", tools.mutPolynomialBounded, eta=ETA_M, low=0.0, up=1.0, indpb=MUT_RATE)
     pop = []
     for row, f in zip(X.tolist(), F.tolist(), strict=True):
         ind = creator.KzIndividual(row)
@@ -245,6 +262,40 @@ def pymoo_quality(name: str, seed: int) -> float:
 
     res = minimize(_P(), GA(pop_size=1000), ("n_gen", 100), seed=seed, verbose=False)
     return float(res.F[0])
+
+
+_ENGINE_SCRIPT = """
+import resource, sys, time
+import numpy as np
+from kaizenml.optimize import Float, GeneticSearch
+n, g = int(sys.argv[1]), int(sys.argv[2])
+space = {f"x{i}": Float(-5.0, 5.0) for i in range(g)}
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def sphere(p):
+    total = np.zeros(n)
+    for v in p.values():
+        total += v * v
+    return total
+t0 = time.perf_counter()
+res = GeneticSearch(space, population_size=n, seed=0).run(sphere, generations=3)
+dt = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"max RSS {peak / 2**20:.2f} GiB (after imports {base / 2**20:.2f} GiB); "
+      f"{dt / 4:.2f} s per generation including decoding and fitness; best {res.best_value:.3g}")
+"""
+
+
+def engine_rss(n: int) -> str:
+    """Peak resident memory of a fresh process running GeneticSearch on n x 32 genes."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _ENGINE_SCRIPT, str(n), str(N_GENES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +404,10 @@ def main() -> None:
             print(f"| {name} | {b / 2**20:.0f} MiB | {b / out_bytes:.2f} |")
         rows.append(("speed", "done", ""))
 
+    if not args.skip_speed:
+        print(f"\n## Whole engine, {n:,} x {N_GENES}, 3 generations, inputs='dict'\n")
+        print(engine_rss(n))
+
     if not args.skip_quality:
         print(f"\n## Quality: median best over {len(seeds)} seeds, pop 1000 x 100 generations\n")
         print("| function | kaizenml defaults | kaizenml tournament_size=3 | pymoo GA defaults |")
@@ -365,8 +420,10 @@ def main() -> None:
             t2 = time.perf_counter()
             p = statistics.median(pymoo_quality(name, s) for s in seeds)
             t3 = time.perf_counter()
-            print(f"| {name}-10 | {k:.2e} ({t1 - t0:.1f} s) | {k3:.2e} ({t2 - t1:.1f} s) | "
-                  f"{p:.2e} ({t3 - t2:.1f} s) |")
+            print(
+                f"| {name}-10 | {k:.2e} ({t1 - t0:.1f} s) | {k3:.2e} ({t2 - t1:.1f} s) | "
+                f"{p:.2e} ({t3 - t2:.1f} s) |"
+            )
 
 
 if __name__ == "__main__":

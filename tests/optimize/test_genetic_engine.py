@@ -201,3 +201,27 @@ def test_engine_validation_errors():
         ga.run(lambda X: np.zeros(3), inputs="array")
     with pytest.raises(ValidationError, match="initial_population"):
         ga.run(sphere, initial_population=np.zeros((3, 2)), inputs="array")
+
+
+def test_progress_bar_shows_the_best_value(capsys):
+    GeneticSearch(_box(2, 1.0), population_size=10, seed=0, n_threads=1).run(
+        sphere, generations=3, inputs="array", show_progress_bar=True
+    )
+    err = capsys.readouterr().err
+    assert "genetic search" in err and "best=" in err and "3/3" in err
+
+
+def test_initial_population_and_odd_sizes():
+    space = {"x": Float(-1.0, 1.0), "n": Int(0, 4)}
+    start = np.tile([0.5, 0.5], (11, 1))  # x = 0, n = 2: the optimum below
+    ga = GeneticSearch(space, population_size=11, seed=1, n_threads=1)
+
+    def f(p):
+        return p["x"] ** 2 + (p["n"] - 2) ** 2
+
+    res = ga.run(f, generations=10, initial_population=start, target=0.0)
+    assert res.stop_reason == "target" and res.n_generations == 0
+    assert res.best_params == {"x": 0.0, "n": 2}
+    # an odd population runs whole generations and keeps its size
+    res = ga.run(f, generations=5)
+    assert res.population.shape == (11, 2) and res.n_evaluations == 11 * 6

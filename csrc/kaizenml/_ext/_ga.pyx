@@ -339,8 +339,25 @@ cdef void _generation_chunk(const double* pop, Py_ssize_t n_pop, const double* f
     cdef Py_ssize_t next_mut = 0, row_end
     cdef int mutating = P.mutation != M_NONE and P.mut_rate > 0.0
     cdef Py_ssize_t row_bytes = g * sizeof(double)
-    for i in range(2 * n_p):
-        winners[i] = _tournament(fit, n_pop, P.k, rng)
+    cdef Py_ssize_t n_cand = 2 * n_p * P.k, c, best, t
+    cdef int64_t* cand = <int64_t*>malloc(n_cand * sizeof(int64_t))
+    if cand != NULL:
+        # contestants first, their fitness prefetched, then the comparisons: the same draws
+        # as one tournament after another, without waiting on each random fitness load
+        for c in range(n_cand):
+            cand[c] = _randint(rng, n_pop)
+            KZ_PREFETCH(fit + cand[c])
+        for i in range(2 * n_p):
+            best = cand[i * P.k]
+            for t in range(1, P.k):
+                c = cand[i * P.k + t]
+                if fit[c] < fit[best]:
+                    best = c
+            winners[i] = best
+        free(cand)
+    else:
+        for i in range(2 * n_p):
+            winners[i] = _tournament(fit, n_pop, P.k, rng)
     if mutating:
         next_mut = _skip(P, rng)
     for p in range(p0, p1):

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 from .._exceptions import TrialPruned
+from ._ga_engine import GeneticResult, GeneticSearch
+from ._genetic import GeneticSampler
 from ._grid import GridSampler, grid_values
 from ._importance import param_importances
 from ._optimizer import HyperparameterOptimizer
@@ -36,6 +38,9 @@ __all__ = [
     "DISCRETE",
     "Categorical",
     "Float",
+    "GeneticResult",
+    "GeneticSampler",
+    "GeneticSearch",
     "GridSampler",
     "HyperparameterOptimizer",
     "InMemoryStorage",

@@ -27,7 +27,7 @@ import numpy as np
 
 from .._exceptions import KaizenTypeError, ValidationError
 from .._validation import check_choice, check_float, check_int
-from ._space import CATEGORICAL, CONTINUOUS, DISCRETE, Int, SearchSpace
+from ._space import CATEGORICAL, CONTINUOUS, DISCRETE, Float, Int, SearchSpace
 
 __all__ = [
     "GeneticResult",
@@ -556,6 +556,18 @@ class GeneticSearch:
         }
 
     # -----------------------------------------------------------------------------------------
+    def _decode(self, X: np.ndarray, j: int) -> np.ndarray:
+        """Column ``j`` in parameter units. The operators keep genes inside [0, 1], so plain
+        floats skip the clipping of :meth:`SearchSpace.decode_column` (the hot path when the
+        population is large)."""
+        p = self.space[self.space.names[j]]
+        if isinstance(p, Float) and not p.log and p.step is None:
+            out = X[:, j] * (p.high - p.low)
+            out += p.low
+            np.minimum(out, p.high, out=out)  # low + 1.0 * (high - low) may round past high
+            return out
+        return self.space.decode_column(j, X[:, j])
+
     def _snap_inplace(self, X: np.ndarray) -> None:
         """Move discrete columns onto valid encodings, one column at a time."""
         for j in range(X.shape[1]):
@@ -580,7 +592,7 @@ class GeneticSearch:
         self, fitness: Callable[[Any], Any], X: np.ndarray, inputs: str, sign: float
     ) -> np.ndarray:
         if inputs == "dict":
-            arg: Any = self.space.decode_many(X)
+            arg: Any = {name: self._decode(X, j) for j, name in enumerate(self.space.names)}
         elif inputs == "array":
             arg = np.empty(X.shape, dtype=np.float64)
             for j in range(X.shape[1]):
@@ -588,7 +600,7 @@ class GeneticSearch:
                     n = int(self.space.n_levels[j])
                     arg[:, j] = np.minimum(np.floor(X[:, j] * n), n - 1)
                 else:
-                    arg[:, j] = self.space.decode_column(j, X[:, j])
+                    arg[:, j] = self._decode(X, j)
         else:
             arg = X.view()
             arg.flags.writeable = False
