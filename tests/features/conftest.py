@@ -39,7 +39,7 @@ def builtin_names() -> tuple[str, ...]:
 
 @pytest.fixture
 def market() -> Callable[..., dict[str, np.ndarray]]:
-    """A factory of market data: a geometric random walk close, positive volume, minute timestamps."""
+    """A factory of market data: geometric random walk close, positive volume, timestamps."""
 
     def make(n: int = 400, seed: int = 0, start: str = "2024-03-01T09:30") -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)

@@ -17,8 +17,17 @@ def _store() -> FeatureStore:
     return _STORE["s"]
 
 
-BUILTINS = ["price_return", "price_volatility", "price_momentum", "volume_ratio", "rsi_14",
-            "macd", "bb_position", "hour_of_day", "day_of_week"]
+BUILTINS = [
+    "price_return",
+    "price_volatility",
+    "price_momentum",
+    "volume_ratio",
+    "rsi_14",
+    "macd",
+    "bb_position",
+    "hour_of_day",
+    "day_of_week",
+]
 
 configs = st.fixed_dictionaries(
     {
@@ -37,10 +46,16 @@ def _variant(store: FeatureStore, builtin: str, cfg: dict) -> str:
     tag = "_".join(str(v) for v in cfg.values()).replace("None", "n").replace("False", "f")
     name = f"{builtin}_{tag}"
     outputs = [f"{name}_{i}" for i in range(len(base.outputs))]
-    store.register_feature(FeatureDefinition(
-        name, "1.0.0", dependencies=list(base.dependencies), compute_function=base.compute_function,
-        outputs=outputs,
-        computation_config={**cfg, "params": dict(base.computation_config.params)}))
+    store.register_feature(
+        FeatureDefinition(
+            name,
+            "1.0.0",
+            dependencies=list(base.dependencies),
+            compute_function=base.compute_function,
+            outputs=outputs,
+            computation_config={**cfg, "params": dict(base.computation_config.params)},
+        )
+    )
     return name
 
 
@@ -50,7 +65,8 @@ def _data(seed: int, n: int, n_nan: int, symbols: int) -> dict[str, np.ndarray]:
     close[rng.integers(0, n, n_nan)] = np.nan
     volume = rng.integers(1, 1_000, n).astype(float)
     ts = np.datetime64("2024-01-01T00:00", "s") + np.cumsum(rng.integers(60, 40_000, n)).astype(
-        "timedelta64[s]")
+        "timedelta64[s]"
+    )
     sym = rng.integers(0, symbols, n)
     return {"close": close, "volume": volume, "timestamp": ts, "sym": sym}
 
@@ -64,7 +80,8 @@ def _mutate_after(data: dict[str, np.ndarray], t: int, seed: int) -> dict[str, n
         out["close"][t + 1 :][rng.random(m) < 0.2] = np.nan
         out["volume"][t + 1 :] = rng.integers(1, 1_000, m)
         out["timestamp"][t + 1 :] = out["timestamp"][t] + np.cumsum(
-            rng.integers(1, 90_000, m)).astype("timedelta64[s]")
+            rng.integers(1, 90_000, m)
+        ).astype("timedelta64[s]")
     return out
 
 
@@ -99,9 +116,19 @@ def test_every_builtin_and_config_is_causal(builtin, cfg, seed, n, n_nan, symbol
 def test_property_detects_look_ahead() -> None:
     """The same check flags a deliberately non-causal (backward-filled) feature."""
     store = _store()
-    store.register_feature(FeatureDefinition(
-        "rsi_bfill", "1.0.0", dependencies=["close"], compute_function="rsi",
-        computation_config={"fill_missing": "backward", "causal": False, "params": {"window": 3}}))
+    store.register_feature(
+        FeatureDefinition(
+            "rsi_bfill",
+            "1.0.0",
+            dependencies=["close"],
+            compute_function="rsi",
+            computation_config={
+                "fill_missing": "backward",
+                "causal": False,
+                "params": {"window": 3},
+            },
+        )
+    )
     data = _data(3, 40, 0, 1)
     data["close"][10] = np.nan  # the RSI is NaN at the gap and for its seed window after it
     before = store.compute_feature("rsi_bfill", data)
