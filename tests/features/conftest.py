@@ -39,12 +39,11 @@ def builtin_names() -> tuple[str, ...]:
 
 @pytest.fixture
 def market() -> Callable[..., dict[str, np.ndarray]]:
-    """A factory of OHLCV-like data: a random walk close, positive volume, minute timestamps."""
+    """A factory of market data: geometric random walk close, positive volume, timestamps."""
 
     def make(n: int = 400, seed: int = 0, start: str = "2024-03-01T09:30") -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
-        close = 100.0 + np.cumsum(rng.normal(0.0, 1.0, n))
-        close = np.maximum(close, 1.0)
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
         volume = rng.integers(100, 10_000, n).astype(np.float64)
         timestamp = np.datetime64(start, "s") + np.arange(n) * np.timedelta64(3_700, "s")
         return {"close": close, "volume": volume, "timestamp": timestamp}

@@ -86,22 +86,52 @@ def test_single_feature_shapes_and_output_columns(store: FeatureStore, market) -
 def test_indicator_parameters_through_computation_config(store: FeatureStore, market) -> None:
     data = market(400)
     close = data["close"]
-    store.register_feature(FeatureDefinition(
-        "rsi_7", "1.0.0", dependencies=["close"], compute_function="rsi",
-        computation_config={"params": {"window": 7}}))
-    store.register_feature(FeatureDefinition(
-        "macd_fast", "1.0.0", dependencies=["close"], compute_function="macd",
-        outputs=["mf", "mf_signal", "mf_hist"],
-        computation_config={"params": {"fast": 5, "slow": 13, "signal": 4}}))
-    store.register_feature(FeatureDefinition(
-        "log_ret_5", "1.0.0", dependencies=["close"], compute_function="returns",
-        computation_config={"params": {"horizon": 5, "kind": "log"}}))
-    store.register_feature(FeatureDefinition(
-        "vol_ann", "1.0.0", dependencies=["close"], compute_function="volatility",
-        computation_config={"params": {"window": 10, "annualization": 252}}))
-    store.register_feature(FeatureDefinition(
-        "bb_wide", "1.0.0", dependencies=["close"], compute_function="bollinger_position",
-        computation_config={"params": {"window": 10, "nbdev": 3.0}}))
+    store.register_feature(
+        FeatureDefinition(
+            "rsi_7",
+            "1.0.0",
+            dependencies=["close"],
+            compute_function="rsi",
+            computation_config={"params": {"window": 7}},
+        )
+    )
+    store.register_feature(
+        FeatureDefinition(
+            "macd_fast",
+            "1.0.0",
+            dependencies=["close"],
+            compute_function="macd",
+            outputs=["mf", "mf_signal", "mf_hist"],
+            computation_config={"params": {"fast": 5, "slow": 13, "signal": 4}},
+        )
+    )
+    store.register_feature(
+        FeatureDefinition(
+            "log_ret_5",
+            "1.0.0",
+            dependencies=["close"],
+            compute_function="returns",
+            computation_config={"params": {"horizon": 5, "kind": "log"}},
+        )
+    )
+    store.register_feature(
+        FeatureDefinition(
+            "vol_ann",
+            "1.0.0",
+            dependencies=["close"],
+            compute_function="volatility",
+            computation_config={"params": {"window": 10, "annualization": 252}},
+        )
+    )
+    store.register_feature(
+        FeatureDefinition(
+            "bb_wide",
+            "1.0.0",
+            dependencies=["close"],
+            compute_function="bollinger_position",
+            computation_config={"params": {"window": 10, "nbdev": 3.0}},
+        )
+    )
     out = store.compute_features(["rsi_7", "macd_fast", "log_ret_5", "vol_ann", "bb_wide"], data)
     _assert_close(out["rsi_7"], talib.RSI(close, 7), "rsi_7")
     m, s, h = talib.MACD(close, 5, 13, 4)
@@ -117,18 +147,30 @@ def test_indicator_parameters_through_computation_config(store: FeatureStore, ma
 
 def test_new_version_of_builtin_with_other_params(store: FeatureStore, market) -> None:
     data = market(200)
-    store.register_feature(FeatureDefinition(
-        "rsi_14", "1.1.0", dependencies=["close"], compute_function="rsi",
-        computation_config={"params": {"window": 21}}))
+    store.register_feature(
+        FeatureDefinition(
+            "rsi_14",
+            "1.1.0",
+            dependencies=["close"],
+            compute_function="rsi",
+            computation_config={"params": {"window": 21}},
+        )
+    )
     _assert_close(store.compute_feature("rsi_14", data), talib.RSI(data["close"], 21), "new")
     _assert_close(store.compute_feature("rsi_14@1.0", data), talib.RSI(data["close"], 14), "pin")
 
 
 def test_bad_builtin_params_are_named(store: FeatureStore) -> None:
     with pytest.raises(ValidationError, match=r"does not take \['windw'\]"):
-        store.register_feature(FeatureDefinition(
-            "rsi_x", "1.0.0", dependencies=["close"], compute_function="rsi",
-            computation_config={"params": {"windw": 7}}))
+        store.register_feature(
+            FeatureDefinition(
+                "rsi_x",
+                "1.0.0",
+                dependencies=["close"],
+                compute_function="rsi",
+                computation_config={"params": {"windw": 7}},
+            )
+        )
 
 
 def test_missing_raw_column_names_the_chain(store: FeatureStore, market) -> None:
@@ -152,7 +194,10 @@ def _interleave(parts: dict[str, dict[str, np.ndarray]], seed: int) -> pd.DataFr
     return pd.DataFrame({**columns, "symbol": labels}, index=pd.RangeIndex(100, 100 + labels.size))
 
 
-@pytest.mark.parametrize("lengths", [(300, 300, 300), (500, 40, 260), (900, 3, 8)])
+# the last case pads so unevenly that batch functions fall back to one call per symbol
+@pytest.mark.parametrize(
+    "lengths", [(300, 300, 300), (500, 40, 260), (900, 3, 8), (3000, 3, 8, 2, 4)]
+)
 def test_many_symbols_equal_one_by_one(store: FeatureStore, market, builtin_names, lengths) -> None:
     parts = {f"S{i}": market(n, seed=i) for i, n in enumerate(lengths)}
     frame = _interleave(parts, seed=len(lengths))
@@ -164,7 +209,9 @@ def test_many_symbols_equal_one_by_one(store: FeatureStore, market, builtin_name
         for name, want in expected.items():
             _assert_close(out[name].to_numpy()[rows], want, f"{sym}:{name}")
     # a dict of frames gives the same numbers, split per symbol
-    per = store.compute_features(list(builtin_names), {s: pd.DataFrame(d) for s, d in parts.items()})
+    per = store.compute_features(
+        list(builtin_names), {s: pd.DataFrame(d) for s, d in parts.items()}
+    )
     for sym, data in parts.items():
         expected = _oracle(data)
         for name, want in expected.items():
@@ -196,7 +243,11 @@ def test_polars_input(store: FeatureStore, market) -> None:
         _assert_close(out[col].to_numpy(), expected[col], col)
     data_b = market(80, seed=4)
     data_b["timestamp"] = data_b["timestamp"].astype("datetime64[ms]")
-    sym = pl.concat([frame.with_columns(pl.lit("a").alias("s")),
-                     pl.DataFrame(data_b).with_columns(pl.lit("b").alias("s"))])
+    sym = pl.concat(
+        [
+            frame.with_columns(pl.lit("a").alias("s")),
+            pl.DataFrame(data_b).with_columns(pl.lit("b").alias("s")),
+        ]
+    )
     out2 = store.compute_feature("rsi_14", sym, symbol="s")
     _assert_close(out2[150:], talib.RSI(market(80, seed=4)["close"], 14), "polars symbol b")

@@ -13,14 +13,25 @@ from kaizenml.features import ComputationConfig, FeatureDefinition, parse_versio
 
 def test_config_from_plain_dict_with_params() -> None:
     cfg = ComputationConfig.from_dict(
-        {"window_size": 5, "aggregation": "max", "fill_missing": "forward",
-         "normalize": "minmax", "normalize_window": 10, "params": {"window": 7, "kind": "log"}}
+        {
+            "window_size": 5,
+            "aggregation": "max",
+            "fill_missing": "forward",
+            "normalize": "minmax",
+            "normalize_window": 10,
+            "params": {"window": 7, "kind": "log"},
+        }
     )
     assert cfg.window_size == 5 and cfg.aggregation == "max"
     assert cfg.params == {"window": 7, "kind": "log"}
     assert ComputationConfig.from_dict(cfg.to_dict()) == cfg
-    d = FeatureDefinition("f", "1.0", dependencies=["close"], compute_function="rsi",
-                          computation_config={"params": {"window": 3}})
+    d = FeatureDefinition(
+        "f",
+        "1.0",
+        dependencies=["close"],
+        compute_function="rsi",
+        computation_config={"params": {"window": 3}},
+    )
     assert isinstance(d.computation_config, ComputationConfig)
     assert FeatureDefinition.from_dict(d.to_dict()) == d
 
@@ -83,16 +94,38 @@ def test_definition_errors(kwargs: dict, fragment: str) -> None:
 
 def test_definition_hash_ignores_description_but_not_params() -> None:
     a = FeatureDefinition("f", "1.0.0", "one", dependencies=["close"], compute_function="rsi")
-    b = FeatureDefinition("f", "1.0.0", "two", dependencies=["close"], compute_function="rsi",
-                          tags=["x"])
-    c = FeatureDefinition("f", "1.0.0", dependencies=["close"], compute_function="rsi",
-                          computation_config={"params": {"window": 9}})
+    b = FeatureDefinition(
+        "f", "1.0.0", "two", dependencies=["close"], compute_function="rsi", tags=["x"]
+    )
+    c = FeatureDefinition(
+        "f",
+        "1.0.0",
+        dependencies=["close"],
+        compute_function="rsi",
+        computation_config={"params": {"window": 9}},
+    )
     assert a.definition_hash() == b.definition_hash() != c.definition_hash()
 
 
-VERSIONS = ["0.0.1", "0.1.0", "0.9.0", "0.10.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta",
-            "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1",
-            "1.2.0", "1.10.0", "2.0.0+build.7", "10.0.0"]
+VERSIONS = [
+    "0.0.1",
+    "0.1.0",
+    "0.9.0",
+    "0.10.0",
+    "1.0.0-alpha",
+    "1.0.0-alpha.1",
+    "1.0.0-alpha.beta",
+    "1.0.0-beta",
+    "1.0.0-beta.2",
+    "1.0.0-beta.11",
+    "1.0.0-rc.1",
+    "1.0.0",
+    "1.0.1",
+    "1.2.0",
+    "1.10.0",
+    "2.0.0+build.7",
+    "10.0.0",
+]
 
 
 def test_version_order_matches_semver_package() -> None:

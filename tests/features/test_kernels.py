@@ -26,8 +26,10 @@ def _segments(n: int, seed: int) -> np.ndarray:
 def _by_segment(x: np.ndarray, offsets: np.ndarray, fn) -> np.ndarray:
     """The slow oracle: apply a pandas function to each segment separately."""
     return np.concatenate(
-        [fn(pd.Series(x[offsets[i] : offsets[i + 1]])).to_numpy(dtype=float)
-         for i in range(len(offsets) - 1)]
+        [
+            fn(pd.Series(x[offsets[i] : offsets[i + 1]])).to_numpy(dtype=float)
+            for i in range(len(offsets) - 1)
+        ]
     )
 
 
@@ -42,8 +44,12 @@ def _numpy_rolling_std(s: pd.Series, window: int) -> pd.Series:
 
 @pytest.mark.parametrize(
     "agg, window",
-    [(a, w) for a in ["sum", "mean", "std", "min", "max", "last"] for w in [1, 2, 7, 40]
-     if not (a == "std" and w == 1)],
+    [
+        (a, w)
+        for a in ["sum", "mean", "std", "min", "max", "last"]
+        for w in [1, 2, 7, 40]
+        if not (a == "std" and w == 1)
+    ],
 )
 def test_rolling_aggregations_equal_pandas(agg: str, window: int) -> None:
     x = _series(3_000, seed=window)
@@ -133,9 +139,13 @@ def test_expanding_normalizations_equal_pandas() -> None:
     np.testing.assert_allclose(z, expected, rtol=1e-8, atol=1e-10)
     m = K.expanding_minmax(x, off, np.empty_like(x))
     expected = _by_segment(
-        x, off,
-        lambda s: ((s - s.expanding().min()) / (s.expanding().max() - s.expanding().min()))
-        .where(s.expanding().max() > s.expanding().min(), 0.5).where(s.notna())
+        x,
+        off,
+        lambda s: (
+            ((s - s.expanding().min()) / (s.expanding().max() - s.expanding().min()))
+            .where(s.expanding().max() > s.expanding().min(), 0.5)
+            .where(s.notna())
+        ),
     )
     np.testing.assert_allclose(m, expected, rtol=1e-12)
     assert np.array_equal(np.isnan(m), np.isnan(expected))
@@ -204,7 +214,7 @@ def test_reference_fractions_and_bins() -> None:
 def test_psi_equals_hand_computation() -> None:
     expected = np.array([0.1, 0.2, 0.3, 0.4])
     actual = np.array([0.25, 0.25, 0.25, 0.25])
-    hand = sum((a - e) * np.log(a / e) for a, e in zip(actual, expected))
+    hand = sum((a - e) * np.log(a / e) for a, e in zip(actual, expected, strict=True))
     psi, contrib = population_stability_index(expected, actual)
     assert psi == pytest.approx(hand, rel=1e-12)
     assert contrib.sum() == pytest.approx(psi)

@@ -15,8 +15,13 @@ from kaizenml.features import ComputationConfig, FeatureDefinition, FeatureStore
 
 
 def _spread_def(version: str = "1.0.0", **cfg) -> FeatureDefinition:
-    return FeatureDefinition("spread", version, dependencies=["high", "low"],
-                             compute_function="spread", computation_config=cfg)
+    return FeatureDefinition(
+        "spread",
+        version,
+        dependencies=["high", "low"],
+        compute_function="spread",
+        computation_config=cfg,
+    )
 
 
 @pytest.fixture
@@ -67,16 +72,25 @@ def test_reregistering_same_version_rules(store: FeatureStore) -> None:
     with pytest.raises(ValidationError, match="equals the registered version"):
         store.register_feature(_spread_def("1.0", params={"scale": 2.0}))
     with pytest.raises(ValidationError, match="built-in"):
-        store.register_feature(FeatureDefinition("rsi_14", "1.0.0", dependencies=["close"],
-                                                 compute_function="rsi"))
+        store.register_feature(
+            FeatureDefinition("rsi_14", "1.0.0", dependencies=["close"], compute_function="rsi")
+        )
 
 
 def test_register_needs_known_function_and_accepts_dicts(store: FeatureStore) -> None:
     with pytest.raises(NotFoundError, match="register_function\\('nope', fn\\)"):
-        store.register_feature(FeatureDefinition("x", dependencies=["close"], compute_function="nope"))
-    d = store.register_feature({"name": "r9", "version": "0.1.0", "dependencies": ["close"],
-                                "compute_function": "rsi",
-                                "computation_config": {"params": {"window": 9}}})
+        store.register_feature(
+            FeatureDefinition("x", dependencies=["close"], compute_function="nope")
+        )
+    d = store.register_feature(
+        {
+            "name": "r9",
+            "version": "0.1.0",
+            "dependencies": ["close"],
+            "compute_function": "rsi",
+            "computation_config": {"params": {"window": 9}},
+        }
+    )
     assert d.computation_config == ComputationConfig(params={"window": 9})
     with pytest.raises(KaizenTypeError):
         store.register_feature(42)  # type: ignore[arg-type]
@@ -94,7 +108,9 @@ def test_deprecated_feature_warns(store: FeatureStore, hl) -> None:
         store.compute_feature("spread", hl)
     store.deprecate("spread@1.0.0")
     assert store.get_definition("spread").deprecated
-    with pytest.warns(DeprecationWarning, match="spread@1.0.0 is deprecated|'spread@1.0.0' is deprecated"):
+    with pytest.warns(
+        DeprecationWarning, match="spread@1.0.0 is deprecated|'spread@1.0.0' is deprecated"
+    ):
         store.compute_feature("spread", hl)
 
 
@@ -114,10 +130,14 @@ def test_dependency_chain_computed_in_order_once(store: FeatureStore, hl) -> Non
         order.append("combo")
         return spread + spread_x2 + rsi_14
 
-    store.register_feature(FeatureDefinition("spread_x2", dependencies=["spread"],
-                                             compute_function="double"))
-    store.register_feature(FeatureDefinition("combo", dependencies=["spread", "spread_x2", "rsi_14"],
-                                             compute_function="combo"))
+    store.register_feature(
+        FeatureDefinition("spread_x2", dependencies=["spread"], compute_function="double")
+    )
+    store.register_feature(
+        FeatureDefinition(
+            "combo", dependencies=["spread", "spread_x2", "rsi_14"], compute_function="combo"
+        )
+    )
     out = store.compute_features(["combo", "spread_x2", "spread"], hl)
     assert len(calls) == 1 and order == ["double", "combo"]
     base = hl["high"] - hl["low"]
@@ -126,7 +146,11 @@ def test_dependency_chain_computed_in_order_once(store: FeatureStore, hl) -> Non
     assert lin.source_columns == ("high", "low", "close")
     assert lin.upstream_features == ("spread@1.0.0", "spread_x2@1.0.0", "rsi_14@1.0.0")
     assert [t["feature"] for t in lin.transformations] == [
-        "spread@1.0.0", "spread_x2@1.0.0", "rsi_14@1.0.0", "combo@1.0.0"]
+        "spread@1.0.0",
+        "spread_x2@1.0.0",
+        "rsi_14@1.0.0",
+        "combo@1.0.0",
+    ]
     assert lin.transformations[2]["params"] == {"window": 14}
 
 
@@ -151,7 +175,9 @@ def test_missing_column_in_a_deep_chain(store: FeatureStore, hl) -> None:
 
 def test_custom_function_errors_are_clear(store: FeatureStore, hl) -> None:
     store.register_function("short", lambda high, window_size=None: high[:-1])
-    store.register_feature(FeatureDefinition("short", dependencies=["high"], compute_function="short"))
+    store.register_feature(
+        FeatureDefinition("short", dependencies=["high"], compute_function="short")
+    )
     with pytest.raises(ValidationError, match=r"returned shape \(299,\).*expected \(300,\)"):
         store.compute_feature("short", hl)
     with pytest.raises(ValidationError, match="equal lengths"):
@@ -193,17 +219,32 @@ def test_function_modes_per_symbol(store: FeatureStore, mode: str) -> None:
 # ------------------------------------------------------------------ post-processing via the store
 def test_aggregation_fill_normalize_pipeline_matches_pandas(store: FeatureStore, hl) -> None:
     _register_spread(store)
-    store.register_feature(_spread_def(window_size=5, aggregation="max", fill_missing="forward",
-                                       normalize="zscore", normalize_window=10))
+    store.register_feature(
+        _spread_def(
+            window_size=5,
+            aggregation="max",
+            fill_missing="forward",
+            normalize="zscore",
+            normalize_window=10,
+        )
+    )
     out = store.compute_feature("spread", hl)
     s = pd.Series(hl["high"] - hl["low"]).rolling(5).max().ffill()
     expected = (s - s.rolling(10).mean()) / s.rolling(10).std()
     np.testing.assert_allclose(out, expected.to_numpy(), rtol=1e-9)
     lin = store.get_lineage("spread")
     assert [t["step"] for t in lin.transformations] == [
-        "compute", "aggregation", "fill_missing", "normalize"]
-    assert lin.transformations[3] == {"feature": "spread@1.0.0", "step": "normalize",
-                                      "method": "zscore", "window": 10}
+        "compute",
+        "aggregation",
+        "fill_missing",
+        "normalize",
+    ]
+    assert lin.transformations[3] == {
+        "feature": "spread@1.0.0",
+        "step": "normalize",
+        "method": "zscore",
+        "window": 10,
+    }
 
 
 # ------------------------------------------------------------------ cache
@@ -229,7 +270,9 @@ def test_cache_hits_and_never_stale(store: FeatureStore, hl) -> None:
     np.testing.assert_allclose(store.compute_feature("spread", hl), 2 * a + 1)
     # a changed upstream definition invalidates the downstream feature too
     store.register_function("neg", lambda spread, window_size=None: -spread)
-    store.register_feature(FeatureDefinition("neg", dependencies=["spread"], compute_function="neg"))
+    store.register_feature(
+        FeatureDefinition("neg", dependencies=["spread"], compute_function="neg")
+    )
     np.testing.assert_allclose(store.compute_feature("neg", hl), -(2 * a + 1))
     store.register_feature(_spread_def("1.2.0", params={"scale": 4.0}))
     np.testing.assert_allclose(store.compute_feature("neg", hl), -(4 * a + 1))
@@ -240,9 +283,14 @@ def test_cache_hits_and_never_stale(store: FeatureStore, hl) -> None:
 def test_cache_respects_byte_bound(db_url: str, hl) -> None:
     store = FeatureStore(db_url, cache_bytes=3 * 300 * 8)
     for w in (5, 6, 7, 8, 9):
-        store.register_feature(FeatureDefinition(f"r{w}", dependencies=["close"],
-                                                 compute_function="rsi",
-                                                 computation_config={"params": {"window": w}}))
+        store.register_feature(
+            FeatureDefinition(
+                f"r{w}",
+                dependencies=["close"],
+                compute_function="rsi",
+                computation_config={"params": {"window": w}},
+            )
+        )
         store.compute_feature(f"r{w}", hl)
     info = store.cache_info()
     assert info["entries"] == 3 and info["bytes"] <= info["max_bytes"]
@@ -336,7 +384,9 @@ def test_definitions_persist_and_missing_function_is_clear(db_url: str, hl) -> N
     second = FeatureStore(db_url)
     assert "spread@1.0.0" in [d.ref for d in second.list_features()]
     assert second.get_definition("spread").computation_config.aggregation == "mean"
-    with pytest.raises(NotFoundError, match=r"register it again with store.register_function\('spread'"):
+    with pytest.raises(
+        NotFoundError, match=r"register it again with store.register_function\('spread'"
+    ):
         second.compute_feature("spread", hl)
     _register_spread(second)
     np.testing.assert_allclose(second.compute_feature("spread", hl), expected)

@@ -164,8 +164,7 @@ BUILTIN_DEFINITIONS: list[dict[str, Any]] = [
     },
     {
         "name": "macd",
-        "description": "MACD 12/26/9 of close: columns macd, macd_signal, macd_hist "
-        "(TA-Lib MACD).",
+        "description": "MACD 12/26/9 of close: columns macd, macd_signal, macd_hist (TA-Lib MACD).",
         "dependencies": ["close"],
         "compute_function": "macd",
         "computation_config": {"params": {"fast": 12, "slow": 26, "signal": 9}},

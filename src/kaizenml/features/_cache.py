@@ -115,7 +115,7 @@ class FeatureCache:
     def _save(self, key: str, columns: dict[str, np.ndarray]) -> None:
         data_path, sum_path = self._paths(key)
         buf = io.BytesIO()
-        np.savez(buf, **columns)
+        np.savez(buf, **columns)  # type: ignore[arg-type]
         try:
             digest = atomic_write_bytes(data_path, buf.getvalue())
             # the checksum lands after the data, so a reader never trusts a half-written pair

@@ -210,7 +210,8 @@ class ComputationConfig:
             )
         if not isinstance(self.params, Mapping):
             raise KaizenTypeError(
-                f"params must be a dict of extra function arguments, got {type(self.params).__name__}"
+                "params must be a dict of extra function arguments, got "
+                f"{type(self.params).__name__}"
             )
         params = _check_json_value(dict(self.params), "params")
         for key in params:
@@ -223,7 +224,7 @@ class ComputationConfig:
         object.__setattr__(self, "params", params)
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> ComputationConfig:
+    def from_dict(cls, config: ComputationConfig | Mapping[str, Any]) -> ComputationConfig:
         """Build a config from a plain dict (the form kept in YAML/JSON config files)."""
         if isinstance(config, ComputationConfig):
             return config
@@ -308,7 +309,9 @@ class FeatureDefinition:
         validate_name(self.name, "name")
         parse_version(self.version, "version")
         if not isinstance(self.description, str):
-            raise KaizenTypeError(f"description must be a str, got {type(self.description).__name__}")
+            raise KaizenTypeError(
+                f"description must be a str, got {type(self.description).__name__}"
+            )
         check_choice(self.type, "type", FEATURE_TYPES)
         if isinstance(self.dependencies, str) or not isinstance(self.dependencies, Sequence):
             raise KaizenTypeError(
@@ -364,7 +367,7 @@ class FeatureDefinition:
     @property
     def columns(self) -> tuple[str, ...]:
         """The output column names (the feature name itself for a one-column feature)."""
-        return self.outputs if self.outputs else (self.name,)
+        return tuple(self.outputs) if self.outputs else (self.name,)
 
     @property
     def ref(self) -> str:

@@ -39,7 +39,8 @@ def fingerprint_array(arr: np.ndarray) -> str:
         arr = arr.view(np.int64)
     else:
         head = arr.dtype.str
-    body = _hash_bytes(memoryview(arr.reshape(-1)).cast("B")) if arr.size else "empty"
+    flat = arr.reshape(-1)
+    body = _hash_bytes(memoryview(flat).cast("B")) if arr.size else "empty"  # type: ignore[arg-type]
     return hashlib.blake2b(f"{head}|{arr.shape}|{body}".encode(), digest_size=16).hexdigest()
 
 
@@ -106,8 +107,10 @@ class FrameData:
             self._names = [str(c) for c in data.columns]
             if self.kind == "pandas":
                 self.index = data.index
-        elif isinstance(data, Mapping) and data and all(
-            _is_frame(v) or isinstance(v, Mapping) for v in data.values()
+        elif (
+            isinstance(data, Mapping)
+            and data
+            and all(_is_frame(v) or isinstance(v, Mapping) for v in data.values())
         ):
             self.kind = "frames"
             if symbol is not None:
@@ -118,7 +121,7 @@ class FrameData:
             self.symbols = list(data.keys())
             self._parts = [FrameData(v) for v in data.values()]
             names = set(self._parts[0]._names)
-            for key, part in zip(self.symbols, self._parts):
+            for part in self._parts:
                 names &= set(part._names)
             self._names = [c for c in self._parts[0]._names if c in names]
             self._part_kind = self._parts[0].kind
@@ -218,7 +221,9 @@ class FrameData:
             pieces = [p.raw(name) for p in self._parts]
             kinds = {p.dtype.kind for p in pieces}
             if len(kinds) > 1:
-                raise KaizenTypeError(f"column {name!r} mixes datetime and numeric types across frames")
+                raise KaizenTypeError(
+                    f"column {name!r} mixes datetime and numeric types across frames"
+                )
             arr = np.concatenate(pieces) if pieces else np.empty(0)
         else:
             arr = _convert(self._column_source(name), name)
@@ -272,7 +277,7 @@ class FrameData:
         if self.kind == "frames":
             assert self.symbols is not None and self._parts is not None
             out = {}
-            for i, (sym, part) in enumerate(zip(self.symbols, self._parts)):
+            for i, (sym, part) in enumerate(zip(self.symbols, self._parts, strict=True)):
                 lo, hi = self.offsets[i], self.offsets[i + 1]
                 out[sym] = part.wrap_columns({k: v[lo:hi] for k, v in columns.items()})
             return out

@@ -109,7 +109,7 @@ def column_statistics(values: np.ndarray) -> dict[str, Any]:
     )
     sample = buf[:n]
     positions = {}
-    ranks = set()
+    ranks: set[int] = set()
     for q in _ALL_Q:
         virtual = (n - 1) * (q / 100)
         below = int(math.floor(virtual))

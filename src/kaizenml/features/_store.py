@@ -21,7 +21,13 @@ from sqlalchemy.engine import Engine
 
 from .._exceptions import KaizenTypeError, NotFoundError, StorageError, ValidationError
 from .._validation import check_choice, check_float, check_int, validate_name
-from ..storage import default_storage_url, ensure_schema, kaizenml_home, resolve_engine, retry_on_conflict
+from ..storage import (
+    default_storage_url,
+    ensure_schema,
+    kaizenml_home,
+    resolve_engine,
+    retry_on_conflict,
+)
 from . import _kernels as K
 from ._builtins import BUILTIN_DEFINITIONS, BUILTIN_FUNCTIONS
 from ._cache import FeatureCache
@@ -62,8 +68,8 @@ def _function_token(fn: Callable[..., Any]) -> str:
     """
     parts: list[Any] = [getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn))]
     code = getattr(fn, "__code__", None)
-    if code is None and hasattr(fn, "__call__"):
-        code = getattr(fn.__call__, "__code__", None)  # type: ignore[operator]
+    if code is None:  # a callable object: fingerprint its __call__
+        code = getattr(type(fn).__call__, "__code__", None)
     if code is not None:
         parts.append(code.co_code.hex())
         parts.append(repr(code.co_consts))
@@ -184,7 +190,12 @@ def _steps(definition: FeatureDefinition, function: _Function) -> list[dict[str,
     ]
     if cfg.aggregation is not None:
         steps.append(
-            {"feature": ref, "step": "aggregation", "method": cfg.aggregation, "window": cfg.window_size}
+            {
+                "feature": ref,
+                "step": "aggregation",
+                "method": cfg.aggregation,
+                "window": cfg.window_size,
+            }
         )
     if cfg.fill_missing is not None:
         steps.append({"feature": ref, "step": "fill_missing", "method": cfg.fill_missing})
@@ -346,7 +357,8 @@ class FeatureStore:
                 accepts = frozenset(
                     n
                     for n, p in sig.parameters.items()
-                    if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                    if p.kind
+                    in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
                 )
         self._functions[name] = _Function(name, fn, mode, _function_token(fn), builtin, accepts)
 
@@ -387,7 +399,9 @@ class FeatureStore:
             self._add_function(name, fn, mode, builtin=False)
         return fn
 
-    def compute_function(self, name: str, *, mode: str = "series") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def compute_function(
+        self, name: str, *, mode: str = "series"
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form of :meth:`register_function`.
 
         Examples
@@ -432,7 +446,9 @@ class FeatureStore:
             try:
                 d = FeatureDefinition.from_dict(json.loads(text))
             except (ValueError, TypeError, KeyError) as exc:
-                raise StorageError(f"stored definition of feature {name!r} is unreadable: {exc}") from exc
+                raise StorageError(
+                    f"stored definition of feature {name!r} is unreadable: {exc}"
+                ) from exc
             self._definitions.setdefault(d.name, {})[d.version] = d
 
     def _column_owner(self, column: str) -> str | None:
@@ -442,7 +458,9 @@ class FeatureStore:
                     return name
         return None
 
-    def register_feature(self, definition: FeatureDefinition | Mapping[str, Any]) -> FeatureDefinition:
+    def register_feature(
+        self, definition: FeatureDefinition | Mapping[str, Any]
+    ) -> FeatureDefinition:
         """Register (and persist) a definition; several versions of one name coexist.
 
         Re-registering an identical ``name@version`` is a no-op; a changed description, tags or
@@ -499,7 +517,9 @@ class FeatureStore:
             def txn() -> FeatureDefinition:
                 with self._engine.begin() as conn:
                     row = conn.execute(
-                        sa.select(feature_definitions.c.definition_hash, feature_definitions.c.definition).where(
+                        sa.select(
+                            feature_definitions.c.definition_hash, feature_definitions.c.definition
+                        ).where(
                             feature_definitions.c.name == definition.name,
                             feature_definitions.c.version == definition.version,
                         )
@@ -534,7 +554,10 @@ class FeatureStore:
 
             # versions that differ only by spelling ("1.0" vs "1.0.0") are the same version
             for other in self._definitions.get(definition.name, {}).values():
-                if other.version != definition.version and other.version_key == definition.version_key:
+                if (
+                    other.version != definition.version
+                    and other.version_key == definition.version_key
+                ):
                     raise ValidationError(
                         f"version {definition.version!r} of {definition.name!r} equals the "
                         f"registered version {other.version!r}; use that spelling or a new version"
@@ -600,7 +623,9 @@ class FeatureStore:
             raise NotFoundError(f"feature {ref!r} not found ({hint})")
         return d
 
-    def _resolve_output(self, ref: str, param: str = "name") -> tuple[FeatureDefinition, tuple[str, ...]]:
+    def _resolve_output(
+        self, ref: str, param: str = "name"
+    ) -> tuple[FeatureDefinition, tuple[str, ...]]:
         """A requested name: a feature (all its columns) or one output column of a feature."""
         name, version = split_name_version(ref, param)
         d = self._lookup(name, version)
@@ -620,7 +645,9 @@ class FeatureStore:
         )
 
     # ------------------------------------------------------------------ planning
-    def _plan(self, requests: list[tuple[FeatureDefinition, tuple[str, ...]]], frame: FrameData) -> dict[str, _Node]:
+    def _plan(
+        self, requests: list[tuple[FeatureDefinition, tuple[str, ...]]], frame: FrameData
+    ) -> dict[str, _Node]:
         nodes: dict[str, _Node] = {}
         on_stack: list[str] = []
 
@@ -634,7 +661,8 @@ class FeatureStore:
             function = self._functions.get(d.compute_function)
             if function is None:
                 raise NotFoundError(
-                    f"feature {d.ref!r} needs compute function {d.compute_function!r}, which is not "
+                    f"feature {d.ref!r} needs compute function {d.compute_function!r}, which is "
+                    "not "
                     "registered in this process; functions are code and are not stored, so "
                     f"register it again with store.register_function({d.compute_function!r}, fn)"
                 )
@@ -707,7 +735,9 @@ class FeatureStore:
         return nodes
 
     # ------------------------------------------------------------------ computing
-    def _call(self, node: _Node, inputs: dict[str, np.ndarray], frame: FrameData) -> dict[str, np.ndarray]:
+    def _call(
+        self, node: _Node, inputs: dict[str, np.ndarray], frame: FrameData
+    ) -> dict[str, np.ndarray]:
         """Run the compute function on segment-ordered inputs; return segment-ordered columns."""
         d = node.definition
         cfg = d.computation_config
@@ -734,7 +764,9 @@ class FeatureStore:
             padded = {}
             for k, v in inputs.items():
                 padded[k] = K.pad_segments(v, offsets, np.empty((frame.n_segments, width)))
-            cols2d = self._split_outputs(node, fn.fn(**padded, **kwargs), (frame.n_segments, width), 0)
+            cols2d = self._split_outputs(
+                node, fn.fn(**padded, **kwargs), (frame.n_segments, width), 0
+            )
             return {c: K.unpad_segments(a, offsets, np.empty(n)) for c, a in cols2d.items()}
         out = {c: np.empty(n) for c in d.columns}
         for s in range(frame.n_segments):
@@ -755,7 +787,9 @@ class FeatureStore:
             if isinstance(result, Mapping):
                 missing = [c for c in d.outputs if c not in result]
                 if missing:
-                    raise ValidationError(f"{where} returned no {missing}; it must return {list(d.outputs)}")
+                    raise ValidationError(
+                        f"{where} returned no {missing}; it must return {list(d.outputs)}"
+                    )
                 values = [result[c] for c in d.outputs]
             elif isinstance(result, (tuple, list)) and len(result) == len(d.outputs):
                 values = list(result)
@@ -772,12 +806,14 @@ class FeatureStore:
                 )
             values = [result]
         out = {}
-        for col, v in zip(d.columns, values):
+        for col, v in zip(d.columns, values, strict=True):
             if type(v).__module__.startswith(("pandas", "polars")):
                 v = v.to_numpy()
             arr = np.asarray(v)
             if arr.dtype.kind not in "biuf":
-                raise KaizenTypeError(f"{where} returned dtype {arr.dtype} for {col!r}; return numbers")
+                raise KaizenTypeError(
+                    f"{where} returned dtype {arr.dtype} for {col!r}; return numbers"
+                )
             arr = np.ascontiguousarray(arr, dtype=np.float64)
             if flatten_rows and arr.ndim == 2 and arr.shape[0] == 1:
                 arr = arr.reshape(-1)
@@ -798,7 +834,9 @@ class FeatureStore:
         use_cache: bool,
         statistics: bool | None,
         record: bool = True,
-    ) -> tuple[FrameData, list[tuple[FeatureDefinition, tuple[str, ...]]], dict[str, dict[str, np.ndarray]]]:
+    ) -> tuple[
+        FrameData, list[tuple[FeatureDefinition, tuple[str, ...]]], dict[str, dict[str, np.ndarray]]
+    ]:
         frame = data if isinstance(data, FrameData) else FrameData(data, symbol=symbol)
         requests = [self._resolve_output(r, "names") for r in refs]
         nodes = self._plan(requests, frame)
@@ -806,7 +844,8 @@ class FeatureStore:
             d = node.definition
             if d.deprecated:
                 warnings.warn(
-                    f"feature {d.ref!r} is deprecated; see store.list_features() for newer versions",
+                    f"feature {d.ref!r} is deprecated; see store.list_features() for newer "
+                    "versions",
                     DeprecationWarning,
                     stacklevel=4,
                 )
@@ -889,7 +928,8 @@ class FeatureStore:
                 transformations.extend(_steps(nodes[up].definition, nodes[up].function))
             transformations.extend(_steps(d, node.function))
             causal = cfg.causal and all(
-                nodes[u].definition.computation_config.causal for u in node.upstream  # type: ignore[union-attr]
+                nodes[u].definition.computation_config.causal  # type: ignore[union-attr]
+                for u in node.upstream
             )
             lineage = FeatureLineage(
                 feature=d.name,
@@ -1100,9 +1140,15 @@ class FeatureStore:
         d, col = self._column_ref(name)
         t = feature_statistics
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(t).where(t.c.name == d.name, t.c.version == d.version, t.c.column_name == col)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t).where(
+                        t.c.name == d.name, t.c.version == d.version, t.c.column_name == col
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             raise NotFoundError(
                 f"no statistics for {col!r} of {d.ref!r}: compute the feature first (with "
@@ -1161,11 +1207,17 @@ class FeatureStore:
                 new = new.to_numpy()
             values = np.asarray(new, dtype=np.float64)
             if values.ndim != 1:
-                raise ValidationError(f"new must be 1-D values or a table, got shape {values.shape}")
+                raise ValidationError(
+                    f"new must be 1-D values or a table, got shape {values.shape}"
+                )
         if not stats.reference_edges:
-            raise ValidationError(f"the stored statistics of {name!r} hold no values to compare with")
+            raise ValidationError(
+                f"the stored statistics of {name!r} hold no values to compare with"
+            )
         edges = np.array(stats.reference_edges, dtype=np.float64)
-        counts = K.bin_counts(np.ascontiguousarray(values), edges, np.zeros(edges.size + 1, np.int64))
+        counts = K.bin_counts(
+            np.ascontiguousarray(values), edges, np.zeros(edges.size + 1, np.int64)
+        )
         total = int(counts.sum())
         if total == 0:
             raise ValidationError(f"new data for {name!r} has no non-missing values")
@@ -1204,7 +1256,9 @@ class FeatureStore:
                 sa.select(t.c.lineage).where(t.c.name == d.name, t.c.version == d.version)
             ).scalar()
         if text is None:
-            raise NotFoundError(f"feature {d.ref!r} has not been computed yet, so it has no lineage")
+            raise NotFoundError(
+                f"feature {d.ref!r} has not been computed yet, so it has no lineage"
+            )
         return FeatureLineage.from_dict(json.loads(text))
 
 
@@ -1231,7 +1285,9 @@ def get_feature_store(
     """
     url = default_storage_url() if storage is None else storage
     if not isinstance(url, str):
-        raise KaizenTypeError(f"storage must be a database URL string or None, got {type(url).__name__}")
+        raise KaizenTypeError(
+            f"storage must be a database URL string or None, got {type(url).__name__}"
+        )
     with _DEFAULT_LOCK:
         store = _DEFAULT_STORES.get(url)
         if store is None:
