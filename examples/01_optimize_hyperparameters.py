@@ -39,8 +39,14 @@ def train(params, trial):
 
 
 result = optimize_hyperparameters(
-    space, train, strategy="bayesian", metric="loss", direction="minimize",
-    max_trials=30, pruner="median", seed=1,
+    space,
+    train,
+    strategy="bayesian",
+    metric="loss",
+    direction="minimize",
+    max_trials=30,
+    pruner="median",
+    seed=1,
 )
 print(f"trials: {result.n_complete} complete, {result.n_pruned} pruned")
 print(f"best loss {result.best_value:.4f} with {result.best_params}")

@@ -24,8 +24,13 @@ vol[50:] = [ret[t - 49 : t + 1].std(ddof=1) for t in range(50, close.size)]
 data = prepare_rule_data(close, vol, span_hi=128)
 split = 8_000
 
-space = {"fast": Int(2, 32), "slow": Int(16, 128), "entry": Float(0.0, 3.0),
-         "exit_frac": Float(0.0, 1.0), "mode": Categorical(["trend", "revert"])}
+space = {
+    "fast": Int(2, 32),
+    "slow": Int(16, 128),
+    "entry": Float(0.0, 3.0),
+    "exit_frac": Float(0.0, 1.0),
+    "mode": Categorical(["trend", "revert"]),
+}
 
 
 def fitness(pop):
@@ -36,5 +41,7 @@ ga = GeneticSearch(space, population_size=4_000, seed=2)
 res = ga.run(fitness, generations=8, direction="maximize")
 held_out = backtest_rule(data, res.best_params, start=split)
 print(f"{res.n_evaluations} backtests in {res.elapsed:.1f} s; best {res.best_params}")
-print(f"in-sample Sharpe {res.best_value:.2f}, held-out Sharpe {held_out['sharpe']:.2f} "
-      f"over {held_out['trades']} trades")
+print(
+    f"in-sample Sharpe {res.best_value:.2f}, held-out Sharpe {held_out['sharpe']:.2f} "
+    f"over {held_out['trades']} trades"
+)

@@ -25,8 +25,9 @@ FEATURES = ["price_volatility", "volume_ratio", "rsi_14", "hour_of_day"]
 
 def train_and_evaluate(params, dataset, trial):
     cols = [c for c in dataset if c.startswith(tuple(FEATURES))]
-    X, y, _ = make_labeled_dataset({c: dataset[c] for c in cols}, dataset["close"],
-                                   horizon=12, target="volatility")
+    X, y, _ = make_labeled_dataset(
+        {c: dataset[c] for c in cols}, dataset["close"], horizon=12, target="volatility"
+    )
     cut = int(0.75 * len(y))
     clf = MLPClassifier(hidden=params["hidden"], learning_rate=params["learning_rate"], seed=0)
     for epoch in range(8):
@@ -44,11 +45,21 @@ report = improve_model(
     "vol-classifier",
     space={"learning_rate": Float(1e-3, 0.1, log=True), "hidden": Int(2, 32)},
     train_and_evaluate=train_and_evaluate,
-    features=FEATURES, data=data,
-    metric="log_loss", direction="minimize", strategy="bayesian", max_trials=8,
-    min_improvement=1e-3, seed=0, storage=storage,
+    features=FEATURES,
+    data=data,
+    metric="log_loss",
+    direction="minimize",
+    strategy="bayesian",
+    max_trials=8,
+    min_improvement=1e-3,
+    seed=0,
+    storage=storage,
 )
 print(report.summary())
-print("active version:", report.active_version, "| accuracy of the best trial:",
-      round((report.best_metrics or {}).get("accuracy", float("nan")), 3))
+print(
+    "active version:",
+    report.active_version,
+    "| accuracy of the best trial:",
+    round((report.best_metrics or {}).get("accuracy", float("nan")), 3),
+)
 assert np.isfinite(report.best_value)

@@ -31,7 +31,9 @@ out.mkdir(parents=True, exist_ok=True)
 result = optimize_hyperparameters(
     {"x": Float(-2.0, 2.0), "y": Float(-2.0, 2.0), "z": Float(0.0, 1.0)},
     lambda p: (p["x"] - 0.5) ** 2 + 0.3 * (p["y"] + 1.0) ** 2 + 0.01 * p["z"],
-    strategy="random", max_trials=40, seed=0,
+    strategy="random",
+    max_trials=40,
+    seed=0,
 )
 store = FeatureStore(f"sqlite:///{tempfile.mkdtemp()}/f.db")
 rsi = store.compute_feature("rsi_14", {"close": generate_ohlcv(5_000, seed=1)["close"]})
@@ -45,8 +47,9 @@ fig, axes = plt.subplots(2, 3, figsize=(15, 8))
 plot_optimization_history(result, ax=axes[0, 0])
 plot_param_importances(result, ax=axes[0, 1])
 plot_convergence(result, ax=axes[0, 2])
-plot_feature_distribution(rsi, name="rsi_14", statistics=store.get_statistics("rsi_14").to_dict(),
-                          ax=axes[1, 0])
+plot_feature_distribution(
+    rsi, name="rsi_14", statistics=store.get_statistics("rsi_14").to_dict(), ax=axes[1, 0]
+)
 plot_version_metrics(versions, active="1.1.0", ax=axes[1, 1])
 axes[1, 2].axis("off")
 fig.tight_layout()

@@ -23,12 +23,24 @@ def home(tmp_path, monkeypatch):
 
     monkeypatch.setenv("KAIZENML_HOME", str(tmp_path / "home"))
     mgr = get_model_version_manager()
-    mgr.create_version("m", {"w": np.ones(2)}, change_type="architecture",
-                       metrics={"sharpe": 1.3, "max_drawdown": 0.09})
-    mgr.create_version("m", {"w": np.ones(2) * 2}, change_type="retrain",
-                       metrics={"sharpe": 1.5, "max_drawdown": 0.08})
-    mgr.create_version("m", {"w": np.ones(2) * 3}, change_type="retrain",
-                       metrics={"sharpe": 0.2, "max_drawdown": 0.30})
+    mgr.create_version(
+        "m",
+        {"w": np.ones(2)},
+        change_type="architecture",
+        metrics={"sharpe": 1.3, "max_drawdown": 0.09},
+    )
+    mgr.create_version(
+        "m",
+        {"w": np.ones(2) * 2},
+        change_type="retrain",
+        metrics={"sharpe": 1.5, "max_drawdown": 0.08},
+    )
+    mgr.create_version(
+        "m",
+        {"w": np.ones(2) * 3},
+        change_type="retrain",
+        metrics={"sharpe": 0.2, "max_drawdown": 0.30},
+    )
     mgr.set_active_version("m", "1.1.0", reason="better sharpe")
     store = get_feature_store()
     bars = generate_ohlcv(500, seed=4)
@@ -39,9 +51,15 @@ def home(tmp_path, monkeypatch):
         values.append((p["x"] - 0.25) ** 2)
         return values[-1]
 
-    optimize_hyperparameters({"x": Float(0.0, 1.0)}, objective, strategy="random",
-                             max_trials=7, seed=3, storage=default_storage_url(),
-                             study_name="s1")
+    optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        objective,
+        strategy="random",
+        max_trials=7,
+        seed=3,
+        storage=default_storage_url(),
+        study_name="s1",
+    )
     return {"manager": mgr, "rsi": rsi, "values": values, "path": tmp_path / "home"}
 
 
@@ -56,10 +74,19 @@ def test_help_everywhere(capsys) -> None:
     paths = [[]]
     for group in ("studies", "features", "models"):
         paths.append([group])
-    paths += [["studies", "list"], ["studies", "show"], ["features", "list"],
-              ["features", "stats"], ["features", "lineage"], ["models", "list"],
-              ["models", "history"], ["models", "compare"], ["models", "rollback"],
-              ["models", "activate"], ["demo"]]
+    paths += [
+        ["studies", "list"],
+        ["studies", "show"],
+        ["features", "list"],
+        ["features", "stats"],
+        ["features", "lineage"],
+        ["models", "list"],
+        ["models", "history"],
+        ["models", "compare"],
+        ["models", "rollback"],
+        ["models", "activate"],
+        ["demo"],
+    ]
     for path in paths:
         code, out, _ = run(capsys, *path, "--help")
         assert code == 0 and out.startswith("usage: kaizenml"), path
@@ -183,6 +210,8 @@ def test_storage_selection(home, tmp_path, capsys, monkeypatch) -> None:
 def test_console_entry_point(tmp_path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "kaizenml", "models", "history", "ghost", "--home", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2 and "ghost" in proc.stderr

@@ -28,8 +28,14 @@ def demo_runs(tmp_path_factory):
         from kaizenml.versioning import get_model_version_manager
 
         manager = get_model_version_manager()
-        yield {"codes": (code1, code2), "first": first, "second": second, "html1": html1,
-               "out": out, "manager": manager}
+        yield {
+            "codes": (code1, code2),
+            "first": first,
+            "second": second,
+            "html1": html1,
+            "out": out,
+            "manager": manager,
+        }
     finally:
         mp.undo()
 
@@ -53,7 +59,9 @@ def test_first_run_shows_every_pillar(demo_runs) -> None:
     assert clf["best_value"] < np.log(2)  # better than a coin on the validation rows
     # the drill: a bad release rolled back, and a second rollback refused by its checks
     drill = s["rollback"]
-    assert drill["success"] and drill["restored"] == "1.0.0" and drill["recommendation"] == "rollback"
+    assert (
+        drill["success"] and drill["restored"] == "1.0.0" and drill["recommendation"] == "rollback"
+    )
     assert all(drill["checks"].values())
     assert drill["refused"] and drill["refused_checks"] == ["not_already_active"]
 
@@ -61,8 +69,13 @@ def test_first_run_shows_every_pillar(demo_runs) -> None:
 def test_report_files(demo_runs) -> None:
     out = demo_runs["out"]
     html = demo_runs["html1"]
-    names = ["optimization_history", "param_importances", "convergence",
-             "feature_distributions", "version_metrics"]
+    names = [
+        "optimization_history",
+        "param_importances",
+        "convergence",
+        "feature_distributions",
+        "version_metrics",
+    ]
     for name in names:
         png = (out / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
@@ -118,11 +131,30 @@ def test_demo_on_a_users_csv(tmp_path, monkeypatch, capsys) -> None:
         fh.write("When,Px Open,Px High,Px Low,Px Last,Qty\n")
         for i in range(3_000):
             ts = str(bars["timestamp"][i])[:19]
-            fh.write(f"{ts},{bars['open'][i]},{bars['high'][i]},{bars['low'][i]},"
-                     f"{bars['close'][i]},{bars['volume'][i]}\n")
-    argv = ["demo", "--quick", "--no-progress", "--json", "--data", str(path),
-            "--timestamp-col", "When", "--open-col", "Px Open", "--high-col", "Px High",
-            "--low-col", "Px Low", "--close-col", "Px Last", "--volume-col", "Qty"]
+            fh.write(
+                f"{ts},{bars['open'][i]},{bars['high'][i]},{bars['low'][i]},"
+                f"{bars['close'][i]},{bars['volume'][i]}\n"
+            )
+    argv = [
+        "demo",
+        "--quick",
+        "--no-progress",
+        "--json",
+        "--data",
+        str(path),
+        "--timestamp-col",
+        "When",
+        "--open-col",
+        "Px Open",
+        "--high-col",
+        "Px High",
+        "--low-col",
+        "Px Low",
+        "--close-col",
+        "Px Last",
+        "--volume-col",
+        "Qty",
+    ]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["data"] == {"source": "my bars.csv (my bars)", "bars": 3_000}

@@ -81,8 +81,9 @@ def test_load_csv_with_column_options(tmp_path, bars) -> None:
             ts = str(bars["timestamp"][i])[:19].replace("T", " ")
             vals = [repr(float(bars[k][i])) for k in ("close", "high", "low", "open", "volume")]
             fh.write(f"{ts};" + ";".join(vals) + "\n")
-    got = load_ohlcv(path, sep=";", close_col="Px", high_col="Hi", low_col="Lo", open_col="Op",
-                     volume_col="Qty")
+    got = load_ohlcv(
+        path, sep=";", close_col="Px", high_col="Hi", low_col="Lo", open_col="Op", volume_col="Qty"
+    )
     np.testing.assert_array_equal(got["close"], bars["close"][:n])
     np.testing.assert_array_equal(got["open"], bars["open"][:n])
     np.testing.assert_array_equal(got["timestamp"], bars["timestamp"][:n])
@@ -99,11 +100,17 @@ def test_load_parquet_autodetects_columns(tmp_path, bars) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     n = 40
-    table = pa.table({
-        "Timestamp": bars["timestamp"][:n], "Open": bars["open"][:n], "High": bars["high"][:n],
-        "Low": bars["low"][:n], "Close": bars["close"][:n], "Volume": bars["volume"][:n],
-        "Ticker": np.array(["B"] * 20 + ["A"] * 20),
-    })
+    table = pa.table(
+        {
+            "Timestamp": bars["timestamp"][:n],
+            "Open": bars["open"][:n],
+            "High": bars["high"][:n],
+            "Low": bars["low"][:n],
+            "Close": bars["close"][:n],
+            "Volume": bars["volume"][:n],
+            "Ticker": np.array(["B"] * 20 + ["A"] * 20),
+        }
+    )
     path = tmp_path / "bars.parquet"
     pq.write_table(table, path)
     got = load_ohlcv(path)
@@ -115,6 +122,7 @@ def test_load_parquet_autodetects_columns(tmp_path, bars) -> None:
 
 def _reference_backtest(close, vol, p, start, stop, cost):
     """Slow, obvious version of the rule: pandas-free EMA and an explicit state machine."""
+
     def ema(span):
         a = 2.0 / (span + 1.0)
         out, e = [], close[0]
@@ -122,6 +130,7 @@ def _reference_backtest(close, vol, p, start, stop, cost):
             e = a * c + (1 - a) * e
             out.append(e)
         return np.array(out)
+
     ef, es = ema(p["fast"]), ema(p["slow"])
     fwd = np.append(np.diff(np.log(close)), 0.0)
     mode = 1.0 if p["mode"] == "trend" else -1.0
@@ -155,9 +164,13 @@ def test_population_backtest_matches_reference(bars) -> None:
     rd = prepare_rule_data(close, vol, span_lo=2, span_hi=80)
     rng = np.random.default_rng(5)
     n = 12
-    pop = {"fast": rng.integers(2, 20, n), "slow": rng.integers(20, 81, n),
-           "entry": rng.uniform(0, 1.5, n), "exit_frac": rng.uniform(0, 1, n),
-           "mode": rng.choice(["trend", "revert"], n)}
+    pop = {
+        "fast": rng.integers(2, 20, n),
+        "slow": rng.integers(20, 81, n),
+        "entry": rng.uniform(0, 1.5, n),
+        "exit_frac": rng.uniform(0, 1, n),
+        "mode": rng.choice(["trend", "revert"], n),
+    }
     got = backtest_population(rd, pop, start=100, stop=2500, cost=2e-4, min_trades=0)
     for i in range(n):
         p = {k: v[i] for k, v in pop.items()}
@@ -176,7 +189,7 @@ def test_population_backtest_matches_reference(bars) -> None:
 def test_classifier_learns_and_round_trips() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 4))
-    y = ((X[:, 0] * X[:, 1] > 0)).astype(float)  # XOR-like: needs the hidden layer
+    y = (X[:, 0] * X[:, 1] > 0).astype(float)  # XOR-like: needs the hidden layer
     clf = MLPClassifier(hidden=16, learning_rate=0.02, l2=1e-5, batch_size=64, seed=3)
     losses = [clf.train_epoch(X, y) for _ in range(40)]
     assert losses[-1] < 0.6 * losses[0]
@@ -202,7 +215,7 @@ def test_volatility_label_compares_next_and_last_windows() -> None:
     X, y, idx = make_labeled_dataset(feats, close, horizon=2, target="volatility")
     # rows t = 2..5: |r| past (t-2, t] vs next (t, t+2]
     r = np.abs(np.diff(np.log(close)))
-    expected = [float(r[t:t + 2].sum() > r[t - 2:t].sum()) for t in range(2, 6)]
+    expected = [float(r[t : t + 2].sum() > r[t - 2 : t].sum()) for t in range(2, 6)]
     assert list(idx) == [2, 3, 4, 5] and list(y) == expected
     with pytest.raises(ValidationError, match="target"):
         make_labeled_dataset(feats, close, target="alpha")

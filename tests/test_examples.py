@@ -30,8 +30,14 @@ def _run(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env["KAIZENML_HOME"] = str(cwd / "home")
     env["MPLBACKEND"] = "Agg"
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_every_example_is_listed() -> None:

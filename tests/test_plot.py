@@ -44,8 +44,12 @@ def test_history_best_so_far_line() -> None:
 
 
 def test_history_from_trials_marks_pruned_and_skips_failed() -> None:
-    trials = [_T(0, 2.0), _T(1, None, "pruned", {0: 9.0, 3: 7.0}), _T(2, None, "failed"),
-              _T(3, 1.5)]
+    trials = [
+        _T(0, 2.0),
+        _T(1, None, "pruned", {0: 9.0, 3: 7.0}),
+        _T(2, None, "failed"),
+        _T(3, 1.5),
+    ]
     ax = plot_optimization_history(trials, ax=_ax())
     done = ax.collections[0].get_offsets()
     pruned = ax.collections[1].get_offsets()
@@ -82,8 +86,9 @@ def test_convergence_from_values_and_generations() -> None:
 
 def test_feature_distribution_histogram_counts() -> None:
     x = np.array([0.0, 0.1, 0.2, 0.9, np.nan, 1.0])
-    ax = plot_feature_distribution(x, name="f", bins=2, ax=_ax(),
-                                   statistics={"p5": 0.0, "p50": 0.2, "p95": 1.0})
+    ax = plot_feature_distribution(
+        x, name="f", bins=2, ax=_ax(), statistics={"p5": 0.0, "p50": 0.2, "p95": 1.0}
+    )
     heights = [p.get_height() for p in ax.patches]
     # density over 5 finite values split in bins [0, .5) and [.5, 1]: 3 and 2 values
     np.testing.assert_allclose(heights, [3 / 5 / 0.5, 2 / 5 / 0.5])

@@ -34,7 +34,11 @@ def to_jsonable(obj: Any, _depth: int = 0) -> Any:
     if isinstance(obj, np.generic):
         return to_jsonable(obj.item(), _depth + 1)
     if isinstance(obj, np.ndarray):
-        return [to_jsonable(x, _depth + 1) for x in obj.tolist()] if obj.ndim else to_jsonable(obj.item())
+        return (
+            [to_jsonable(x, _depth + 1) for x in obj.tolist()]
+            if obj.ndim
+            else to_jsonable(obj.item())
+        )
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v, _depth + 1) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):

@@ -62,9 +62,9 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     for row in cells:
         for i, c in enumerate(row):
             widths[i] = max(widths[i], len(c))
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     sep = "  ".join("-" * w for w in widths)
-    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join([line, sep, *body])
 
 
@@ -95,7 +95,9 @@ def _feature_store(args: argparse.Namespace) -> Any:
 def _version_manager(args: argparse.Namespace) -> Any:
     from .versioning import ModelVersionManager, get_model_version_manager
 
-    return ModelVersionManager(storage=args.storage) if args.storage else get_model_version_manager()
+    return (
+        ModelVersionManager(storage=args.storage) if args.storage else get_model_version_manager()
+    )
 
 
 def _storage_url(args: argparse.Namespace) -> str:
@@ -135,25 +137,57 @@ def _best_or_none(result: Any) -> Any:
 
 def _cmd_studies_list(args: argparse.Namespace) -> int:
     results = _study_results(args)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     payload = []
     for r in results:
         best = _best_or_none(r)
-        rows.append((r.study_name, r.strategy, r.direction, r.metric, r.n_trials, r.n_complete,
-                     r.n_pruned, r.n_failed, None if best is None else best.value))
-        payload.append({
-            "study": r.study_name, "strategy": r.strategy, "direction": r.direction,
-            "metric": r.metric, "trials": r.n_trials, "complete": r.n_complete,
-            "pruned": r.n_pruned, "failed": r.n_failed,
-            "best_value": None if best is None else best.value,
-        })
+        rows.append(
+            (
+                r.study_name,
+                r.strategy,
+                r.direction,
+                r.metric,
+                r.n_trials,
+                r.n_complete,
+                r.n_pruned,
+                r.n_failed,
+                None if best is None else best.value,
+            )
+        )
+        payload.append(
+            {
+                "study": r.study_name,
+                "strategy": r.strategy,
+                "direction": r.direction,
+                "metric": r.metric,
+                "trials": r.n_trials,
+                "complete": r.n_complete,
+                "pruned": r.n_pruned,
+                "failed": r.n_failed,
+                "best_value": None if best is None else best.value,
+            }
+        )
     _emit(
         args,
         payload,
-        lambda: format_table(rows, ["study", "strategy", "direction", "metric", "trials",
-                                    "complete", "pruned", "failed", "best value"])
-        if rows
-        else "no studies in this store (run `kaizenml demo` to make some)",
+        lambda: (
+            format_table(
+                rows,
+                [
+                    "study",
+                    "strategy",
+                    "direction",
+                    "metric",
+                    "trials",
+                    "complete",
+                    "pruned",
+                    "failed",
+                    "best value",
+                ],
+            )
+            if rows
+            else "no studies in this store (run `kaizenml demo` to make some)"
+        ),
     )
     return EXIT_OK
 
@@ -162,17 +196,22 @@ def _cmd_studies_show(args: argparse.Namespace) -> int:
     (result,) = _study_results(args, [args.name])
     trials = list(result.trials)
     best = _best_or_none(result)
-    shown = trials[-args.limit:] if args.limit else trials
+    shown = trials[-args.limit :] if args.limit else trials
     payload = {
         "study": result.study_name,
         "strategy": result.strategy,
         "direction": result.direction,
         "metric": result.metric,
         "space": result.space.to_dict(),
-        "counts": {"trials": result.n_trials, "complete": result.n_complete,
-                   "pruned": result.n_pruned, "failed": result.n_failed},
-        "best": None if best is None else {"number": best.number, "value": best.value,
-                                           "params": best.params},
+        "counts": {
+            "trials": result.n_trials,
+            "complete": result.n_complete,
+            "pruned": result.n_pruned,
+            "failed": result.n_failed,
+        },
+        "best": None
+        if best is None
+        else {"number": best.number, "value": best.value, "params": best.params},
         "importance": result.importance if best is not None else {},
         "recommendations": result.recommendations() if best is not None else [],
         "trials": shown,
@@ -186,16 +225,28 @@ def _cmd_studies_show(args: argparse.Namespace) -> int:
             f"pruned, {result.n_failed} failed)",
         ]
         if best is not None:
-            lines.append(f"best       #{best.number} value={_fmt(best.value)} params: {_fmt(best.params)}")
+            lines.append(
+                f"best       #{best.number} value={_fmt(best.value)} params: {_fmt(best.params)}"
+            )
             imp = payload["importance"]
             if imp:
-                lines.append("importance " + ", ".join(
-                    f"{k} {v:.2f}" for k, v in sorted(imp.items(), key=lambda kv: -kv[1])))
+                lines.append(
+                    "importance "
+                    + ", ".join(
+                        f"{k} {v:.2f}" for k, v in sorted(imp.items(), key=lambda kv: -kv[1])
+                    )
+                )
             for rec in payload["recommendations"]:
                 lines.append(f"hint       {rec['message']}")
         rows = [
-            (t.number, t.state.value, t.value, t.duration, t.params,
-             (t.error or "").strip().splitlines()[-1] if t.error else "")
+            (
+                t.number,
+                t.state.value,
+                t.value,
+                t.duration,
+                t.params,
+                (t.error or "").strip().splitlines()[-1] if t.error else "",
+            )
             for t in shown
         ]
         table = format_table(rows, ["#", "state", "value", "seconds", "params", "error"])
@@ -228,11 +279,22 @@ def _cmd_features_list(args: argparse.Namespace) -> int:
     _emit(
         args,
         defs,
-        lambda: format_table(
-            rows, ["feature", "version", "type", "function", "depends on", "deprecated", "description"]
-        )
-        if rows
-        else "no features registered in this store",
+        lambda: (
+            format_table(
+                rows,
+                [
+                    "feature",
+                    "version",
+                    "type",
+                    "function",
+                    "depends on",
+                    "deprecated",
+                    "description",
+                ],
+            )
+            if rows
+            else "no features registered in this store"
+        ),
     )
     return EXIT_OK
 
@@ -244,7 +306,7 @@ def _cmd_features_stats(args: argparse.Namespace) -> int:
 
     def text() -> str:
         flat = data if isinstance(data, dict) else {"value": data}
-        rows = []
+        rows: list[tuple[Any, Any]] = []
         for k, v in flat.items():
             if isinstance(v, dict):
                 rows.extend((f"{k}.{kk}", vv) for kk, vv in v.items())
@@ -299,14 +361,18 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
         history = list(manager.get_version_history(name))
         active = _version_str(manager.get_active_version(name))
         latest = _version_str(history[0]) if history else None
-        payload.append({"model": name, "versions": len(history), "latest": latest, "active": active})
+        payload.append(
+            {"model": name, "versions": len(history), "latest": latest, "active": active}
+        )
         rows.append((name, len(history), latest, active))
     _emit(
         args,
         payload,
-        lambda: format_table(rows, ["model", "versions", "latest", "active"])
-        if rows
-        else "no models in this store (run `kaizenml demo` to make some)",
+        lambda: (
+            format_table(rows, ["model", "versions", "latest", "active"])
+            if rows
+            else "no models in this store (run `kaizenml demo` to make some)"
+        ),
     )
     return EXIT_OK
 
@@ -334,8 +400,10 @@ def _cmd_models_history(args: argparse.Namespace) -> int:
     _emit(
         args,
         {"model": args.name, "active": active, "versions": history, "deployments": deployments},
-        lambda: f"{args.name} (* = active)\n\n"
-        + format_table(rows, ["version", "change", "created", "metrics", "description"]),
+        lambda: (
+            f"{args.name} (* = active)\n\n"
+            + format_table(rows, ["version", "change", "created", "metrics", "description"])
+        ),
     )
     return EXIT_OK
 
@@ -346,18 +414,39 @@ def _cmd_models_compare(args: argparse.Namespace) -> int:
 
     def text() -> str:
         rows = [
-            (d.name, d.value_a, d.value_b, d.absolute_change, d.relative_change,
-             d.direction or "?", d.verdict)
+            (
+                d.name,
+                d.value_a,
+                d.value_b,
+                d.absolute_change,
+                d.relative_change,
+                d.direction or "?",
+                d.verdict,
+            )
             for d in comparison.metrics
         ]
         rec = comparison.recommendation
         out = [f"{args.name}: {args.v1} -> {args.v2}", ""]
         if rows:
-            out.append(format_table(
-                rows, ["metric", args.v1, args.v2, "abs change", "rel change", "better", args.v2 + " is"]
-            ))
-        out += ["", f"recommendation: {rec.action} (confidence {rec.confidence:.2f})",
-                f"  {rec.reasoning}"]
+            out.append(
+                format_table(
+                    rows,
+                    [
+                        "metric",
+                        args.v1,
+                        args.v2,
+                        "abs change",
+                        "rel change",
+                        "better",
+                        args.v2 + " is",
+                    ],
+                )
+            )
+        out += [
+            "",
+            f"recommendation: {rec.action} (confidence {rec.confidence:.2f})",
+            f"  {rec.reasoning}",
+        ]
         return "\n".join(out)
 
     _emit(args, comparison, text)
@@ -380,14 +469,25 @@ def _cmd_models_rollback(args: argparse.Namespace) -> int:
 
         def text_plan() -> str:
             impact = plan.impact
-            lines = [f"rollback plan for {args.name} -> {args.version} (not executed)", *_checks_text(plan)]
-            lines.append(f"  expected impact: risk {impact.risk}, version jump {impact.version_jump}")
-            rows = [(d.name, d.value_a, d.value_b, d.relative_change, d.verdict)
-                    for d in impact.metric_changes]
+            lines = [
+                f"rollback plan for {args.name} -> {args.version} (not executed)",
+                *_checks_text(plan),
+            ]
+            lines.append(
+                f"  expected impact: risk {impact.risk}, version jump {impact.version_jump}"
+            )
+            rows = [
+                (d.name, d.value_a, d.value_b, d.relative_change, d.verdict)
+                for d in impact.metric_changes
+            ]
             if rows:
-                table = format_table(rows, ["metric", "active", args.version, "rel change", "verdict"])
+                table = format_table(
+                    rows, ["metric", "active", args.version, "rel change", "verdict"]
+                )
                 lines.extend("    " + line for line in table.splitlines())
-            lines.append("all checks pass" if ok else "a check fails: the rollback would be refused")
+            lines.append(
+                "all checks pass" if ok else "a check fails: the rollback would be refused"
+            )
             return "\n".join(lines)
 
         _emit(args, plan, text_plan)
@@ -424,7 +524,9 @@ def _cmd_models_activate(args: argparse.Namespace) -> int:
     manager.get_version(args.name, args.version)  # NotFoundError names the version
     manager.set_active_version(args.name, args.version, reason=args.reason)
     payload = {"model": args.name, "from": before, "to": args.version}
-    _emit(args, payload, lambda: f"{args.name}: active version {before or '(none)'} -> {args.version}")
+    _emit(
+        args, payload, lambda: f"{args.name}: active version {before or '(none)'} -> {args.version}"
+    )
     return EXIT_OK
 
 
@@ -438,8 +540,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     columns = {
         k: getattr(args, k)
-        for k in ("timestamp_col", "open_col", "high_col", "low_col", "close_col", "volume_col",
-                  "symbol_col")
+        for k in (
+            "timestamp_col",
+            "open_col",
+            "high_col",
+            "low_col",
+            "close_col",
+            "volume_col",
+            "symbol_col",
+        )
         if getattr(args, k) is not None
     }
     report = run_demo(
@@ -467,18 +576,31 @@ def _common() -> argparse.ArgumentParser:
     # subcommand's own copy of it
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--storage", metavar="URL", default=argparse.SUPPRESS,
+        "--storage",
+        metavar="URL",
+        default=argparse.SUPPRESS,
         help="database URL of the store, e.g. sqlite:///path/kaizenml.db "
         "(default: kaizenml.db in KAIZENML_HOME)",
     )
     common.add_argument(
-        "--home", metavar="DIR", default=argparse.SUPPRESS,
+        "--home",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
         help="use DIR as KAIZENML_HOME (database and artifacts) for this command",
     )
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print machine-readable JSON on stdout")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="log progress messages to stderr")
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print machine-readable JSON on stdout",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log progress messages to stderr",
+    )
     return common
 
 
@@ -501,7 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(_group=p)
         return p.add_subparsers(dest="action", metavar="ACTION")
 
-    def leaf(grp: argparse._SubParsersAction, name: str, help_: str, fn: Callable[..., int]) -> argparse.ArgumentParser:
+    def leaf(
+        grp: argparse._SubParsersAction, name: str, help_: str, fn: Callable[..., int]
+    ) -> argparse.ArgumentParser:
         p = grp.add_parser(name, help=help_, description=help_, parents=[common])
         p.set_defaults(_fn=fn)
         return p
@@ -510,7 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(studies, "list", "list the studies in the store", _cmd_studies_list)
     p = leaf(studies, "show", "show one study: best trial and its trials", _cmd_studies_show)
     p.add_argument("name", help="study name (see `kaizenml studies list`)")
-    p.add_argument("--limit", type=int, default=20, help="show the last N trials (0: all; default 20)")
+    p.add_argument(
+        "--limit", type=int, default=20, help="show the last N trials (0: all; default 20)"
+    )
 
     features = group("features", "feature definitions, statistics and lineage")
     leaf(features, "list", "list registered feature definitions and versions", _cmd_features_list)
@@ -521,29 +647,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = group("models", "model versions, comparison, activation and rollback")
     leaf(models, "list", "list models with their latest and active versions", _cmd_models_list)
-    p = leaf(models, "history", "versions of a model, newest first (* = active)", _cmd_models_history)
+    p = leaf(
+        models, "history", "versions of a model, newest first (* = active)", _cmd_models_history
+    )
     p.add_argument("name", help="model name (see `kaizenml models list`)")
     p.add_argument("--limit", type=int, default=0, help="show the newest N versions (0: all)")
-    p = leaf(models, "compare", "compare the metrics of two versions, with a recommendation",
-             _cmd_models_compare)
+    p = leaf(
+        models,
+        "compare",
+        "compare the metrics of two versions, with a recommendation",
+        _cmd_models_compare,
+    )
     p.add_argument("name", help="model name")
     p.add_argument("v1", help="first version, e.g. 1.0.0")
     p.add_argument("v2", help="second version, e.g. 1.1.0")
-    p = leaf(models, "rollback", "validate and switch the active version back to VERSION",
-             _cmd_models_rollback)
+    p = leaf(
+        models,
+        "rollback",
+        "validate and switch the active version back to VERSION",
+        _cmd_models_rollback,
+    )
     p.add_argument("name", help="model name")
     p.add_argument("version", help="version to roll back to")
-    p.add_argument("--reason", default="rollback from the command line", help="recorded in the audit log")
-    p.add_argument("--dry-run", action="store_true",
-                   help="only build and print the plan with its checks (exit 1 if one fails)")
-    p = leaf(models, "activate", "make VERSION the active version (no rollback checks)",
-             _cmd_models_activate)
+    p.add_argument(
+        "--reason", default="rollback from the command line", help="recorded in the audit log"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only build and print the plan with its checks (exit 1 if one fails)",
+    )
+    p = leaf(
+        models,
+        "activate",
+        "make VERSION the active version (no rollback checks)",
+        _cmd_models_activate,
+    )
     p.add_argument("name", help="model name")
     p.add_argument("version", help="version to activate")
-    p.add_argument("--reason", default="activated from the command line", help="recorded in the audit log")
+    p.add_argument(
+        "--reason", default="activated from the command line", help="recorded in the audit log"
+    )
 
     demo = sub.add_parser(
-        "demo", parents=[common],
+        "demo",
+        parents=[common],
         help="run the end-to-end demo (about a minute; --quick: seconds)",
         description="Generate (or load) market data, compute and describe features, tune a "
         "trading rule by genetic search and a classifier by Bayesian optimization, version, "
@@ -551,13 +699,26 @@ def build_parser() -> argparse.ArgumentParser:
         "from the stored state.",
     )
     demo.set_defaults(_fn=_cmd_demo)
-    demo.add_argument("--out", metavar="DIR", default=None,
-                      help="folder for the report (default: KAIZENML_HOME/demo)")
-    demo.add_argument("--data", metavar="PATH", default=None,
-                      help="CSV or Parquet file of bars instead of generated data")
+    demo.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="folder for the report (default: KAIZENML_HOME/demo)",
+    )
+    demo.add_argument(
+        "--data",
+        metavar="PATH",
+        default=None,
+        help="CSV or Parquet file of bars instead of generated data",
+    )
     for col in ("timestamp", "open", "high", "low", "close", "volume", "symbol"):
-        demo.add_argument(f"--{col}-col", dest=f"{col}_col", metavar="NAME", default=None,
-                          help=f"name of the {col} column in --data (default: found by name)")
+        demo.add_argument(
+            f"--{col}-col",
+            dest=f"{col}_col",
+            metavar="NAME",
+            default=None,
+            help=f"name of the {col} column in --data (default: found by name)",
+        )
     demo.add_argument("--seed", type=int, default=0, help="seed of the generated data and searches")
     demo.add_argument("--quick", action="store_true", help="small sizes: finishes in seconds")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")

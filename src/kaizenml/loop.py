@@ -206,8 +206,7 @@ def _takes_trial(fn: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     params = [
-        p for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     return len(params) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
 
@@ -308,7 +307,8 @@ def improve_model(
     strategy, max_trials, pruner, timeout, n_jobs, seed, strategy_options, show_progress_bar:
         Passed to :func:`kaizenml.optimize.optimize_hyperparameters`. ``max_trials`` is the
         number of new trials of this run; the study (``study_name``, default
-        ``"<model_name>-tuning-<digest of space, metric and direction>"``) is kept in ``storage`` and resumed by the next run, so the
+        ``"<model_name>-tuning-<digest of space, metric and direction>"``) is kept in
+        ``storage`` and resumed by the next run, so the
         search continues where it stopped instead of starting from nothing.
     promote_if:
         ``"better"`` (beat the active version's ``metric`` by more than ``min_improvement``),
@@ -413,8 +413,12 @@ def improve_model(
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # a champion that no longer runs is compared as stored
-                logger.warning("re-evaluating %s %s failed (%s); using its stored metrics",
-                               model_name, report.baseline_version, exc)
+                logger.warning(
+                    "re-evaluating %s %s failed (%s); using its stored metrics",
+                    model_name,
+                    report.baseline_version,
+                    exc,
+                )
         if report.baseline_metrics is None and metric in stored_metrics:
             report.baseline_metrics = stored_metrics
             report.baseline_source = "stored"
@@ -430,13 +434,15 @@ def improve_model(
         if math.isfinite(value) and (
             best_seen["value"] is None or sign * (value - best_seen["value"]) > 0
         ):
-            best_seen.update(value=value, key=_params_key(params), artifact=artifact,
-                             metrics=metrics)
+            best_seen.update(
+                value=value, key=_params_key(params), artifact=artifact, metrics=metrics
+            )
         return metrics
 
     study_storage = storage if storage is not None else _default_storage()
-    n_before = _finished_trials(space, study_storage, study_name, direction, metric, strategy,
-                                strategy_options, seed)
+    n_before = _finished_trials(
+        space, study_storage, study_name, direction, metric, strategy, strategy_options, seed
+    )
     result = optimize_hyperparameters(
         space,
         objective,
@@ -474,7 +480,8 @@ def improve_model(
         report.reason = "no trial completed (see the failed trials' errors in the study)"
         report.elapsed = time.perf_counter() - started
         return report
-    if active_params is not None and _params_key(report.best_params) == _params_key(active_params):
+    best_params = dict(best.params)
+    if active_params is not None and _params_key(best_params) == _params_key(active_params):
         report.reason = (
             f"the best parameters are the active version's ({report.baseline_version}); "
             "nothing new to version"
@@ -483,17 +490,18 @@ def improve_model(
         return report
 
     # 4. the new version, with the winner's artifact (retrained when it ran in another process)
-    if best_seen["key"] == _params_key(report.best_params):
+    if best_seen["key"] == _params_key(best_params):
         artifact = best_seen["artifact"]
     else:
-        _, artifact = call(dict(report.best_params), _UNTRACKED)
+        _, artifact = call(dict(best_params), _UNTRACKED)
     payload = _artifact_payload(artifact, report, space)
     version = manager.create_version(
         model_name,
         payload,
         change_type="hyperparameter",
         description=description
-        or f"{strategy_name} search over {space.n_dims} parameters, best {metric}={report.best_value:.6g}",
+        or f"{strategy_name} search over {space.n_dims} parameters, "
+        f"best {metric}={report.best_value:.6g}",
         created_by=created_by,
         metrics=report.best_metrics,
         parent_version=report.baseline_version,
@@ -525,7 +533,9 @@ def _active_version(manager: Any, model_name: str) -> Any:
         return None
 
 
-def _stored_params(manager: Any, model_name: str, version: str | None, space: Any) -> dict[str, Any] | None:
+def _stored_params(
+    manager: Any, model_name: str, version: str | None, space: Any
+) -> dict[str, Any] | None:
     """The active version's tuned parameters when it has the space's parameters, else None."""
     if version is None:
         return None
@@ -534,8 +544,9 @@ def _stored_params(manager: Any, model_name: str, version: str | None, space: An
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:
-        logger.warning("cannot load %s %s (%s); comparing with its stored metrics", model_name,
-                       version, exc)
+        logger.warning(
+            "cannot load %s %s (%s); comparing with its stored metrics", model_name, version, exc
+        )
         return None
     params = artifact.get("params") if isinstance(artifact, Mapping) else None
     if not isinstance(params, Mapping) or set(params) != set(space):
@@ -545,15 +556,28 @@ def _stored_params(manager: Any, model_name: str, version: str | None, space: An
 
 
 def _finished_trials(
-    space: Any, storage: Any, study_name: str, direction: str, metric: str, strategy: Any,
-    strategy_options: Mapping[str, Any] | None, seed: int | None,
+    space: Any,
+    storage: Any,
+    study_name: str,
+    direction: str,
+    metric: str,
+    strategy: Any,
+    strategy_options: Mapping[str, Any] | None,
+    seed: int | None,
 ) -> int:
     """Finished trials already in the study (0 for a new one)."""
     from .optimize import HyperparameterOptimizer
 
     opt = HyperparameterOptimizer(
-        space, strategy=strategy, direction=direction, metric=metric, pruner=None, seed=seed,
-        storage=storage, study_name=study_name, load_if_exists=True,
+        space,
+        strategy=strategy,
+        direction=direction,
+        metric=metric,
+        pruner=None,
+        seed=seed,
+        storage=storage,
+        study_name=study_name,
+        load_if_exists=True,
         sampler_options=dict(strategy_options or {}),
     )
     try:
@@ -628,4 +652,3 @@ def _decide(
         f"{report.baseline_version} by more than {min_improvement:g}; "
         f"{report.baseline_version} stays active"
     )
-

@@ -86,9 +86,11 @@ def _history_values(study: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(trial numbers, values, states) of a study or a plain sequence of values."""
     trials = _trials_of(study)
     if trials is None:
-        values = np.asarray(study, dtype=np.float64).reshape(-1)
-        return np.arange(values.size), values, ["complete"] * values.size
-    numbers, values, states = [], [], []
+        plain = np.asarray(study, dtype=np.float64).reshape(-1)
+        return np.arange(plain.size), plain, ["complete"] * plain.size
+    numbers: list[Any] = []
+    values: list[float] = []
+    states: list[str] = []
     for i, t in enumerate(trials):
         numbers.append(_get(t, "number", i))
         v = _get(t, "value")
@@ -103,7 +105,9 @@ def _history_values(study: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def _running_best(values: np.ndarray, direction: str) -> np.ndarray:
     filled = np.where(np.isfinite(values), values, np.inf if direction == "minimize" else -np.inf)
-    best = np.minimum.accumulate(filled) if direction == "minimize" else np.maximum.accumulate(filled)
+    best = (
+        np.minimum.accumulate(filled) if direction == "minimize" else np.maximum.accumulate(filled)
+    )
     return np.where(np.isfinite(best), best, np.nan)
 
 
@@ -127,8 +131,15 @@ def plot_optimization_history(
     pruned = (st == "pruned") & np.isfinite(values)
     ax.scatter(numbers[done], values[done], s=18, color="tab:blue", label="trial value", zorder=3)
     if pruned.any():
-        ax.scatter(numbers[pruned], values[pruned], s=18, marker="x", color="0.6",
-                   label="pruned (last report)", zorder=2)
+        ax.scatter(
+            numbers[pruned],
+            values[pruned],
+            s=18,
+            marker="x",
+            color="0.6",
+            label="pruned (last report)",
+            zorder=2,
+        )
     best = _running_best(np.where(done, values, np.nan), direction)
     ax.step(numbers, best, where="post", color="tab:red", label="best so far", zorder=4)
     ax.set_xlabel("trial")
@@ -139,9 +150,7 @@ def plot_optimization_history(
     return ax
 
 
-def plot_param_importances(
-    importances: Any, *, ax: Any = None, title: str | None = None
-) -> Any:
+def plot_param_importances(importances: Any, *, ax: Any = None, title: str | None = None) -> Any:
     """Horizontal bars of each parameter's importance, largest on top.
 
     Examples
@@ -167,9 +176,14 @@ def plot_param_importances(
     names = [k for k, _ in items]
     vals = [v for _, v in items]
     bars = ax.barh(names, vals, color="tab:green")
-    for bar, v in zip(bars, vals):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.3f}",
-                va="center", fontsize=8)
+    for bar, v in zip(bars, vals, strict=True):
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {v:.3f}",
+            va="center",
+            fontsize=8,
+        )
     ax.set_xlabel("importance")
     ax.set_xlim(0, max(vals + [1e-12]) * 1.2)
     ax.set_title(title or "Parameter importance")
@@ -187,7 +201,11 @@ def plot_convergence(
     ``"diversity"``), or a sequence of values.
     """
     ax = _new_axes(ax)
-    hist = _get(history, "history", None) if not isinstance(history, (Mapping, Sequence, np.ndarray)) else None
+    hist = (
+        _get(history, "history", None)
+        if not isinstance(history, (Mapping, Sequence, np.ndarray))
+        else None
+    )
     if hist is not None and not callable(hist):
         history = hist
     if isinstance(history, Mapping) and "best" in history:
@@ -195,23 +213,38 @@ def plot_convergence(
         gens = np.asarray(history.get("generation", np.arange(best.size)))
         ax.plot(gens, best, color="tab:red", label="best of generation")
         if "mean" in history:
-            ax.plot(gens, np.asarray(history["mean"], dtype=np.float64), color="tab:blue",
-                    label="population mean")
+            ax.plot(
+                gens,
+                np.asarray(history["mean"], dtype=np.float64),
+                color="tab:blue",
+                label="population mean",
+            )
         ax.set_xlabel("generation")
         ax.set_ylabel("fitness")
         if "diversity" in history:
             twin = ax.twinx()
-            twin.plot(gens, np.asarray(history["diversity"], dtype=np.float64), color="0.6",
-                      ls="--", label="diversity")
+            twin.plot(
+                gens,
+                np.asarray(history["diversity"], dtype=np.float64),
+                color="0.6",
+                ls="--",
+                label="diversity",
+            )
             twin.set_ylabel("diversity", color="0.4")
         ax.set_title(title or "Convergence per generation")
     else:
-        conv = _get(history, "convergence") if not isinstance(history, (Sequence, np.ndarray)) else None
+        conv = (
+            _get(history, "convergence")
+            if not isinstance(history, (Sequence, np.ndarray))
+            else None
+        )
         if callable(conv):
             conv = conv()
         direction = _direction_of(history, direction)
-        best_key = next((k for k in ("best_so_far", "best") if isinstance(conv, Mapping) and k in conv), None)
-        if best_key is not None:
+        best_key = next(
+            (k for k in ("best_so_far", "best") if isinstance(conv, Mapping) and k in conv), None
+        )
+        if best_key is not None and isinstance(conv, Mapping):
             best = np.asarray(conv[best_key], dtype=np.float64)
             x = np.asarray(conv.get("number", conv.get("trial", np.arange(best.size))))
             mean_key = next((k for k in ("running_mean", "mean") if k in conv), None)
@@ -262,8 +295,9 @@ def plot_feature_distribution(
         a = np.asarray(arr, dtype=np.float64).reshape(-1)
         a = a[np.isfinite(a)]
         if a.size:
-            ax.hist(a, bins=bins, alpha=0.6 if len(series) > 1 else 0.85, label=str(label),
-                    density=True)
+            ax.hist(
+                a, bins=bins, alpha=0.6 if len(series) > 1 else 0.85, label=str(label), density=True
+            )
     if statistics:
         marks: list[tuple[str, float]] = []
         pct = statistics.get("percentiles") if isinstance(statistics, Mapping) else None
@@ -333,8 +367,9 @@ def plot_version_metrics(
         if active is not None:
             for i, r in enumerate(rows):
                 if r[1] == active and np.isfinite(y[i]):
-                    ax.scatter([i], [y[i]], marker="*", s=180, color="gold", edgecolor="k",
-                               zorder=5)
+                    ax.scatter(
+                        [i], [y[i]], marker="*", s=180, color="gold", edgecolor="k", zorder=5
+                    )
     ax.set_xticks(x)
     ax.set_xticklabels([r[1] for r in rows], rotation=30, fontsize=8)
     ax.set_xlabel("version (by creation time)")

@@ -287,11 +287,28 @@ def backtest_population(
         raise ValidationError(f"need 0 <= start < stop <= {data.n_bars}, got {start}, {stop}")
     out = np.empty((n, 3))
     _population_kernel(
-        data.ema, data.span_lo, data.close, data.vol, data.fwd_ret, fast, slow, entry,
-        exit_frac, mode, float(cost), int(start), int(stop), int(min_trades),
-        math.sqrt(data.bars_per_year), out,
+        data.ema,
+        data.span_lo,
+        data.close,
+        data.vol,
+        data.fwd_ret,
+        fast,
+        slow,
+        entry,
+        exit_frac,
+        mode,
+        float(cost),
+        int(start),
+        int(stop),
+        int(min_trades),
+        math.sqrt(data.bars_per_year),
+        out,
     )
-    return {"sharpe": out[:, 0].copy(), "total_return": out[:, 1].copy(), "trades": out[:, 2].copy()}
+    return {
+        "sharpe": out[:, 0].copy(),
+        "total_return": out[:, 1].copy(),
+        "trades": out[:, 2].copy(),
+    }
 
 
 def backtest_rule(
@@ -314,9 +331,20 @@ def backtest_rule(
     mode_f = (1.0 if mode == "trend" else -1.0) if isinstance(mode, str) else float(mode)
     pnl = np.empty(stop - start)
     trades = _run_rule(
-        data.ema, data.span_lo, data.close, data.vol, data.fwd_ret, int(params["fast"]),
-        int(params["slow"]), float(params["entry"]), float(params["exit_frac"]), mode_f,
-        float(cost), int(start), int(stop), pnl,
+        data.ema,
+        data.span_lo,
+        data.close,
+        data.vol,
+        data.fwd_ret,
+        int(params["fast"]),
+        int(params["slow"]),
+        float(params["entry"]),
+        float(params["exit_frac"]),
+        mode_f,
+        float(cost),
+        int(start),
+        int(stop),
+        pnl,
     )
     equity = np.cumsum(pnl)
     sd = float(pnl.std(ddof=1)) if pnl.size > 1 else 0.0

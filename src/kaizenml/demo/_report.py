@@ -77,7 +77,12 @@ class HtmlReport:
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
     def figure(
-        self, name: str, caption: str, draw: Callable[[Any], None], *, size: tuple[float, float] = (6.4, 3.8)
+        self,
+        name: str,
+        caption: str,
+        draw: Callable[[Any], None],
+        *,
+        size: tuple[float, float] = (6.4, 3.8),
     ) -> Path | None:
         """Render ``draw(fig)`` to ``<folder>/<name>.png`` and embed it; None without matplotlib."""
         if not have_matplotlib():

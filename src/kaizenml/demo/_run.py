@@ -139,8 +139,11 @@ def _history(manager: Any, name: str) -> list[Any]:
 
 
 def _load_data(
-    data: str | os.PathLike[str] | None, columns: Mapping[str, str] | None, sizes: _Sizes,
-    seed: int, run_index: int,
+    data: str | os.PathLike[str] | None,
+    columns: Mapping[str, str] | None,
+    sizes: _Sizes,
+    seed: int,
+    run_index: int,
 ) -> tuple[dict[str, np.ndarray], str]:
     if data is not None:
         bars = load_ohlcv(data, **dict(columns or {}))
@@ -200,8 +203,17 @@ def _setup_features(store: Any) -> list[str]:
         if (d.name, d.version) not in registered:
             store.register_feature(d)
     return [
-        "price_return", "price_volatility", "price_momentum", "volume_ratio", "rsi_14", "macd",
-        "bb_position", "hour_of_day", "day_of_week", "range_z", "trend_120",
+        "price_return",
+        "price_volatility",
+        "price_momentum",
+        "volume_ratio",
+        "rsi_14",
+        "macd",
+        "bb_position",
+        "hour_of_day",
+        "day_of_week",
+        "range_z",
+        "trend_120",
     ]
 
 
@@ -264,7 +276,15 @@ def run_demo(
     bars, source = _load_data(data, columns, sizes, seed, run_index)
     n = bars["close"].shape[0]
     ret = np.diff(np.log(bars["close"]))
-    per_day = max(1, int(np.sum(bars["timestamp"].astype("datetime64[D]") == bars["timestamp"][0].astype("datetime64[D]"))))
+    per_day = max(
+        1,
+        int(
+            np.sum(
+                bars["timestamp"].astype("datetime64[D]")
+                == bars["timestamp"][0].astype("datetime64[D]")
+            )
+        ),
+    )
     say.section(f"kaizenml demo: run {run_index + 1}" + (" (quick)" if quick else ""))
     data_rows = [
         ["source", source],
@@ -276,9 +296,13 @@ def run_demo(
     ]
     if "regime" in bars:
         shares = np.bincount(bars["regime"], minlength=3) / n
-        data_rows.append(["regimes up/down/mean-revert", f"{shares[0]:.0%} / {shares[1]:.0%} / {shares[2]:.0%}"])
+        data_rows.append(
+            ["regimes up/down/mean-revert", f"{shares[0]:.0%} / {shares[1]:.0%} / {shares[2]:.0%}"]
+        )
     if run_index and data is None:
-        data_rows.append(["new since last run", f"{min(sizes.new_bars_per_run, n - sizes.first_run_bars)} bars"])
+        data_rows.append(
+            ["new since last run", f"{min(sizes.new_bars_per_run, n - sizes.first_run_bars)} bars"]
+        )
     say.table(["market data", ""], data_rows)
     report.heading("1. Market data")
     report.table(["", ""], data_rows)
@@ -296,9 +320,11 @@ def run_demo(
     warm = time.perf_counter() - t0
     feats = {str(k): np.asarray(v, dtype=np.float64) for k, v in dict(feats).items()}
     cache = store.cache_info()
-    say(f"{len(feature_names)} features -> {len(feats)} columns on {n} bars: computed in "
+    say(
+        f"{len(feature_names)} features -> {len(feats)} columns on {n} bars: computed in "
         f"{cold * 1e3:.1f} ms, again from the cache in {warm * 1e3:.2f} ms "
-        f"(hits {cache.get('hits')}, misses {cache.get('misses')})")
+        f"(hits {cache.get('hits')}, misses {cache.get('misses')})"
+    )
     stat_rows = []
     stats_by_col: dict[str, dict[str, Any]] = {}
     for col in feats:
@@ -309,28 +335,46 @@ def run_demo(
             # by name alone
             continue
         stats_by_col[col] = s
-        stat_rows.append([col, s.get("count"), s.get("missing"), s.get("mean"), s.get("std"),
-                          s.get("min"), _pct(s, 50), s.get("max")])
+        stat_rows.append(
+            [
+                col,
+                s.get("count"),
+                s.get("missing"),
+                s.get("mean"),
+                s.get("std"),
+                s.get("min"),
+                _pct(s, 50),
+                s.get("max"),
+            ]
+        )
     headers = ["column", "count", "missing", "mean", "std", "min", "median", "max"]
     say.table(headers, stat_rows)
     lineage = to_jsonable(store.get_lineage("range_z"))
     lineage_text = _lineage_text(lineage)
     say("\nlineage of the custom feature range_z:\n" + lineage_text)
     report.heading("2. Features")
-    report.text(f"{len(feature_names)} features ({len(feats)} columns) computed through the "
-                f"feature store in {cold * 1e3:.1f} ms; the second request was served by the "
-                f"cache in {warm * 1e3:.2f} ms.")
+    report.text(
+        f"{len(feature_names)} features ({len(feats)} columns) computed through the "
+        f"feature store in {cold * 1e3:.1f} ms; the second request was served by the "
+        f"cache in {warm * 1e3:.2f} ms."
+    )
     report.table(headers, stat_rows)
     report.pre("lineage of range_z\n" + lineage_text)
-    summary["features"] = {"names": feature_names, "columns": list(feats),
-                           "cold_ms": cold * 1e3, "cached_ms": warm * 1e3}
+    summary["features"] = {
+        "names": feature_names,
+        "columns": list(feats),
+        "cold_ms": cold * 1e3,
+        "cached_ms": warm * 1e3,
+    }
 
     # 3. trading rule: genetic search ----------------------------------------------------------
     rule = _tune_rule(bars, feats, manager, sizes, seed, run_index, show_progress, say, report)
     summary["rule"] = rule
 
     # 4. classifier: Bayesian optimization with pruning -----------------------------------------
-    clf = _tune_classifier(bars, feats, store, manager, sizes, seed, storage, show_progress, say, report)
+    clf = _tune_classifier(
+        bars, feats, store, manager, sizes, seed, storage, show_progress, say, report
+    )
     summary["classifier"] = clf
 
     # 5. incident drill: a bad release and its rollback --------------------------------------
@@ -342,9 +386,16 @@ def run_demo(
     for model in (RULE_MODEL, CLASSIFIER_MODEL):
         hist = _history(manager, model)
         active = _active(manager, model)
-        rows = [[("* " if active is not None and v.version == active.version else "  ") + v.version,
-                 v.change_type, str(v.created_at)[:19], _short_metrics(v.metrics), v.description[:60]]
-                for v in hist[:8]]
+        rows = [
+            [
+                ("* " if active is not None and v.version == active.version else "  ") + v.version,
+                v.change_type,
+                str(v.created_at)[:19],
+                _short_metrics(v.metrics),
+                v.description[:60],
+            ]
+            for v in hist[:8]
+        ]
         say(f"{model} (* = active)")
         say.table(["version", "change", "created", "metrics", "description"], rows)
         report.heading(f"Versions of {model}")
@@ -353,12 +404,21 @@ def run_demo(
     summary["elapsed_seconds"] = time.perf_counter() - t_start
     html = report.write()
     atomic_write_text(out_dir / "summary.json", json.dumps(to_jsonable(summary), indent=2))
-    say(f"\nreport: {html}" + ("" if have_matplotlib() else
-                                 "  (plots need matplotlib: pip install 'kaizenml[plot]')"))
-    say(f"done in {summary['elapsed_seconds']:.1f} s; run `kaizenml demo` again to continue "
-        "from this state, or `kaizenml models history " + CLASSIFIER_MODEL + "` to inspect it.")
-    return DemoReport(out=out_dir, html=html, summary=to_jsonable(summary), figures=figures,
-                      elapsed=summary["elapsed_seconds"])
+    say(
+        f"\nreport: {html}"
+        + ("" if have_matplotlib() else "  (plots need matplotlib: pip install 'kaizenml[plot]')")
+    )
+    say(
+        f"done in {summary['elapsed_seconds']:.1f} s; run `kaizenml demo` again to continue "
+        "from this state, or `kaizenml models history " + CLASSIFIER_MODEL + "` to inspect it."
+    )
+    return DemoReport(
+        out=out_dir,
+        html=html,
+        summary=to_jsonable(summary),
+        figures=figures,
+        elapsed=summary["elapsed_seconds"],
+    )
 
 
 def _pct(stats: Mapping[str, Any], p: int) -> Any:
@@ -369,7 +429,11 @@ def _pct(stats: Mapping[str, Any], p: int) -> Any:
 
 
 def _short_metrics(metrics: Mapping[str, float]) -> str:
-    keep = [k for k in ("sharpe", "log_loss", "accuracy", "test_accuracy", "max_drawdown") if k in metrics]
+    keep = [
+        k
+        for k in ("sharpe", "log_loss", "accuracy", "test_accuracy", "max_drawdown")
+        if k in metrics
+    ]
     return ", ".join(f"{k}={metrics[k]:.4g}" for k in keep)
 
 
@@ -378,8 +442,10 @@ def _lineage_text(lineage: Mapping[str, Any]) -> str:
     for key, value in lineage.items():
         if isinstance(value, list) and value and isinstance(value[0], dict):
             lines.append(f"  {key}:")
-            lines.extend(f"    {i}. " + ", ".join(f"{k}={v}" for k, v in step.items())
-                         for i, step in enumerate(value, 1))
+            lines.extend(
+                f"    {i}. " + ", ".join(f"{k}={v}" for k, v in step.items())
+                for i, step in enumerate(value, 1)
+            )
         else:
             lines.append(f"  {key}: {value}")
     return "\n".join(lines)
@@ -391,8 +457,15 @@ def _lineage_text(lineage: Mapping[str, Any]) -> str:
 
 
 def _tune_rule(
-    bars: Mapping[str, np.ndarray], feats: Mapping[str, np.ndarray], manager: Any, sizes: _Sizes,
-    seed: int, run_index: int, show_progress: bool, say: _Console, report: HtmlReport,
+    bars: Mapping[str, np.ndarray],
+    feats: Mapping[str, np.ndarray],
+    manager: Any,
+    sizes: _Sizes,
+    seed: int,
+    run_index: int,
+    show_progress: bool,
+    say: _Console,
+    report: HtmlReport,
 ) -> dict[str, Any]:
     from ..optimize import SearchSpace
     from ..optimize._ga_engine import GeneticSearch
@@ -401,15 +474,22 @@ def _tune_rule(
     n = bars["close"].shape[0]
     split = int(n * 0.7)
     per_day = 78
-    rd = RuleData(bars["close"], feats["price_volatility"], span_lo=2, span_hi=sizes.span_hi,
-                  bars_per_year=252.0 * per_day)
+    rd = RuleData(
+        bars["close"],
+        feats["price_volatility"],
+        span_lo=2,
+        span_hi=sizes.span_hi,
+        bars_per_year=252.0 * per_day,
+    )
     space = SearchSpace(_rule_space(sizes.span_hi))
     warmup = sizes.span_hi
     # a rule must trade about once a day in-sample; rarer trading makes a lucky, untestable edge
     min_trades = max(10, (split - warmup) // per_day)
 
     def fitness(pop: Mapping[str, np.ndarray]) -> np.ndarray:
-        return backtest_population(rd, pop, start=warmup, stop=split, min_trades=min_trades)["sharpe"]
+        return backtest_population(rd, pop, start=warmup, stop=split, min_trades=min_trades)[
+            "sharpe"
+        ]
 
     active = _active(manager, RULE_MODEL)
     active_params = None
@@ -427,26 +507,40 @@ def _tune_rule(
         init[0] = x0
     ga = GeneticSearch(space, population_size=sizes.population, seed=seed + run_index)
     t0 = time.perf_counter()
-    res = ga.run(fitness, generations=sizes.generations, direction="maximize",
-                 initial_population=init, show_progress_bar=show_progress, stagnation=6)
+    res = ga.run(
+        fitness,
+        generations=sizes.generations,
+        direction="maximize",
+        initial_population=init,
+        show_progress_bar=show_progress,
+        stagnation=6,
+    )
     ga_time = time.perf_counter() - t0
     evals_per_s = res.n_evaluations / max(ga_time, 1e-9)
     best = {k: (v.item() if hasattr(v, "item") else v) for k, v in res.best_params.items()}
     train = backtest_rule(rd, best, start=warmup, stop=split)
     test = backtest_rule(rd, best, start=split)
     metrics = {
-        "sharpe": test["sharpe"], "total_return": test["total_return"],
-        "max_drawdown": test["max_drawdown"], "trades": float(test["trades"]),
-        "hit_rate": test["hit_rate"], "train_sharpe": train["sharpe"],
+        "sharpe": test["sharpe"],
+        "total_return": test["total_return"],
+        "max_drawdown": test["max_drawdown"],
+        "trades": float(test["trades"]),
+        "hit_rate": test["hit_rate"],
+        "train_sharpe": train["sharpe"],
     }
-    say(f"{res.n_evaluations:,} backtests of {split - warmup:,} bars in {ga_time:.1f} s "
-        f"({evals_per_s:,.0f} backtests/s, {res.n_generations} generations, stop: {res.stop_reason})")
-    rows = [["best parameters", _fmt_params(best)],
-            ["in-sample Sharpe", train["sharpe"]],
-            ["held-out Sharpe", test["sharpe"]],
-            ["held-out return (log)", test["total_return"]],
-            ["held-out max drawdown", test["max_drawdown"]],
-            ["held-out trades", test["trades"]]]
+    say(
+        f"{res.n_evaluations:,} backtests of {split - warmup:,} bars in {ga_time:.1f} s "
+        f"({evals_per_s:,.0f} backtests/s, {res.n_generations} generations, "
+        f"stop: {res.stop_reason})"
+    )
+    rows = [
+        ["best parameters", _fmt_params(best)],
+        ["in-sample Sharpe", train["sharpe"]],
+        ["held-out Sharpe", test["sharpe"]],
+        ["held-out return (log)", test["total_return"]],
+        ["held-out max drawdown", test["max_drawdown"]],
+        ["held-out trades", test["trades"]],
+    ]
     champion = None
     if active_params is not None:
         champ = backtest_rule(rd, active_params, start=split)
@@ -460,7 +554,9 @@ def _tune_rule(
         RULE_MODEL,
         {"params": best, "space": space.to_dict(), "equity": test["equity"].astype(np.float64)},
         change_type="hyperparameter" if active is not None else "architecture",
-        description=f"genetic search, population {sizes.population:,}, {res.n_generations} generations",
+        description=(
+            f"genetic search, population {sizes.population:,}, {res.n_generations} generations"
+        ),
         created_by="kaizenml demo",
         metrics=metrics,
         parent_version=active.version if active is not None else None,
@@ -469,33 +565,62 @@ def _tune_rule(
     if champion is None:
         promote, why = True, "first version"
     elif test["sharpe"] > champion["sharpe"] + margin:
-        promote, why = True, (f"held-out Sharpe {test['sharpe']:.3f} beats {champion['sharpe']:.3f} "
-                              f"of {champion['version']} by more than {margin}")
+        promote, why = (
+            True,
+            (
+                f"held-out Sharpe {test['sharpe']:.3f} beats {champion['sharpe']:.3f} "
+                f"of {champion['version']} by more than {margin}"
+            ),
+        )
     else:
-        promote, why = False, (f"held-out Sharpe {test['sharpe']:.3f} does not beat "
-                               f"{champion['sharpe']:.3f} of {champion['version']} by {margin}; it stays active")
+        promote, why = (
+            False,
+            (
+                f"held-out Sharpe {test['sharpe']:.3f} does not beat "
+                f"{champion['sharpe']:.3f} of {champion['version']} by {margin}; it stays active"
+            ),
+        )
     if promote:
-        manager.set_active_version(RULE_MODEL, version.version, changed_by="kaizenml demo", reason=why)
-    say(f"created {RULE_MODEL} {version.version}: " + ("PROMOTED, " if promote else "kept inactive, ") + why)
+        manager.set_active_version(
+            RULE_MODEL, version.version, changed_by="kaizenml demo", reason=why
+        )
+    say(
+        f"created {RULE_MODEL} {version.version}: "
+        + ("PROMOTED, " if promote else "kept inactive, ")
+        + why
+    )
     if active is not None:
         comp = manager.compare_versions(RULE_MODEL, active.version, version.version)
-        say(f"compare {active.version} -> {version.version}: {comp.recommendation.action} "
-            f"(confidence {comp.recommendation.confidence:.2f}): {comp.recommendation.reasoning}")
+        say(
+            f"compare {active.version} -> {version.version}: {comp.recommendation.action} "
+            f"(confidence {comp.recommendation.confidence:.2f}): {comp.recommendation.reasoning}"
+        )
     report.heading("3. Trading rule: genetic search")
-    report.text(f"Population {sizes.population:,}, {res.n_generations} generations, "
-                f"{res.n_evaluations:,} full backtests in {ga_time:.1f} s ({evals_per_s:,.0f}/s). "
-                f"Version {version.version}: {'promoted' if promote else 'not promoted'} ({why}).")
+    report.text(
+        f"Population {sizes.population:,}, {res.n_generations} generations, "
+        f"{res.n_evaluations:,} full backtests in {ga_time:.1f} s ({evals_per_s:,.0f}/s). "
+        f"Version {version.version}: {'promoted' if promote else 'not promoted'} ({why})."
+    )
     report.table(["", ""], rows)
     return {
-        "version": version.version, "promoted": promote, "reason": why, "params": best,
-        "metrics": metrics, "champion": champion, "evaluations": res.n_evaluations,
-        "seconds": ga_time, "history": {k: np.asarray(v).tolist() for k, v in res.history.items()},
-        "equity": test["equity"], "train_equity": train["equity"],
+        "version": version.version,
+        "promoted": promote,
+        "reason": why,
+        "params": best,
+        "metrics": metrics,
+        "champion": champion,
+        "evaluations": res.n_evaluations,
+        "seconds": ga_time,
+        "history": {k: np.asarray(v).tolist() for k, v in res.history.items()},
+        "equity": test["equity"],
+        "train_equity": train["equity"],
     }
 
 
 def _fmt_params(params: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,8 +628,16 @@ def _fmt_params(params: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 _CLF_FEATURES = [
-    "price_return", "price_volatility", "volume_ratio", "rsi_14", "macd", "macd_signal", "macd_hist",
-    "bb_position", "range_z", "trend_120",
+    "price_return",
+    "price_volatility",
+    "volume_ratio",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_position",
+    "range_z",
+    "trend_120",
 ]
 
 
@@ -521,13 +654,23 @@ def _splits(n_rows: int) -> tuple[slice, slice, slice]:
     return slice(0, a - HORIZON), slice(a, b - HORIZON), slice(b, n_rows)
 
 
-def _make_train_and_evaluate(close: np.ndarray, columns: list[str], epochs: int, seed: int) -> Callable[..., Any]:
-    def train_and_evaluate(params: Mapping[str, Any], dataset: Mapping[str, np.ndarray], trial: Any = None) -> Any:
-        X, y, idx = make_labeled_dataset({c: dataset[c] for c in columns}, close, horizon=HORIZON,
-                                           target="volatility")
+def _make_train_and_evaluate(
+    close: np.ndarray, columns: list[str], epochs: int, seed: int
+) -> Callable[..., Any]:
+    def train_and_evaluate(
+        params: Mapping[str, Any], dataset: Mapping[str, np.ndarray], trial: Any = None
+    ) -> Any:
+        X, y, idx = make_labeled_dataset(
+            {c: dataset[c] for c in columns}, close, horizon=HORIZON, target="volatility"
+        )
         tr, va, te = _splits(X.shape[0])
-        clf = MLPClassifier(hidden=int(params["hidden"]), learning_rate=float(params["learning_rate"]),
-                            l2=float(params["l2"]), batch_size=int(params["batch_size"]), seed=seed)
+        clf = MLPClassifier(
+            hidden=int(params["hidden"]),
+            learning_rate=float(params["learning_rate"]),
+            l2=float(params["l2"]),
+            batch_size=int(params["batch_size"]),
+            seed=seed,
+        )
         for epoch in range(epochs):
             clf.train_epoch(X[tr], y[tr])
             val = log_loss(y[va], clf.predict_proba(X[va]))
@@ -551,8 +694,15 @@ def _make_train_and_evaluate(close: np.ndarray, columns: list[str], epochs: int,
 
 
 def _tune_classifier(
-    bars: Mapping[str, np.ndarray], feats: Mapping[str, np.ndarray], store: Any, manager: Any,
-    sizes: _Sizes, seed: int, storage: str | None, show_progress: bool, say: _Console,
+    bars: Mapping[str, np.ndarray],
+    feats: Mapping[str, np.ndarray],
+    store: Any,
+    manager: Any,
+    sizes: _Sizes,
+    seed: int,
+    storage: str | None,
+    show_progress: bool,
+    say: _Console,
     report: HtmlReport,
 ) -> dict[str, Any]:
     from ..loop import improve_model
@@ -561,8 +711,19 @@ def _tune_classifier(
     columns = _classifier_columns(feats)
     fn = _make_train_and_evaluate(bars["close"], columns, sizes.epochs, seed)
     raw = {k: bars[k] for k in ("timestamp", "open", "high", "low", "close", "volume")}
-    feature_refs = sorted({"price_return", "price_volatility", "volume_ratio", "rsi_14", "macd",
-                           "bb_position", "range_z", "trend_120", "hour_of_day"})
+    feature_refs = sorted(
+        {
+            "price_return",
+            "price_volatility",
+            "volume_ratio",
+            "rsi_14",
+            "macd",
+            "bb_position",
+            "range_z",
+            "trend_120",
+            "hour_of_day",
+        }
+    )
     rep = improve_model(
         CLASSIFIER_MODEL,
         space=_classifier_space(),
@@ -584,28 +745,45 @@ def _tune_classifier(
         description="MLP volatility-expansion classifier tuned by Bayesian optimization",
         created_by="kaizenml demo",
     )
-    rows = [
-        ["trials this run", f"{rep.n_trials} ({rep.n_complete} complete, {rep.n_pruned} pruned, {rep.n_failed} failed)"],
+    rows: list[list[Any]] = [
+        [
+            "trials this run",
+            f"{rep.n_trials} ({rep.n_complete} complete, {rep.n_pruned} pruned, "
+            f"{rep.n_failed} failed)",
+        ],
         ["trials in the study", len(getattr(rep.result, "trials", []) or [])],
         ["best parameters", _fmt_params(rep.best_params or {})],
         ["best validation log-loss", rep.best_value],
         ["its test accuracy", (rep.best_metrics or {}).get("test_accuracy")],
-        ["active before", f"{rep.baseline_version} (log-loss {rep.baseline_value}, {rep.baseline_source})"
-         if rep.baseline_version else "none"],
+        [
+            "active before",
+            f"{rep.baseline_version} (log-loss {rep.baseline_value}, {rep.baseline_source})"
+            if rep.baseline_version
+            else "none",
+        ],
         ["new version", rep.new_version],
         ["decision", ("PROMOTED: " if rep.promoted else "not promoted: ") + rep.reason],
     ]
     say.table(["Bayesian optimization", ""], rows)
     importances = dict(rep.result.importance)
     if importances:
-        say("parameter importance: " + ", ".join(f"{k} {v:.2f}" for k, v in
-                                                 sorted(importances.items(), key=lambda kv: -kv[1])))
+        say(
+            "parameter importance: "
+            + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(importances.items(), key=lambda kv: -kv[1])
+            )
+        )
     for r in rep.result.recommendations()[:4]:
         say(f"  hint: {r['message']}")
     report.heading("4. Classifier: Bayesian optimization with pruning")
     report.table(["", ""], rows)
-    return {"report": rep.to_dict(), "result": rep.result, "importances": importances,
-            "columns": columns, "train_and_evaluate": fn}
+    return {
+        "report": rep.to_dict(),
+        "result": rep.result,
+        "importances": importances,
+        "columns": columns,
+        "train_and_evaluate": fn,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,8 +792,12 @@ def _tune_classifier(
 
 
 def _incident_drill(
-    bars: Mapping[str, np.ndarray], feats: Mapping[str, np.ndarray], manager: Any,
-    clf: Mapping[str, Any], say: _Console, report: HtmlReport,
+    bars: Mapping[str, np.ndarray],
+    feats: Mapping[str, np.ndarray],
+    manager: Any,
+    clf: Mapping[str, Any],
+    say: _Console,
+    report: HtmlReport,
 ) -> dict[str, Any]:
     say.section("incident drill: a bad release and its rollback")
     good = _active(manager, CLASSIFIER_MODEL)
@@ -629,52 +811,81 @@ def _incident_drill(
     metrics, artifact = fn(bad_params, dataset, None)
     artifact["params"] = bad_params
     bad = manager.create_version(
-        CLASSIFIER_MODEL, artifact, change_type="retrain",
+        CLASSIFIER_MODEL,
+        artifact,
+        change_type="retrain",
         description="rushed retrain with an untuned learning rate (simulated bad release)",
-        created_by="kaizenml demo", metrics=metrics, parent_version=good.version,
+        created_by="kaizenml demo",
+        metrics=metrics,
+        parent_version=good.version,
         tags={"drill": "bad-release"},
     )
-    manager.set_active_version(CLASSIFIER_MODEL, bad.version, changed_by="kaizenml demo",
-                               reason="simulated: deployed without comparison")
-    say(f"deployed {bad.version} without checks (simulated); log-loss {metrics['log_loss']:.4f} "
-        f"vs {good.metrics.get('log_loss', float('nan')):.4f} of {good.version}")
+    manager.set_active_version(
+        CLASSIFIER_MODEL,
+        bad.version,
+        changed_by="kaizenml demo",
+        reason="simulated: deployed without comparison",
+    )
+    say(
+        f"deployed {bad.version} without checks (simulated); log-loss {metrics['log_loss']:.4f} "
+        f"vs {good.metrics.get('log_loss', float('nan')):.4f} of {good.version}"
+    )
     comp = manager.compare_versions(CLASSIFIER_MODEL, bad.version, good.version)
     rec = comp.recommendation
     say(f"compare {bad.version} -> {good.version}: {rec.action} (confidence {rec.confidence:.2f})")
     say(f"  {rec.reasoning}")
-    plan = manager.create_rollback_plan(CLASSIFIER_MODEL, good.version,
-                                        reason="bad release: validation log-loss degraded")
+    plan = manager.create_rollback_plan(
+        CLASSIFIER_MODEL, good.version, reason="bad release: validation log-loss degraded"
+    )
     check_rows = [[c.name, "PASS" if c.passed else "FAIL", c.message] for c in plan.checks]
     say(f"rollback plan #{plan.plan_id} to {good.version} (risk {plan.impact.risk}):")
     say.table(["check", "result", "message"], check_rows)
-    result = manager.execute_rollback(CLASSIFIER_MODEL, plan.plan_id, executed_by="kaizenml demo",
-                                      reason="bad release")
+    result = manager.execute_rollback(
+        CLASSIFIER_MODEL, plan.plan_id, executed_by="kaizenml demo", reason="bad release"
+    )
     now = _active(manager, CLASSIFIER_MODEL)
-    say(f"rollback {'succeeded' if result.success else 'FAILED'}: active version is now "
-        f"{now.version if now else None}. {result.message}")
+    say(
+        f"rollback {'succeeded' if result.success else 'FAILED'}: active version is now "
+        f"{now.version if now else None}. {result.message}"
+    )
     # a rollback that must be refused: the target is already active
     versioning_log = logging.getLogger("kaizenml.versioning")
     level = versioning_log.level
     versioning_log.setLevel(logging.ERROR)  # the refusal below is expected: no warning for it
     try:
-        refused = manager.execute_rollback(CLASSIFIER_MODEL, good.version,
-                                           executed_by="kaizenml demo",
-                                           reason="second rollback to the same version")
+        refused = manager.execute_rollback(
+            CLASSIFIER_MODEL,
+            good.version,
+            executed_by="kaizenml demo",
+            reason="second rollback to the same version",
+        )
     finally:
         versioning_log.setLevel(level)
     failed = [c for c in refused.plan.checks if not c.passed]
-    say(f"a second rollback to {good.version} is refused: " +
-        "; ".join(f"{c.name}: {c.message}" for c in failed) + " (active version unchanged)")
+    say(
+        f"a second rollback to {good.version} is refused: "
+        + "; ".join(f"{c.name}: {c.message}" for c in failed)
+        + " (active version unchanged)"
+    )
     report.heading("5. Incident drill: bad release, comparison, rollback")
-    report.text(f"Version {bad.version} (an untuned retrain) was deployed; compare_versions "
-                f"recommends '{rec.action}' (confidence {rec.confidence:.2f}): {rec.reasoning}")
+    report.text(
+        f"Version {bad.version} (an untuned retrain) was deployed; compare_versions "
+        f"recommends '{rec.action}' (confidence {rec.confidence:.2f}): {rec.reasoning}"
+    )
     report.table(["check", "result", "message"], check_rows)
-    report.text(f"Rollback to {good.version}: {'done' if result.success else 'refused'}; a second "
-                f"rollback to the already active version was refused by its checks.")
-    return {"bad_version": bad.version, "restored": now.version if now else None,
-            "success": bool(result.success), "recommendation": rec.action,
-            "checks": {c.name: c.passed for c in plan.checks},
-            "refused_checks": [c.name for c in failed], "refused": not refused.success}
+    report.text(
+        f"Rollback to {good.version}: {'done' if result.success else 'refused'}; a second "
+        f"rollback to the already active version was refused by its checks."
+    )
+    return {
+        "bad_version": bad.version,
+        "restored": now.version if now else None,
+        "success": bool(result.success),
+        "recommendation": rec.action,
+        "checks": {c.name: c.passed for c in plan.checks},
+        "refused_checks": [c.name for c in failed],
+        "refused": not refused.success,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -683,8 +894,12 @@ def _incident_drill(
 
 
 def _figures(
-    report: HtmlReport, feats: Mapping[str, np.ndarray], stats: Mapping[str, Any],
-    rule: Mapping[str, Any], clf: Mapping[str, Any], manager: Any,
+    report: HtmlReport,
+    feats: Mapping[str, np.ndarray],
+    stats: Mapping[str, Any],
+    rule: Mapping[str, Any],
+    clf: Mapping[str, Any],
+    manager: Any,
 ) -> list[Path]:
     if not have_matplotlib():
         report.text("Plots need matplotlib: pip install 'kaizenml[plot]'.")
@@ -695,12 +910,19 @@ def _figures(
     result = clf["result"]
 
     def history(fig: Any) -> None:
-        plot.plot_optimization_history(result, ax=fig.add_subplot(), direction="minimize",
-                                       title="Classifier: validation log-loss per trial")
+        plot.plot_optimization_history(
+            result,
+            ax=fig.add_subplot(),
+            direction="minimize",
+            title="Classifier: validation log-loss per trial",
+        )
 
     def importance(fig: Any) -> None:
-        plot.plot_param_importances(clf["importances"] or {"(not enough trials)": 0.0},
-                                    ax=fig.add_subplot(), title="Classifier: parameter importance")
+        plot.plot_param_importances(
+            clf["importances"] or {"(not enough trials)": 0.0},
+            ax=fig.add_subplot(),
+            title="Classifier: parameter importance",
+        )
 
     def convergence(fig: Any) -> None:
         ax1 = fig.add_subplot(1, 2, 1)
@@ -709,12 +931,16 @@ def _figures(
         plot.plot_convergence(result, ax=ax2, direction="minimize", title="Classifier: Bayesian")
 
     def distributions(fig: Any) -> None:
-        names = [c for c in ("rsi_14", "bb_position", "range_z", "volume_ratio", "macd_hist", "trend_120")
-                 if c in feats][:6]
+        names = [
+            c
+            for c in ("rsi_14", "bb_position", "range_z", "volume_ratio", "macd_hist", "trend_120")
+            if c in feats
+        ][:6]
         for i, name in enumerate(names):
             ax = fig.add_subplot(2, 3, i + 1)
-            plot.plot_feature_distribution(feats[name], name=name, statistics=stats.get(name),
-                                           bins=50, ax=ax, title=name)
+            plot.plot_feature_distribution(
+                feats[name], name=name, statistics=stats.get(name), bins=50, ax=ax, title=name
+            )
             ax.set_xlabel("")
             ax.set_ylabel("")
 
@@ -722,13 +948,23 @@ def _figures(
         ax1 = fig.add_subplot(1, 2, 1)
         hist = _history(manager, RULE_MODEL)
         act = _active(manager, RULE_MODEL)
-        plot.plot_version_metrics(hist, metrics=["sharpe", "train_sharpe"], ax=ax1,
-                                  active=act.version if act else None, title=RULE_MODEL)
+        plot.plot_version_metrics(
+            hist,
+            metrics=["sharpe", "train_sharpe"],
+            ax=ax1,
+            active=act.version if act else None,
+            title=RULE_MODEL,
+        )
         ax2 = fig.add_subplot(1, 2, 2)
         hist = _history(manager, CLASSIFIER_MODEL)
         act = _active(manager, CLASSIFIER_MODEL)
-        plot.plot_version_metrics(hist, metrics=["log_loss", "test_log_loss"], ax=ax2,
-                                  active=act.version if act else None, title=CLASSIFIER_MODEL)
+        plot.plot_version_metrics(
+            hist,
+            metrics=["log_loss", "test_log_loss"],
+            ax=ax2,
+            active=act.version if act else None,
+            title=CLASSIFIER_MODEL,
+        )
 
     def equity(fig: Any) -> None:
         ax = fig.add_subplot()
@@ -740,8 +976,18 @@ def _figures(
     for name, caption, draw, size in (
         ("optimization_history", "Optimization history (classifier)", history, (6.4, 3.8)),
         ("param_importances", "Parameter importance (classifier)", importance, (6.4, 3.0)),
-        ("convergence", "Convergence: genetic search and Bayesian optimization", convergence, (11, 3.8)),
-        ("feature_distributions", "Feature distributions with stored percentiles", distributions, (11, 5.5)),
+        (
+            "convergence",
+            "Convergence: genetic search and Bayesian optimization",
+            convergence,
+            (11, 3.8),
+        ),
+        (
+            "feature_distributions",
+            "Feature distributions with stored percentiles",
+            distributions,
+            (11, 5.5),
+        ),
         ("version_metrics", "Version metrics over time (* active)", versions, (11, 4.0)),
         ("rule_equity", "Held-out equity of the new rule", equity, (6.4, 3.4)),
     ):

@@ -69,13 +69,15 @@ def _session_timestamps(
     close_h, close_m = (int(x) for x in session[1].split(":"))
     open_s, close_s = open_h * 3600 + open_m * 60, close_h * 3600 + close_m * 60
     if close_s <= open_s:
-        raise ValidationError(f"session={session!r} must close after it opens, e.g. ('09:30', '16:00')")
+        raise ValidationError(
+            f"session={session!r} must close after it opens, e.g. ('09:30', '16:00')"
+        )
     per_day = (close_s - open_s) // bar_seconds
     if per_day < 1:
         raise ValidationError(f"session={session!r} is shorter than one bar of {bar_seconds} s")
     day = np.datetime64(start, "D")
     n_days_needed = -(-n_bars // per_day)
-    days = []
+    days: list[np.datetime64] = []
     while len(days) < n_days_needed:
         # numpy weekday: 1970-01-01 was a Thursday, so (days + 3) % 7 gives Monday = 0
         if (int(day.astype(np.int64)) + 3) % 7 < 5:
@@ -163,9 +165,7 @@ def _one_symbol(
 
     # volume: log-normal around a level that rises with |return| / sigma and intraday activity
     z = np.abs(log_ret) / np.maximum(sigma, 1e-12)
-    log_vol = (
-        math.log(1e5) + 0.45 * z + 0.8 * np.log(season) + rng.normal(0.0, 0.3, size=n_bars)
-    )
+    log_vol = math.log(1e5) + 0.45 * z + 0.8 * np.log(season) + rng.normal(0.0, 0.3, size=n_bars)
     volume = np.round(np.exp(log_vol))
     return {
         "open": open_,
@@ -245,7 +245,9 @@ def generate_ohlcv(
     stamps, phase = _session_timestamps(n_bars, bar_seconds, start, session)
     day = stamps.astype("datetime64[D]")
     session_start = np.concatenate(([True], day[1:] != day[:-1]))
-    bars_per_day = int(round(1.0 / (phase[1] - phase[0]))) if n_bars > 1 and phase[1] > phase[0] else 78
+    bars_per_day = (
+        int(round(1.0 / (phase[1] - phase[0]))) if n_bars > 1 and phase[1] > phase[0] else 78
+    )
     bars_per_year = 252.0 * bars_per_day
 
     root = np.random.SeedSequence(seed)
@@ -311,7 +313,9 @@ def _read_table(path: Path, sep: str) -> dict[str, np.ndarray]:
         try:
             header = next(reader)
         except StopIteration:
-            raise ValidationError(f"data file {str(path)!r} is empty; it needs a header row") from None
+            raise ValidationError(
+                f"data file {str(path)!r} is empty; it needs a header row"
+            ) from None
         rows = [row for row in reader if row]
     width = len(header)
     bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
@@ -320,8 +324,11 @@ def _read_table(path: Path, sep: str) -> dict[str, np.ndarray]:
             f"{path.name}: row {bad + 2} has {len(rows[bad])} fields, the header has {width}; "
             f"check the separator (sep={sep!r})"
         )
-    cols = list(zip(*rows)) if rows else [() for _ in header]
-    return {name.strip(): np.array(col, dtype=object) for name, col in zip(header, cols)}
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in header]
+    return {
+        name.strip(): np.array(col, dtype=object)
+        for name, col in zip(header, cols, strict=True)
+    }
 
 
 def _find(table: Mapping[str, np.ndarray], role: str, given: str | None, path: Path) -> str | None:
@@ -406,7 +413,9 @@ def load_ohlcv(
     """
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
-        raise NotFoundError(f"data file {str(path)!r} does not exist; pass the path of a CSV or Parquet file")
+        raise NotFoundError(
+            f"data file {str(path)!r} does not exist; pass the path of a CSV or Parquet file"
+        )
     table = _read_table(path, sep)
     roles = {
         "timestamp": timestamp_col,
@@ -429,16 +438,21 @@ def load_ohlcv(
 
     def numeric(role: str) -> np.ndarray:
         name = found[role]
+        assert name is not None
         try:
             out = np.asarray(table[name]).astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValidationError(f"column {name!r} ({role}) of {path.name} is not numeric") from exc
+            raise ValidationError(
+                f"column {name!r} ({role}) of {path.name} is not numeric"
+            ) from exc
         return out
 
     close = numeric("close")
     out: dict[str, np.ndarray] = {}
     if found["timestamp"] is not None:
-        out["timestamp"] = _to_datetime(np.asarray(table[found["timestamp"]]), found["timestamp"], time_unit)
+        out["timestamp"] = _to_datetime(
+            np.asarray(table[found["timestamp"]]), found["timestamp"], time_unit
+        )
     else:
         out["timestamp"] = np.arange(n).astype("datetime64[m]").astype("datetime64[ns]")
     out["symbol"] = (
