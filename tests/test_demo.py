@@ -94,17 +94,20 @@ def test_second_run_continues_from_the_stored_state(demo_runs) -> None:
     assert champ is not None and champ["version"] == "1.0.0"
     if second["rule"]["promoted"]:
         assert second["rule"]["metrics"]["sharpe"] > champ["sharpe"]
-    # the classifier study resumed: the new trials were added to the old ones
+    # new bars, so a new study, whose first trial re-measures the active classifier
     clf1, clf2 = first["classifier"]["report"], second["classifier"]["report"]
-    assert clf2["study_name"] == clf1["study_name"]
+    assert clf2["study_name"] != clf1["study_name"]
     assert clf2["baseline_version"] == first["rollback"]["restored"]
     assert clf2["baseline_source"] == "reevaluated"
     from kaizenml.optimize import SQLStorage
     from kaizenml.storage import default_storage_url
 
     storage = SQLStorage(default_storage_url())
-    study = storage.get_study(clf2["study_name"])
-    assert len(storage.get_trials(study.study_id)) == 2 * QUICK.bo_trials
+    trials = storage.get_trials(storage.get_study(clf2["study_name"]).study_id)
+    assert len(trials) == QUICK.bo_trials
+    champion = manager.load_artifact(CLASSIFIER_MODEL, clf2["baseline_version"])["params"]
+    assert trials[0].params == champion
+    assert trials[0].value == pytest.approx(clf2["baseline_value"])
     active = manager.get_active_version(CLASSIFIER_MODEL)
     if clf2["promoted"]:
         assert clf2["best_value"] < clf2["baseline_value"]

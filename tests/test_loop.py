@@ -217,3 +217,28 @@ def test_bad_arguments(env) -> None:
     rep = run(env, quadratic(0.3), metric="sharpe", direction="maximize")
     assert rep.n_failed == 12 and rep.new_version is None
     assert "without metric='sharpe'" in rep.result.trials[0].error
+
+
+def test_new_data_new_study_seeded_with_the_champion(env) -> None:
+    _, manager = env
+
+    def fit(params, dataset):
+        # the data moves the optimum: it sits at the mean of the column "target"
+        return {"loss": (params["x"] - float(np.mean(dataset["target"]))) ** 2}
+
+    day1 = {"target": np.full(10, 0.3)}
+    rep1 = run(env, fit, data=day1, max_trials=6)
+    again = run(env, fit, data=day1, max_trials=4, seed=1)
+    assert again.study_name == rep1.study_name  # same data: the study resumes
+    assert again.result.n_trials == 10
+    champion = manager.load_artifact("toy", again.active_version)["params"]
+
+    day2 = {"target": np.full(10, 0.6)}
+    rep2 = run(env, fit, data=day2, max_trials=6, seed=2)
+    assert rep2.study_name != rep1.study_name  # new data: a new study...
+    first = rep2.result.trials[0]
+    assert first.params == champion  # ...whose first trial re-measures the champion
+    assert rep2.baseline_source == "reevaluated"
+    assert rep2.baseline_value == pytest.approx((champion["x"] - 0.6) ** 2)
+    assert rep2.baseline_value == pytest.approx(first.value)
+    assert rep2.n_trials == 6

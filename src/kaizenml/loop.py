@@ -3,9 +3,11 @@
 :func:`improve_model` is one turn of the loop a research team runs every day on a live model:
 
 1. compute the model's features through the feature store (cached, causal, with lineage);
-2. measure the running (active) version on today's data, so the challenger is compared with
-   the champion on the same rows (or take its stored metrics when it cannot be re-run);
-3. tune the hyperparameters with the chosen strategy, pruning trials that report poorly;
+2. tune the hyperparameters with the chosen strategy, pruning trials that report poorly, in a
+   study named after the model and a digest of space, metric and data (a rerun on the same
+   data resumes it); the active version's parameters are queued as a trial, so the champion
+   is measured on the same rows as the challengers (its stored metrics are the fallback);
+3. compare the best trial with the champion;
 4. store the best trial as a new version (``change_type="hyperparameter"``) with its
    parameters and trained artifact;
 5. make it the active version only when it beats the champion by ``min_improvement`` (or
@@ -306,10 +308,10 @@ def improve_model(
         Feature names (optionally pinned, ``"rsi_14@1.0"``) computed through the store.
     strategy, max_trials, pruner, timeout, n_jobs, seed, strategy_options, show_progress_bar:
         Passed to :func:`kaizenml.optimize.optimize_hyperparameters`. ``max_trials`` is the
-        number of new trials of this run; the study (``study_name``, default
-        ``"<model_name>-tuning-<digest of space, metric and direction>"``) is kept in
-        ``storage`` and resumed by the next run, so the
-        search continues where it stopped instead of starting from nothing.
+        number of new trials of this run (the active version's re-measurement included); the
+        study (``study_name``, default ``"<model_name>-tuning-<digest of space, metric,
+        direction, features and data>"``) is kept in ``storage`` and a rerun on the same data
+        resumes it instead of starting from nothing.
     promote_if:
         ``"better"`` (beat the active version's ``metric`` by more than ``min_improvement``),
         ``"always"``, ``"never"``, or ``callable(candidate_metrics, active_metrics) -> bool``
@@ -317,9 +319,10 @@ def improve_model(
     min_improvement:
         Margin for ``"better"``, in the metric's units (>= 0).
     reevaluate_active:
-        Re-run ``train_and_evaluate`` with the active version's stored parameters on this
-        run's data, so both are compared on the same rows; falls back to the stored metrics
-        when the version holds no usable parameters.
+        Measure the active version's stored parameters on this run's data (as a trial of the
+        study, or directly when they lie outside today's space), so champion and challengers
+        are compared on the same rows; falls back to the stored metrics when the version holds
+        no parameters for this space.
     storage:
         Database URL for studies, features and versions (default: the ``KAIZENML_HOME``
         store).
@@ -362,12 +365,8 @@ def improve_model(
     from .optimize import SearchSpace, optimize_hyperparameters
 
     space = space if isinstance(space, SearchSpace) else SearchSpace(space)
-    if study_name is None:
-        # a changed search space starts a new study instead of failing to resume the old one
-        key = {"space": space.to_dict(), "metric": metric, "direction": direction}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-        study_name = f"{model_name[:110]}-tuning-{digest[:8]}"
-    study_name = validate_name(study_name, "study_name")
+    if study_name is not None:
+        study_name = validate_name(study_name, "study_name")
     store = feature_store
     if store is None and features:
         from .features import get_feature_store
@@ -382,7 +381,7 @@ def improve_model(
     strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
     report = ImprovementReport(
         model_name=model_name,
-        study_name=study_name,
+        study_name=study_name or "",
         strategy=strategy_name,
         metric=metric,
         direction=direction,
@@ -390,6 +389,19 @@ def improve_model(
 
     # 1. features
     dataset, report.feature_names = _build_dataset(store, features, data)
+    if study_name is None:
+        # trials are comparable only on the same data, space and metric: a change of any of
+        # them starts a new study, rerunning on the same ones resumes it
+        key = {
+            "space": space.to_dict(),
+            "metric": metric,
+            "direction": direction,
+            "features": features,
+            "data": _fingerprint(dataset),
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        study_name = f"{model_name[:110]}-tuning-{digest[:12]}"
+    report.study_name = study_name
 
     # 2. the champion, measured on this data when possible
     active = _active_version(manager, model_name)
@@ -403,27 +415,11 @@ def improve_model(
         return _split_output(train_and_evaluate(params, dataset), metric)
 
     active_params: dict[str, Any] | None = None
+    stored_metrics: dict[str, float] = {}
     if active is not None:
         stored_metrics = {k: float(v) for k, v in (getattr(active, "metrics", None) or {}).items()}
-        active_params = _stored_params(manager, model_name, report.baseline_version, space)
-        if reevaluate_active and active_params is not None:
-            try:
-                report.baseline_metrics, _ = call(dict(active_params), _UNTRACKED)
-                report.baseline_source = "reevaluated"
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # a champion that no longer runs is compared as stored
-                logger.warning(
-                    "re-evaluating %s %s failed (%s); using its stored metrics",
-                    model_name,
-                    report.baseline_version,
-                    exc,
-                )
-        if report.baseline_metrics is None and metric in stored_metrics:
-            report.baseline_metrics = stored_metrics
-            report.baseline_source = "stored"
-        if report.baseline_metrics is not None:
-            report.baseline_value = float(report.baseline_metrics[metric])
+        if reevaluate_active:
+            active_params = _stored_params(manager, model_name, report.baseline_version, space)
 
     # 3. the search; the best artifact is kept in memory so the winner need not be retrained
     best_seen: dict[str, Any] = {"value": None, "key": None, "artifact": None, "metrics": None}
@@ -440,8 +436,11 @@ def improve_model(
         return metrics
 
     study_storage = storage if storage is not None else _default_storage()
-    n_before = _finished_trials(
-        space, study_storage, study_name, direction, metric, strategy, strategy_options, seed
+    # the champion's parameters join the study as its first trial, measured like every
+    # challenger on this data (and informing the sampler); a resumed study has it already
+    n_before = _prepare_study(
+        space, study_storage, study_name, direction, metric, strategy, strategy_options, seed,
+        active_params,
     )
     result = optimize_hyperparameters(
         space,
@@ -468,10 +467,13 @@ def improve_model(
         report.best_params = dict(best.params)
         report.best_metrics = dict(best.metrics or {metric: float(best.value)})
         report.best_value = float(best.value)
-    if report.baseline_value is not None and report.best_value is not None:
-        report.improvement = sign * (report.best_value - report.baseline_value)
     report.active_version = report.baseline_version
 
+    if active is not None and not report.interrupted:
+        _measure_baseline(report, result, active_params, stored_metrics, call)
+
+    if report.baseline_value is not None and report.best_value is not None:
+        report.improvement = sign * (report.best_value - report.baseline_value)
     if report.interrupted:
         report.reason = "the search was interrupted; nothing was versioned or promoted"
         report.elapsed = time.perf_counter() - started
@@ -555,7 +557,7 @@ def _stored_params(
     return dict(params)
 
 
-def _finished_trials(
+def _prepare_study(
     space: Any,
     storage: Any,
     study_name: str,
@@ -564,8 +566,10 @@ def _finished_trials(
     strategy: Any,
     strategy_options: Mapping[str, Any] | None,
     seed: int | None,
+    champion: Mapping[str, Any] | None,
 ) -> int:
-    """Finished trials already in the study (0 for a new one)."""
+    """Create or open the study, queue the champion's parameters unless the study already
+    holds them, and return how many trials it had finished before this run."""
     from .optimize import HyperparameterOptimizer
 
     opt = HyperparameterOptimizer(
@@ -581,9 +585,66 @@ def _finished_trials(
         sampler_options=dict(strategy_options or {}),
     )
     try:
-        return sum(1 for t in opt.trials if t.state.is_finished)
+        trials = opt.trials
+        if champion is not None:
+            key = _params_key(champion)
+            if not any(_params_key(t.params) == key for t in trials):
+                try:
+                    opt.enqueue_trial(champion)
+                except ValueError as exc:  # outside today's ranges: measured directly later
+                    logger.info("active parameters not queued in the study: %s", exc)
+        return sum(1 for t in trials if t.state.is_finished)
     finally:
         opt.close()
+
+
+def _measure_baseline(
+    report: ImprovementReport,
+    result: Any,
+    champion: Mapping[str, Any] | None,
+    stored_metrics: Mapping[str, float],
+    call: Callable[[dict[str, Any], Any], tuple[dict[str, float], Any]],
+) -> None:
+    """The active version's metrics on this data: its trial in the study, else a direct run,
+    else its stored metrics."""
+    metric = report.metric
+    if champion is not None:
+        key = _params_key(champion)
+        done = [t for t in result.completed_trials if _params_key(t.params) == key]
+        if done:
+            report.baseline_metrics = dict(done[-1].metrics or {metric: float(done[-1].value)})
+            report.baseline_source = "reevaluated"
+        else:
+            try:
+                report.baseline_metrics, _ = call(dict(champion), _UNTRACKED)
+                report.baseline_source = "reevaluated"
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # a champion that no longer runs is compared as stored
+                logger.warning(
+                    "re-evaluating %s %s failed (%s); using its stored metrics",
+                    report.model_name,
+                    report.baseline_version,
+                    exc,
+                )
+    if report.baseline_metrics is None and metric in stored_metrics:
+        report.baseline_metrics = dict(stored_metrics)
+        report.baseline_source = "stored"
+    if report.baseline_metrics is not None and metric in report.baseline_metrics:
+        report.baseline_value = float(report.baseline_metrics[metric])
+
+
+def _fingerprint(dataset: Mapping[str, Any]) -> str:
+    """A digest of the data's columns (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(dataset):
+        arr = np.asarray(dataset[name])
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}".encode())
+        if arr.dtype.kind == "O":
+            h.update("\x1f".join(map(str, arr.ravel().tolist())).encode())
+        else:
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def _count_trials(report: ImprovementReport, result: Any, n_before: int) -> None:
