@@ -439,7 +439,14 @@ def improve_model(
     # the champion's parameters join the study as its first trial, measured like every
     # challenger on this data (and informing the sampler); a resumed study has it already
     n_before = _prepare_study(
-        space, study_storage, study_name, direction, metric, strategy, strategy_options, seed,
+        space,
+        study_storage,
+        study_name,
+        direction,
+        metric,
+        strategy,
+        strategy_options,
+        seed,
         active_params,
     )
     result = optimize_hyperparameters(
