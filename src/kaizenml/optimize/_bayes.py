@@ -238,7 +238,15 @@ class BayesianSampler(Sampler):
         running = ctx.running()
         if running:
             gp = self._account_for_running(gp, layout, ctx.encoded(running), best)
-        x = self._maximize_acquisition(ctx, layout, gp, X, best, taken)
+        failed = [t for t in ctx.trials if t.state == TrialState.FAILED and t.params]
+        feasibility = None
+        if failed:
+            feasibility = _feasibility_model(gp, layout, X, ctx.encoded(failed))
+        acq = _Acquisition(
+            gp, layout, ACQ_KINDS[self.acquisition], best, self.ucb_beta, feasibility
+        )
+        n_model = X.shape[0]
+        x = self._maximize_acquisition(ctx, layout, acq, X, gp.y[:n_model], taken)
         return space.decode(x)
 
     # data ---------------------------------------------------------------------------------
@@ -337,14 +345,6 @@ class BayesianSampler(Sampler):
         return gp.condition_on(Xr, fantasy)
 
     # acquisition optimization ----------------------------------------------------------
-    def _acq(
-        self, gp: GaussianProcess, layout: _Layout, X: np.ndarray, best: float, grad: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        acq, _, _, g = gp.acquisition(
-            layout.expand(X), ACQ_KINDS[self.acquisition], best, self.ucb_beta, grad=grad
-        )
-        return acq, g
-
     def _raw_candidates(
         self, ctx: SamplerContext, X_obs: np.ndarray, y_order: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
@@ -371,26 +371,24 @@ class BayesianSampler(Sampler):
         self,
         ctx: SamplerContext,
         layout: _Layout,
-        gp: GaussianProcess,
+        acq: _Acquisition,
         X_obs: np.ndarray,
-        best: float,
+        y_obs: np.ndarray,
         taken: set,
     ) -> np.ndarray:
         space = ctx.space
         rng = self.rng_for(ctx.trial_number, _STREAM_CANDIDATES)
-        y_order = np.argsort(gp.y[: X_obs.shape[0]], kind="stable")
+        y_order = np.argsort(y_obs, kind="stable")
         cands = self._raw_candidates(ctx, X_obs, y_order, rng)
-        acq, _ = self._acq(gp, layout, cands, best, grad=False)
+        values, _ = acq(cands, grad=False)
         pool = [cands]
-        pool_acq = [acq]
+        pool_acq = [values]
 
-        order = np.argsort(-acq, kind="stable")
-        starts = order[: self.n_polish]
+        starts = np.argsort(-values, kind="stable")[: self.n_polish]
         if starts.size and layout.free.size:
-            polished = self._polish(gp, layout, cands[starts], best)
-            polished = space.snap(polished)
+            polished = space.snap(_polish(acq, layout, cands[starts]))
             pool.append(polished)
-            pool_acq.append(self._acq(gp, layout, polished, best, grad=False)[0])
+            pool_acq.append(acq(polished, grad=False)[0])
 
         # sweep each categorical of the current best over all its choices
         all_c = np.vstack(pool)
@@ -405,7 +403,7 @@ class BayesianSampler(Sampler):
                 sweep.append(block)
             sweep_x = np.vstack(sweep)
             all_c = np.vstack([all_c, sweep_x])
-            all_a = np.concatenate([all_a, self._acq(gp, layout, sweep_x, best, grad=False)[0]])
+            all_a = np.concatenate([all_a, acq(sweep_x, grad=False)[0]])
 
         for i in np.argsort(-all_a, kind="stable"):
             x = all_c[i]
@@ -413,33 +411,87 @@ class BayesianSampler(Sampler):
                 return x
         return self._fallback_point(ctx, taken)
 
-    def _polish(
-        self, gp: GaussianProcess, layout: _Layout, X0: np.ndarray, best: float
-    ) -> np.ndarray:
-        """L-BFGS-B on the sum of the starts' acquisitions (they are independent)."""
-        k = X0.shape[0]
-        free, free_e = layout.free, layout.free_expanded
-        E = layout.expand(X0)  # categorical blocks stay as they are
-        kind = ACQ_KINDS[self.acquisition]
 
-        def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
-            E[:, free_e] = z.reshape(k, free.size)
-            acq, _, _, g = gp.acquisition(E, kind, best, self.ucb_beta, grad=True)
-            return -float(np.sum(acq)), -np.ascontiguousarray(g[:, free_e]).ravel()
+class _Acquisition:
+    """The acquisition on unit-cube points, times the estimated chance of not failing.
 
-        z0 = X0[:, free].ravel()
-        res = scipy.optimize.minimize(
-            fun,
-            z0,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[(0.0, 1.0)] * z0.size,
-            options={"maxiter": 100},
-        )
-        out = X0.copy()
-        z = res.x if np.all(np.isfinite(res.x)) else z0
-        out[:, free] = np.clip(z.reshape(k, free.size), 0.0, 1.0)
-        return out
+    With failed trials, a second GP (same kernel hyperparameters, zero prior mean) regresses
+    the failure indicator of every finished point; ``log(1 - p_fail)`` is added to the
+    acquisition (log EI and log PI are log-scale, so this multiplies EI/PI by the chance of
+    success), which steers suggestions away from regions that fail without putting made-up
+    objective values into the model.
+    """
+
+    def __init__(
+        self,
+        gp: GaussianProcess,
+        layout: _Layout,
+        kind: int,
+        best: float,
+        beta: float,
+        feasibility: GaussianProcess | None,
+    ) -> None:
+        self.gp, self.layout, self.kind, self.best, self.beta = gp, layout, kind, best, beta
+        self.feasibility = feasibility
+
+    def expanded(self, E: np.ndarray, grad: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Values (m,) and gradients (m, D) at one-hot expanded points."""
+        acq, _, _, g = self.gp.acquisition(E, self.kind, self.best, self.beta, grad=grad)
+        if self.feasibility is not None:
+            # UCB with beta = 0 returns -mean and its gradient
+            neg_p, _, _, neg_dp = self.feasibility.acquisition(
+                E, ACQ_KINDS["ucb"], 0.0, 0.0, grad=grad
+            )
+            ok = np.clip(1.0 + neg_p, _MIN_FEASIBILITY, 1.0)
+            acq = acq + np.log(ok)
+            if grad:
+                inside = (1.0 + neg_p > _MIN_FEASIBILITY) & (1.0 + neg_p < 1.0)
+                g = g + np.where(inside, 1.0 / ok, 0.0)[:, None] * neg_dp
+        return acq, g
+
+    def __call__(self, X: np.ndarray, grad: bool) -> tuple[np.ndarray, np.ndarray]:
+        return self.expanded(self.layout.expand(X), grad)
+
+
+_MIN_FEASIBILITY = 1e-3
+
+
+def _feasibility_model(
+    gp: GaussianProcess, layout: _Layout, X_ok: np.ndarray, X_failed: np.ndarray
+) -> GaussianProcess:
+    theta = gp.theta.copy()
+    n_params = gp.n_params
+    theta[n_params] = 0.0  # unit signal variance for a 0/1 target
+    theta[n_params + 1] = math.log(0.05)  # smooth: one failure is evidence, not certainty
+    X = np.vstack([layout.expand(X_ok), layout.expand(X_failed)])
+    y = np.concatenate([np.zeros(X_ok.shape[0]), np.ones(X_failed.shape[0])])
+    return GaussianProcess(X, y, theta, gp.col_group)
+
+
+def _polish(acq: _Acquisition, layout: _Layout, X0: np.ndarray) -> np.ndarray:
+    """L-BFGS-B on the sum of the starts' acquisitions (they are independent)."""
+    k = X0.shape[0]
+    free, free_e = layout.free, layout.free_expanded
+    E = layout.expand(X0).copy()  # categorical blocks stay as they are
+
+    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        E[:, free_e] = z.reshape(k, free.size)
+        values, g = acq.expanded(E, grad=True)
+        return -float(np.sum(values)), -np.ascontiguousarray(g[:, free_e]).ravel()
+
+    z0 = X0[:, free].ravel()
+    res = scipy.optimize.minimize(
+        fun,
+        z0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * z0.size,
+        options={"maxiter": 100},
+    )
+    out = X0.copy()
+    z = res.x if np.all(np.isfinite(res.x)) else z0
+    out[:, free] = np.clip(z.reshape(k, free.size), 0.0, 1.0)
+    return out
 
 
 _BLAS_CONTROLLER: Any = None
