@@ -265,12 +265,21 @@ def pymoo_quality(name: str, seed: int) -> float:
 
 
 _ENGINE_SCRIPT = """
-import resource, sys, time
+import sys, time
 import numpy as np
 from kaizenml.optimize import Float, GeneticSearch
+
+def hwm():
+    # VmHWM belongs to this process image (ru_maxrss would carry the parent's peak over exec)
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
 n, g = int(sys.argv[1]), int(sys.argv[2])
 space = {f"x{i}": Float(-5.0, 5.0) for i in range(g)}
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 def sphere(p):
     total = np.zeros(n)
     for v in p.values():
@@ -279,8 +288,8 @@ def sphere(p):
 t0 = time.perf_counter()
 res = GeneticSearch(space, population_size=n, seed=0).run(sphere, generations=3)
 dt = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"max RSS {peak / 2**20:.2f} GiB (after imports {base / 2**20:.2f} GiB); "
+peak = hwm()
+print(f"peak RSS {peak / 2**30:.2f} GiB (after imports {base / 2**30:.2f} GiB); "
       f"{dt / 4:.2f} s per generation including decoding and fitness; best {res.best_value:.3g}")
 """
 

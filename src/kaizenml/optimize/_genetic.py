@@ -97,6 +97,7 @@ class GeneticSampler(Sampler):
         # validate now, at the API boundary, with a one-gene layout
         make_operators(np.zeros(1, np.int64), np.zeros(1, np.int64), **self._options)
         self._ops_cache: tuple[SearchSpace, Any] | None = None
+        self._key_cache: dict[int, tuple[dict[str, Any], tuple[Any, ...]]] = {}
 
     def _operators(self, space: SearchSpace) -> Any:
         if self._ops_cache is not None and self._ops_cache[0] is space:
@@ -112,7 +113,7 @@ class GeneticSampler(Sampler):
     def suggest(self, ctx: SamplerContext) -> dict[str, Any]:
         space = ctx.space
         rng = self.rng_for(ctx.trial_number)
-        seen = {_params_key(t.params) for t in ctx.trials if t.params}
+        seen = self._seen(ctx)
         complete = [t for t in ctx.complete() if t.objective_value() is not None]
         if len(complete) < self.population_size:
             return self._random(space, rng, seen)
@@ -133,6 +134,21 @@ class GeneticSampler(Sampler):
                 return params
         # the population has collapsed onto known points: explore instead
         return self._random(space, rng, seen)
+
+    def _seen(self, ctx: SamplerContext) -> set[tuple[Any, ...]]:
+        """Keys of every trial's parameters; cached per trial object, since a long study
+        would otherwise rebuild them all for each suggestion."""
+        cache = self._key_cache
+        keys = set()
+        for t in ctx.trials:
+            if not t.params:
+                continue
+            hit = cache.get(t.number)
+            if hit is None or hit[0] is not t.params:
+                hit = (t.params, _params_key(t.params))
+                cache[t.number] = hit
+            keys.add(hit[1])
+        return keys
 
     @staticmethod
     def _random(space: SearchSpace, rng: np.random.Generator, seen: set) -> dict[str, Any]:
