@@ -369,14 +369,22 @@ def unpad_segments(x2d, offsets, out):
 
 @njit(cache=True)
 def column_moments(x, buf):
-    """One pass: count, missing, mean, M2 (Welford), min, max; copies the non-NaN values to buf.
+    """One pass: count, missing, sum and sum of squares about a shift, min, max; copies the
+    non-NaN values to ``buf`` (for the percentile selection).
 
-    Infinite values count as present and make the moments infinite/NaN, as in numpy.
+    Sums are taken about the first value (a shift, not a running mean) so the loop carries no
+    division; the variance is ``(s2 - s1**2 / n) / (n - 1)``. Infinite values count as present
+    and make the moments infinite/NaN, as in numpy.
     """
     n = 0
     missing = 0
-    mean = 0.0
-    m2 = 0.0
+    shift = 0.0
+    for i in range(x.shape[0]):
+        if x[i] == x[i]:
+            shift = x[i]
+            break
+    s1 = 0.0
+    s2 = 0.0
     lo = np.inf
     hi = -np.inf
     for i in range(x.shape[0]):
@@ -386,14 +394,12 @@ def column_moments(x, buf):
             continue
         buf[n] = v
         n += 1
-        d = v - mean
-        mean += d / n
-        m2 += d * (v - mean)
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
-    return n, missing, mean, m2, lo, hi
+        d = v - shift
+        s1 += d
+        s2 += d * d
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return n, missing, shift, s1, s2, lo, hi
 
 
 @njit(cache=True)
@@ -494,19 +500,122 @@ def multiselect(a, ks):
 
 @njit(cache=True)
 def bin_counts(x, edges, counts):
-    """Count non-NaN values per bin; bin b holds edges[b-1] < v <= edges[b] (open ends)."""
+    """Count non-NaN values per bin; bin b holds edges[b-1] < v <= edges[b] (open ends), i.e.
+    ``searchsorted(edges, v, side="left")``. The bin is a branch-free count of smaller edges,
+    which vectorizes, instead of a binary search that mispredicts."""
     n_edges = edges.shape[0]
     for i in range(x.shape[0]):
         v = x[i]
         if v != v:
             continue
-        lo = 0
-        hi = n_edges
-        while lo < hi:  # first edge >= v, i.e. searchsorted(edges, v, side="left")
-            mid = (lo + hi) // 2
-            if edges[mid] < v:
-                lo = mid + 1
-            else:
-                hi = mid
-        counts[lo] += 1
+        b = 0
+        for j in range(n_edges):
+            b += edges[j] < v
+        counts[b] += 1
     return counts
+
+
+@njit(cache=True)
+def _sample(a, m):
+    """``m`` values of ``a`` at pseudo-random positions (fixed seed, so results are repeatable).
+
+    Random rather than strided positions, so a periodic series (an hour-of-day encoding, say)
+    cannot alias with the stride."""
+    n = a.shape[0]
+    out = np.empty(m, dtype=np.float64)
+    state = np.uint64(0x9E3779B97F4A7C15)
+    for j in range(m):
+        state ^= state << np.uint64(13)
+        state ^= state >> np.uint64(7)
+        state ^= state << np.uint64(17)
+        out[j] = a[np.int64(state % np.uint64(n))]
+    return out
+
+
+@njit(cache=True)
+def select_ranks(a, ks, out):
+    """``out[i]`` = the ``ks[i]``-th smallest value of ``a`` (``ks`` sorted); ``a`` is reordered.
+    Returns False (and leaves ``a`` scrambled) in the improbable case that a bracket missed;
+    the caller then selects from a fresh copy with :func:`multiselect`.
+
+    Exact, but faster than selecting in the whole array: a sorted random sample brackets each
+    wanted rank between two sample values; one pass counts the values below each bracket and
+    compacts the values inside the brackets to the front of ``a``; the ranks are then selected
+    in that short prefix. When a bracket misses its rank (improbable: the margin is about six
+    standard deviations of the sample quantile), the caller selects in the whole array.
+    """
+    n = a.shape[0]
+    n_k = ks.shape[0]
+    if n < 65536:
+        multiselect(a, ks)
+        for i in range(n_k):
+            out[i] = a[ks[i]]
+        return True
+    m = 16384
+    sample = np.sort(_sample(a, m))
+    margin = int(3.0 * np.sqrt(m)) + 2  # 6 sigma of a sample quantile (sigma <= sqrt(m) / 2)
+    lo_b = np.empty(n_k)
+    hi_b = np.empty(n_k)
+    for i in range(n_k):
+        pos = int(ks[i] / n * m)
+        j0 = pos - margin
+        j1 = pos + margin
+        lo_b[i] = -np.inf if j0 <= 0 else sample[j0]
+        hi_b[i] = np.inf if j1 >= m - 1 else sample[j1]
+    # merge overlapping brackets into disjoint intervals [lo, hi]
+    lo_m = np.empty(n_k)
+    hi_m = np.empty(n_k)
+    n_m = 0
+    for i in range(n_k):
+        if n_m > 0 and lo_b[i] <= hi_m[n_m - 1]:
+            hi_m[n_m - 1] = max(hi_m[n_m - 1], hi_b[i])
+        else:
+            lo_m[n_m] = lo_b[i]
+            hi_m[n_m] = hi_b[i]
+            n_m += 1
+    lo_m = lo_m[:n_m].copy()
+    hi_m = hi_m[:n_m].copy()
+    # c = #(lo <= v) and d = #(hi < v): v lies inside interval c - 1 exactly when c > d, and
+    # below interval j exactly when c <= j. Branch-free counts and compaction keep the pass
+    # free of mispredictions.
+    hist = np.zeros(n_m + 1, dtype=np.int64)  # values by c
+    inside = np.zeros(n_m + 1, dtype=np.int64)  # values inside interval c - 1, by c
+    w = 0
+    for i in range(n):
+        v = a[i]
+        c = 0
+        d = 0
+        for j in range(n_m):
+            c += lo_m[j] <= v
+            d += hi_m[j] < v
+        hist[c] += 1
+        keep = c > d
+        inside[c] += keep
+        a[w] = v  # in-place compaction: w <= i, so nothing unread is overwritten
+        w += keep
+    below = np.empty(n_m, dtype=np.int64)
+    acc = 0
+    for j in range(n_m):
+        acc += hist[j]
+        below[j] = acc
+    inside = inside[1:]
+    # rank inside the compacted prefix = rank - values below it that lie outside every interval
+    local = np.empty(n_k, dtype=np.int64)
+    for i in range(n_k):
+        k = ks[i]
+        found = False
+        for j in range(n_m):
+            if below[j] <= k < below[j] + inside[j]:
+                gaps_below = below[j]
+                for jj in range(j):
+                    gaps_below -= inside[jj]
+                local[i] = k - gaps_below
+                found = True
+                break
+        if not found:
+            return False
+    prefix = a[:w]
+    multiselect(prefix, local)
+    for i in range(n_k):
+        out[i] = prefix[local[i]]
+    return True
