@@ -92,8 +92,13 @@ def test_calendar_encodings_match_pandas() -> None:
     stamps = pd.to_datetime(secs, unit="s")
     hours = stamps.hour + stamps.minute / 60 + stamps.second / 3600
     dows = np.asarray(stamps.day_of_week)
-    for given in (secs, secs.astype(np.float64), stamps.to_numpy(),
-                  stamps.to_numpy().astype("datetime64[s]"), pd.Series(stamps)):
+    for given in (
+        secs,
+        secs.astype(np.float64),
+        stamps.to_numpy(),
+        stamps.to_numpy().astype("datetime64[s]"),
+        pd.Series(stamps),
+    ):
         h = ki.hour_of_day(given)
         d = ki.day_of_week(given)
         np.testing.assert_allclose(np.asarray(h.sin), np.sin(2 * np.pi * hours / 24), atol=1e-12)

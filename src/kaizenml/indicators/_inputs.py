@@ -33,6 +33,17 @@ class Layout:
     name: Any = None
 
 
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    """A read-only view of ``arr``.
+
+    numba compiles a separate specialization for read-only arrays (which pandas hands out under
+    copy-on-write); presenting every input as read-only keeps one compiled kernel per type.
+    """
+    view = arr.view()
+    view.flags.writeable = False
+    return view
+
+
 def _is_pandas(obj: Any) -> bool:
     return type(obj).__module__.partition(".")[0] == "pandas"
 
@@ -78,13 +89,15 @@ def as_float(x: Any, param: str) -> tuple[np.ndarray, Layout]:
         if isinstance(x, pd.Series):
             _check_pandas_dtype(x.dtype, param)
             values = x.to_numpy(dtype=np.float64, na_value=np.nan)
-            return np.ascontiguousarray(values), Layout("series", 1, index=x.index, name=x.name)
+            return _frozen(np.ascontiguousarray(values)), Layout(
+                "series", 1, index=x.index, name=x.name
+            )
         if isinstance(x, pd.DataFrame):
             for column, dtype in x.dtypes.items():
                 _check_pandas_dtype(dtype, f"{param}[{column!r}]")
             values = x.to_numpy(dtype=np.float64, na_value=np.nan)
             # pandas columns are the series; the kernels want one series per row
-            return np.ascontiguousarray(values.T), Layout(
+            return _frozen(np.ascontiguousarray(values.T)), Layout(
                 "frame", 2, index=x.index, columns=x.columns
             )
         raise KaizenTypeError(
@@ -95,7 +108,7 @@ def as_float(x: Any, param: str) -> tuple[np.ndarray, Layout]:
         raise KaizenTypeError(f"{param} must be an array of numbers, got {type(x).__name__}")
     arr = _numeric_from_numpy(np.asarray(x), param)
     _check_ndim(arr.ndim, param)
-    return np.ascontiguousarray(arr, dtype=np.float64), Layout("array", arr.ndim)
+    return _frozen(np.ascontiguousarray(arr, dtype=np.float64)), Layout("array", arr.ndim)
 
 
 def _check_pandas_dtype(dtype: Any, param: str) -> None:
@@ -103,8 +116,7 @@ def _check_pandas_dtype(dtype: Any, param: str) -> None:
 
     if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
         raise KaizenTypeError(
-            f"{param} must hold real numbers, got dtype {dtype}; convert it with "
-            ".astype(float)"
+            f"{param} must hold real numbers, got dtype {dtype}; convert it with .astype(float)"
         )
     if pd.api.types.is_complex_dtype(dtype):
         raise KaizenTypeError(f"{param} must hold real numbers, got dtype {dtype}")
@@ -173,7 +185,7 @@ def as_ticks(timestamps: Any, param: str = "timestamps") -> tuple[np.ndarray, in
     arr = np.asarray(timestamps)
     _check_ndim(arr.ndim, param)
     ticks, per_day = _numpy_ticks(arr, param)
-    return ticks, per_day, Layout("array", arr.ndim)
+    return _frozen(ticks), per_day, Layout("array", arr.ndim)
 
 
 def _numpy_ticks(arr: np.ndarray, param: str) -> tuple[np.ndarray, int]:
@@ -219,9 +231,7 @@ def _pandas_ticks(obj: Any, param: str) -> tuple[np.ndarray, int, Layout]:
             col = col.tz_localize(None) if isinstance(col, pd.Index) else col.dt.tz_localize(None)
         if pd.api.types.is_datetime64_dtype(col.dtype):
             values = np.asarray(col.to_numpy(), dtype="datetime64[ns]")
-        elif pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(
-            col.dtype
-        ):
+        elif pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
             values = col.to_numpy(dtype=np.float64, na_value=np.nan)
             if pd.api.types.is_integer_dtype(col.dtype) and not np.isnan(values).any():
                 values = col.to_numpy(dtype=np.int64)
@@ -234,10 +244,10 @@ def _pandas_ticks(obj: Any, param: str) -> tuple[np.ndarray, int, Layout]:
 
     if isinstance(obj, pd.DatetimeIndex):
         ticks, per_day = _numpy_ticks(column_values(obj, param), param)
-        return ticks, per_day, Layout("series", 1, index=obj, name=None)
+        return _frozen(ticks), per_day, Layout("series", 1, index=obj, name=None)
     if isinstance(obj, pd.Series):
         ticks, per_day = _numpy_ticks(column_values(obj, param), param)
-        return ticks, per_day, Layout("series", 1, index=obj.index, name=obj.name)
+        return _frozen(ticks), per_day, Layout("series", 1, index=obj.index, name=obj.name)
     if isinstance(obj, pd.DataFrame):
         rows = []
         per_days = set()
@@ -252,8 +262,10 @@ def _pandas_ticks(obj: Any, param: str) -> tuple[np.ndarray, int, Layout]:
             )
         per_day = per_days.pop() if per_days else 86_400
         ticks = np.ascontiguousarray(np.stack(rows) if rows else np.empty((0, len(obj))))
-        return ticks.astype(np.int64, copy=False), per_day, Layout(
-            "frame", 2, index=obj.index, columns=obj.columns
+        return (
+            _frozen(ticks.astype(np.int64, copy=False)),
+            per_day,
+            Layout("frame", 2, index=obj.index, columns=obj.columns),
         )
     raise KaizenTypeError(
         f"{param} must be datetime64 values, epoch seconds or a pandas datetime Series/Index, "

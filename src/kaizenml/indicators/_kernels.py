@@ -37,11 +37,13 @@ _TWO_PI = 2.0 * math.pi
 # variance is never that small relative to it); it is reported as exactly zero.
 _VAR_NOISE = 8.0 * 2.220446049250313e-16
 
-_serial = njit(cache=True, nogil=True)
+# error_model="numpy": division by zero gives inf/NaN as in C (and TA-Lib) instead of raising,
+# and the divisions need no zero checks in the hot loops
+_serial = njit(cache=True, nogil=True, error_model="numpy")
 # The batch kernels are parallel; whether they may be cached is decided in _config.
 from ._config import PARALLEL_CACHE as _PARALLEL_CACHE  # noqa: E402
 
-_parallel = njit(parallel=True, cache=_PARALLEL_CACHE, nogil=True)
+_parallel = njit(parallel=True, cache=_PARALLEL_CACHE, nogil=True, error_model="numpy")
 
 
 @_serial
@@ -427,9 +429,7 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
 @_parallel
 def _bollinger_2d(x, window, nbdev, middle, upper, lower, position, bandwidth):
     for r in prange(x.shape[0]):
-        _bollinger_1d(
-            x[r], window, nbdev, middle[r], upper[r], lower[r], position[r], bandwidth[r]
-        )
+        _bollinger_1d(x[r], window, nbdev, middle[r], upper[r], lower[r], position[r], bandwidth[r])
 
 
 @_serial
