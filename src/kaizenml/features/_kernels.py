@@ -3,9 +3,10 @@
 Called by :mod:`kaizenml.features._store` only. Every kernel works on a flat float64 array in
 *segment order* (all rows of one symbol contiguous, in time order) with ``offsets`` of shape
 ``(n_segments + 1,)`` marking where each segment starts; a rolling window never crosses a segment
-boundary. Outputs are allocated by the caller with ``np.empty`` and passed in (outputs allocated
-inside jitted code cost more page faults). Every kernel except :func:`fill_backward` is causal:
-``out[t]`` reads only ``x[lo:t + 1]`` of its own segment.
+boundary. Kernels release the GIL (``nogil=True``) so the store can post-process independent
+features on several threads. Outputs are allocated by the caller with ``np.empty`` and passed
+in (outputs allocated inside jitted code cost more page faults). Every kernel except
+:func:`fill_backward` is causal: ``out[t]`` reads only ``x[lo:t + 1]`` of its own segment.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_sum(x, start, stop):
     total = 0.0
     for i in range(start, stop):
@@ -42,7 +43,7 @@ def _window_sum(x, start, stop):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_sum(x, offsets, window, divide, out):
     """Rolling sum (or mean when ``divide``) over ``window`` rows; NaN until the window is full
     or while it holds a NaN or an infinity (pandas ``rolling(window)``, ``min_periods=window``)."""
@@ -78,7 +79,7 @@ def rolling_sum(x, offsets, window, divide, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_std(x, offsets, window, ddof, mean_out, std_out):
     """Rolling mean and standard deviation (``ddof``) with pandas' ``min_periods=window``
     semantics; a window of identical values has a standard deviation of exactly 0.
@@ -150,7 +151,7 @@ def rolling_std(x, offsets, window, ddof, mean_out, std_out):
     return mean_out, std_out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_extreme(x, offsets, window, want_max, out):
     """Rolling minimum (or maximum) with a monotonic deque: O(n) for any window; NaN while the
     window holds a NaN or an infinity (as pandas)."""
@@ -188,7 +189,7 @@ def rolling_extreme(x, offsets, window, want_max, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_last(x, offsets, window, out):
     """The most recent non-NaN value among the last ``window`` rows (a bounded forward fill)."""
     nan = np.nan
@@ -206,7 +207,7 @@ def rolling_last(x, offsets, window, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_value(x, value, out):
     """Replace NaN by a constant."""
     for t in range(x.shape[0]):
@@ -215,7 +216,7 @@ def fill_value(x, value, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_forward(x, offsets, out):
     """Carry the last non-NaN value of the segment forward; leading NaNs stay NaN."""
     for s in range(offsets.shape[0] - 1):
@@ -230,7 +231,7 @@ def fill_forward(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_expanding_mean(x, offsets, out):
     """Replace a NaN by the mean of the segment's earlier non-NaN values (causal mean fill)."""
     for s in range(offsets.shape[0] - 1):
@@ -249,7 +250,7 @@ def fill_expanding_mean(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_backward(x, offsets, out):
     """Carry the next non-NaN value backward. NOT causal: reads rows after t."""
     for s in range(offsets.shape[0] - 1):
@@ -264,7 +265,7 @@ def fill_backward(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def expanding_zscore(x, offsets, ddof, out):
     """(x[t] - mean) / std over the segment's non-NaN values up to and including t."""
     for s in range(offsets.shape[0] - 1):
@@ -295,7 +296,7 @@ def expanding_zscore(x, offsets, ddof, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def expanding_minmax(x, offsets, out):
     """(x[t] - min) / (max - min) over the segment's non-NaN values up to t; 0.5 on a zero range."""
     for s in range(offsets.shape[0] - 1):
@@ -315,7 +316,7 @@ def expanding_minmax(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def combine_zscore(x, mean, std, out):
     """(x - mean) / std elementwise; 0 where std is exactly 0."""
     for t in range(x.shape[0]):
@@ -327,7 +328,7 @@ def combine_zscore(x, mean, std, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def combine_minmax(x, lo, hi, out):
     """(x - lo) / (hi - lo) elementwise; 0.5 where the range is exactly 0."""
     for t in range(x.shape[0]):
@@ -339,7 +340,7 @@ def combine_minmax(x, lo, hi, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pad_segments(x, offsets, out):
     """Scatter segments into the rows of ``out`` (n_segments, max_len), NaN-padded at the end.
 
@@ -356,7 +357,7 @@ def pad_segments(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unpad_segments(x2d, offsets, out):
     """Inverse of :func:`pad_segments`: gather each row's leading segment into the flat ``out``."""
     for s in range(offsets.shape[0] - 1):
@@ -367,7 +368,7 @@ def unpad_segments(x2d, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def column_moments(x, buf):
     """One pass: count, missing, sum and sum of squares about a shift, min, max; copies the
     non-NaN values to ``buf`` (for the percentile selection).
@@ -402,7 +403,7 @@ def column_moments(x, buf):
     return n, missing, shift, s1, s2, lo, hi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _insertion_sort(a, lo, hi):
     for i in range(lo + 1, hi + 1):
         v = a[i]
@@ -413,7 +414,7 @@ def _insertion_sort(a, lo, hi):
         a[j + 1] = v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def multiselect(a, ks):
     """Partially order ``a`` in place so that ``a[k]`` is the k-th smallest for every k in ``ks``.
 
@@ -498,7 +499,7 @@ def multiselect(a, ks):
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bin_counts(x, edges, counts):
     """Count non-NaN values per bin; bin b holds edges[b-1] < v <= edges[b] (open ends), i.e.
     ``searchsorted(edges, v, side="left")``. The bin is a branch-free count of smaller edges,
@@ -515,7 +516,7 @@ def bin_counts(x, edges, counts):
     return counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sample(a, m):
     """``m`` values of ``a`` at pseudo-random positions (fixed seed, so results are repeatable).
 
@@ -532,7 +533,7 @@ def _sample(a, m):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def select_ranks(a, ks, out):
     """``out[i]`` = the ``ks[i]``-th smallest value of ``a`` (``ks`` sorted); ``a`` is reordered.
     Returns False (and leaves ``a`` scrambled) in the improbable case that a bracket missed;
