@@ -1115,9 +1115,9 @@ class FeatureStore:
         --------
         >>> import numpy as np
         >>> store = FeatureStore("sqlite:///:memory:")
-        >>> close = np.linspace(100.0, 110.0, 50)
-        >>> store.compute_feature("price_momentum", {"close": close})[10]
-        2.040816326530603
+        >>> close = np.arange(100.0, 150.0)
+        >>> store.compute_feature("price_momentum", {"close": close})[9:12]
+        array([nan, 10., 10.])
         """
         frame, requests, results = self._compute(
             [name], data, symbol=symbol, use_cache=use_cache, statistics=statistics
