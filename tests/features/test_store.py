@@ -445,3 +445,22 @@ def test_threaded_and_serial_computation_agree(db_url: str, market, builtin_name
         FeatureStore(db_url, n_threads=0)
     with pytest.raises(KaizenTypeError, match="thread_safe"):
         serial.register_function("x", lambda close: close, thread_safe="yes")  # type: ignore[arg-type]
+
+
+def test_output_column_resolves_to_newest_version_that_has_it(store: FeatureStore, hl) -> None:
+    # macd@2.0.0 keeps only the line: "macd_signal" still comes from macd@1.0.0
+    store.register_feature(
+        FeatureDefinition(
+            "macd",
+            "2.0.0",
+            dependencies=["close"],
+            compute_function="macd",
+            outputs=["macd", "macd_signal2", "macd_hist2"],
+            computation_config={"params": {"fast": 5, "slow": 10, "signal": 3}},
+        )
+    )
+    _m, signal, _h = talib.MACD(hl["close"], 12, 26, 9)
+    np.testing.assert_allclose(store.compute_feature("macd_signal", hl), signal, rtol=1e-9)
+    _m, signal2, _h = talib.MACD(hl["close"], 5, 10, 3)
+    np.testing.assert_allclose(store.compute_feature("macd_signal2", hl), signal2, rtol=1e-9)
+    assert store.compute_feature("macd", hl).shape == (300, 3)

@@ -498,6 +498,18 @@ class FeatureStore:
                     return name
         return None
 
+    def _column_definition(self, column: str, version: str | None) -> FeatureDefinition | None:
+        """The definition providing output ``column``: the pinned version of its feature, or
+        the newest version that still has that column."""
+        owner = self._column_owner(column)
+        if owner is None:
+            return None
+        if version is not None:
+            d = self._lookup(owner, version)
+            return d if d is not None and column in d.columns else None
+        having = [d for d in self._definitions[owner].values() if column in d.columns]
+        return max(having, key=lambda d: d.version_key) if having else None
+
     def register_feature(
         self, definition: FeatureDefinition | Mapping[str, Any]
     ) -> FeatureDefinition:
@@ -671,11 +683,9 @@ class FeatureStore:
         d = self._lookup(name, version)
         if d is not None:
             return d, d.columns
-        owner = self._column_owner(name)
-        if owner is not None:
-            d = self._lookup(owner, version)
-            if d is not None and name in d.columns:
-                return d, (name,)
+        d = self._column_definition(name, version)
+        if d is not None:
+            return d, (name,)
         known = sorted(self._definitions.get(name, {}))
         if known:
             raise NotFoundError(f"feature {name!r} has no version {version!r}; registered: {known}")
@@ -730,10 +740,8 @@ class FeatureStore:
                             f"{list(up.columns)}; depend on one of them"
                         )
                 else:
-                    owner = self._column_owner(base)
-                    if owner is not None:
-                        up = self._lookup(owner, version)
-                        column = base if up is not None and base in up.columns else None
+                    up = self._column_definition(base, version)
+                    column = base if up is not None else None
                 if up is None or column is None:
                     chain = " -> ".join([*on_stack, dep])
                     raise NotFoundError(
