@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -135,3 +136,36 @@ def test_property_detects_look_ahead() -> None:
     after = store.compute_feature("rsi_bfill", _mutate_after(data, 12, 3))
     assert not _same_prefix(before, after, 12)
     assert not store.get_lineage("rsi_bfill").causal
+
+
+def test_every_postprocessing_config_is_causal_exhaustively() -> None:
+    """Every aggregation x fill x normalization combination, on a series with gaps."""
+    store = _store()
+    data = _data(17, 70, 6, 1)
+    mutated = {t: _mutate_after(data, t, 17 + t) for t in (8, 30, 55)}
+    for agg in [None, "mean", "sum", "min", "max", "std", "last"]:
+        for fill in [None, "zero", "mean", "forward"]:
+            for norm in [False, "zscore", "minmax"]:
+                for nw in [None, 4]:
+                    cfg = {
+                        "aggregation": agg,
+                        "window_size": 3 if agg else None,
+                        "fill_missing": fill,
+                        "normalize": norm,
+                        "normalize_window": nw,
+                    }
+                    name = _variant(store, "price_momentum", cfg)
+                    before = store.compute_feature(name, data)
+                    for t, other in mutated.items():
+                        after = store.compute_feature(name, other)
+                        assert _same_prefix(before, after, t), (name, t)
+
+
+@pytest.mark.parametrize("builtin", BUILTINS)
+def test_every_builtin_is_causal_with_many_symbols(builtin: str) -> None:
+    store = _store()
+    data = _data(23, 120, 5, 4)
+    before = store.compute_feature(builtin, data, symbol="sym")
+    for t in (0, 40, 77, 119):
+        after = store.compute_feature(builtin, _mutate_after(data, t, t), symbol="sym")
+        assert _same_prefix(before, after, t), (builtin, t)

@@ -221,3 +221,32 @@ def test_psi_equals_hand_computation() -> None:
     assert population_stability_index(expected, expected)[0] == 0.0
     # an empty bin is floored, not infinite
     assert np.isfinite(population_stability_index(np.array([0.5, 0.5]), np.array([1.0, 0.0]))[0])
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "periodic", "sorted"])
+def test_select_ranks_large_inputs_equal_sort(kind: str) -> None:
+    n = 150_001
+    rng = np.random.default_rng(9)
+    if kind == "normal":
+        a = rng.standard_cauchy(n)
+    elif kind == "ties":
+        a = np.where(rng.random(n) < 0.6, 0.0, rng.normal(size=n))
+    elif kind == "periodic":
+        a = np.sin(2 * np.pi * np.arange(n) / 24)
+    else:
+        a = np.arange(n, dtype=float)
+    ks = np.array([0, 7_500, 7_501, 37_500, 75_000, 112_500, 142_500, 142_501, n - 1])
+    out = np.empty(ks.size)
+    assert K.select_ranks(a.copy(), ks, out)  # the brackets hold every rank
+    np.testing.assert_array_equal(out, np.sort(a)[ks])
+
+
+def test_statistics_of_a_large_column_equal_numpy() -> None:
+    x = _series(300_000, seed=1, nan_frac=0.01, level=100.0)
+    st = column_statistics(x)
+    clean = x[~np.isnan(x)]
+    for q, value in st["percentiles"].items():
+        assert value == np.percentile(clean, q), q
+    assert st["std"] == pytest.approx(clean.std(ddof=1), rel=1e-10)
+    counts = np.bincount(np.searchsorted(np.array(st["reference_edges"]), clean), minlength=10)
+    np.testing.assert_allclose(st["reference_fractions"], counts / clean.size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 
@@ -416,3 +417,50 @@ def test_lineage_fields(store: FeatureStore, hl) -> None:
     assert lin.computed_at.endswith("+00:00")
     with pytest.raises(NotFoundError, match="has not been computed"):
         store.get_lineage("rsi_14")
+
+
+def test_threaded_and_serial_computation_agree(db_url: str, market, builtin_names) -> None:
+    data = market(500)
+    threaded = FeatureStore(db_url, n_threads=4)
+    seen_threads: set[str] = set()
+
+    @threaded.compute_function("tagged", thread_safe=True)
+    def tagged(close, *, window_size=None):
+        seen_threads.add(threading.current_thread().name)
+        return close * 2
+
+    threaded.register_feature(
+        FeatureDefinition("tagged", dependencies=["close"], compute_function="tagged")
+    )
+    names = [*builtin_names, "tagged"]
+    a = threaded.compute_features(names, data, use_cache=False)
+    serial = FeatureStore(db_url, n_threads=1)
+    serial.register_function("tagged", lambda close, window_size=None: close * 2)
+    b = serial.compute_features(names, data, use_cache=False)
+    assert list(a) == list(b)
+    for col in a:
+        np.testing.assert_array_equal(a[col], b[col])
+    assert all(name.startswith("kaizenml-features") for name in seen_threads)
+    with pytest.raises(ValidationError, match="n_threads must be >= 1"):
+        FeatureStore(db_url, n_threads=0)
+    with pytest.raises(KaizenTypeError, match="thread_safe"):
+        serial.register_function("x", lambda close: close, thread_safe="yes")  # type: ignore[arg-type]
+
+
+def test_output_column_resolves_to_newest_version_that_has_it(store: FeatureStore, hl) -> None:
+    # macd@2.0.0 keeps only the line: "macd_signal" still comes from macd@1.0.0
+    store.register_feature(
+        FeatureDefinition(
+            "macd",
+            "2.0.0",
+            dependencies=["close"],
+            compute_function="macd",
+            outputs=["macd", "macd_signal2", "macd_hist2"],
+            computation_config={"params": {"fast": 5, "slow": 10, "signal": 3}},
+        )
+    )
+    _m, signal, _h = talib.MACD(hl["close"], 12, 26, 9)
+    np.testing.assert_allclose(store.compute_feature("macd_signal", hl), signal, rtol=1e-9)
+    _m, signal2, _h = talib.MACD(hl["close"], 5, 10, 3)
+    np.testing.assert_allclose(store.compute_feature("macd_signal2", hl), signal2, rtol=1e-9)
+    assert store.compute_feature("macd", hl).shape == (300, 3)

@@ -3,9 +3,10 @@
 Called by :mod:`kaizenml.features._store` only. Every kernel works on a flat float64 array in
 *segment order* (all rows of one symbol contiguous, in time order) with ``offsets`` of shape
 ``(n_segments + 1,)`` marking where each segment starts; a rolling window never crosses a segment
-boundary. Outputs are allocated by the caller with ``np.empty`` and passed in (outputs allocated
-inside jitted code cost more page faults). Every kernel except :func:`fill_backward` is causal:
-``out[t]`` reads only ``x[lo:t + 1]`` of its own segment.
+boundary. Kernels release the GIL (``nogil=True``) so the store can post-process independent
+features on several threads. Outputs are allocated by the caller with ``np.empty`` and passed
+in (outputs allocated inside jitted code cost more page faults). Every kernel except
+:func:`fill_backward` is causal: ``out[t]`` reads only ``x[lo:t + 1]`` of its own segment.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_sum(x, start, stop):
     total = 0.0
     for i in range(start, stop):
@@ -42,7 +43,7 @@ def _window_sum(x, start, stop):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_sum(x, offsets, window, divide, out):
     """Rolling sum (or mean when ``divide``) over ``window`` rows; NaN until the window is full
     or while it holds a NaN or an infinity (pandas ``rolling(window)``, ``min_periods=window``)."""
@@ -78,7 +79,7 @@ def rolling_sum(x, offsets, window, divide, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_std(x, offsets, window, ddof, mean_out, std_out):
     """Rolling mean and standard deviation (``ddof``) with pandas' ``min_periods=window``
     semantics; a window of identical values has a standard deviation of exactly 0.
@@ -150,7 +151,7 @@ def rolling_std(x, offsets, window, ddof, mean_out, std_out):
     return mean_out, std_out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_extreme(x, offsets, window, want_max, out):
     """Rolling minimum (or maximum) with a monotonic deque: O(n) for any window; NaN while the
     window holds a NaN or an infinity (as pandas)."""
@@ -188,7 +189,7 @@ def rolling_extreme(x, offsets, window, want_max, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_last(x, offsets, window, out):
     """The most recent non-NaN value among the last ``window`` rows (a bounded forward fill)."""
     nan = np.nan
@@ -206,7 +207,7 @@ def rolling_last(x, offsets, window, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_value(x, value, out):
     """Replace NaN by a constant."""
     for t in range(x.shape[0]):
@@ -215,7 +216,7 @@ def fill_value(x, value, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_forward(x, offsets, out):
     """Carry the last non-NaN value of the segment forward; leading NaNs stay NaN."""
     for s in range(offsets.shape[0] - 1):
@@ -230,7 +231,7 @@ def fill_forward(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_expanding_mean(x, offsets, out):
     """Replace a NaN by the mean of the segment's earlier non-NaN values (causal mean fill)."""
     for s in range(offsets.shape[0] - 1):
@@ -249,7 +250,7 @@ def fill_expanding_mean(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_backward(x, offsets, out):
     """Carry the next non-NaN value backward. NOT causal: reads rows after t."""
     for s in range(offsets.shape[0] - 1):
@@ -264,7 +265,7 @@ def fill_backward(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def expanding_zscore(x, offsets, ddof, out):
     """(x[t] - mean) / std over the segment's non-NaN values up to and including t."""
     for s in range(offsets.shape[0] - 1):
@@ -295,7 +296,7 @@ def expanding_zscore(x, offsets, ddof, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def expanding_minmax(x, offsets, out):
     """(x[t] - min) / (max - min) over the segment's non-NaN values up to t; 0.5 on a zero range."""
     for s in range(offsets.shape[0] - 1):
@@ -315,7 +316,7 @@ def expanding_minmax(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def combine_zscore(x, mean, std, out):
     """(x - mean) / std elementwise; 0 where std is exactly 0."""
     for t in range(x.shape[0]):
@@ -327,7 +328,7 @@ def combine_zscore(x, mean, std, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def combine_minmax(x, lo, hi, out):
     """(x - lo) / (hi - lo) elementwise; 0.5 where the range is exactly 0."""
     for t in range(x.shape[0]):
@@ -339,7 +340,7 @@ def combine_minmax(x, lo, hi, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pad_segments(x, offsets, out):
     """Scatter segments into the rows of ``out`` (n_segments, max_len), NaN-padded at the end.
 
@@ -356,7 +357,7 @@ def pad_segments(x, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unpad_segments(x2d, offsets, out):
     """Inverse of :func:`pad_segments`: gather each row's leading segment into the flat ``out``."""
     for s in range(offsets.shape[0] - 1):
@@ -367,16 +368,24 @@ def unpad_segments(x2d, offsets, out):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def column_moments(x, buf):
-    """One pass: count, missing, mean, M2 (Welford), min, max; copies the non-NaN values to buf.
+    """One pass: count, missing, sum and sum of squares about a shift, min, max; copies the
+    non-NaN values to ``buf`` (for the percentile selection).
 
-    Infinite values count as present and make the moments infinite/NaN, as in numpy.
+    Sums are taken about the first value (a shift, not a running mean) so the loop carries no
+    division; the variance is ``(s2 - s1**2 / n) / (n - 1)``. Infinite values count as present
+    and make the moments infinite/NaN, as in numpy.
     """
     n = 0
     missing = 0
-    mean = 0.0
-    m2 = 0.0
+    shift = 0.0
+    for i in range(x.shape[0]):
+        if x[i] == x[i]:
+            shift = x[i]
+            break
+    s1 = 0.0
+    s2 = 0.0
     lo = np.inf
     hi = -np.inf
     for i in range(x.shape[0]):
@@ -386,17 +395,15 @@ def column_moments(x, buf):
             continue
         buf[n] = v
         n += 1
-        d = v - mean
-        mean += d / n
-        m2 += d * (v - mean)
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
-    return n, missing, mean, m2, lo, hi
+        d = v - shift
+        s1 += d
+        s2 += d * d
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return n, missing, shift, s1, s2, lo, hi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _insertion_sort(a, lo, hi):
     for i in range(lo + 1, hi + 1):
         v = a[i]
@@ -407,7 +414,7 @@ def _insertion_sort(a, lo, hi):
         a[j + 1] = v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def multiselect(a, ks):
     """Partially order ``a`` in place so that ``a[k]`` is the k-th smallest for every k in ``ks``.
 
@@ -492,21 +499,124 @@ def multiselect(a, ks):
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bin_counts(x, edges, counts):
-    """Count non-NaN values per bin; bin b holds edges[b-1] < v <= edges[b] (open ends)."""
+    """Count non-NaN values per bin; bin b holds edges[b-1] < v <= edges[b] (open ends), i.e.
+    ``searchsorted(edges, v, side="left")``. The bin is a branch-free count of smaller edges,
+    which vectorizes, instead of a binary search that mispredicts."""
     n_edges = edges.shape[0]
     for i in range(x.shape[0]):
         v = x[i]
         if v != v:
             continue
-        lo = 0
-        hi = n_edges
-        while lo < hi:  # first edge >= v, i.e. searchsorted(edges, v, side="left")
-            mid = (lo + hi) // 2
-            if edges[mid] < v:
-                lo = mid + 1
-            else:
-                hi = mid
-        counts[lo] += 1
+        b = 0
+        for j in range(n_edges):
+            b += edges[j] < v
+        counts[b] += 1
     return counts
+
+
+@njit(cache=True, nogil=True)
+def _sample(a, m):
+    """``m`` values of ``a`` at pseudo-random positions (fixed seed, so results are repeatable).
+
+    Random rather than strided positions, so a periodic series (an hour-of-day encoding, say)
+    cannot alias with the stride."""
+    n = a.shape[0]
+    out = np.empty(m, dtype=np.float64)
+    state = np.uint64(0x9E3779B97F4A7C15)
+    for j in range(m):
+        state ^= state << np.uint64(13)
+        state ^= state >> np.uint64(7)
+        state ^= state << np.uint64(17)
+        out[j] = a[np.int64(state % np.uint64(n))]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def select_ranks(a, ks, out):
+    """``out[i]`` = the ``ks[i]``-th smallest value of ``a`` (``ks`` sorted); ``a`` is reordered.
+    Returns False (and leaves ``a`` scrambled) in the improbable case that a bracket missed;
+    the caller then selects from a fresh copy with :func:`multiselect`.
+
+    Exact, but faster than selecting in the whole array: a sorted random sample brackets each
+    wanted rank between two sample values; one pass counts the values below each bracket and
+    compacts the values inside the brackets to the front of ``a``; the ranks are then selected
+    in that short prefix. When a bracket misses its rank (improbable: the margin is about six
+    standard deviations of the sample quantile), the caller selects in the whole array.
+    """
+    n = a.shape[0]
+    n_k = ks.shape[0]
+    if n < 65536:
+        multiselect(a, ks)
+        for i in range(n_k):
+            out[i] = a[ks[i]]
+        return True
+    m = 16384
+    sample = np.sort(_sample(a, m))
+    margin = int(3.0 * np.sqrt(m)) + 2  # 6 sigma of a sample quantile (sigma <= sqrt(m) / 2)
+    lo_b = np.empty(n_k)
+    hi_b = np.empty(n_k)
+    for i in range(n_k):
+        pos = int(ks[i] / n * m)
+        j0 = pos - margin
+        j1 = pos + margin
+        lo_b[i] = -np.inf if j0 <= 0 else sample[j0]
+        hi_b[i] = np.inf if j1 >= m - 1 else sample[j1]
+    # merge overlapping brackets into disjoint intervals [lo, hi]
+    lo_m = np.empty(n_k)
+    hi_m = np.empty(n_k)
+    n_m = 0
+    for i in range(n_k):
+        if n_m > 0 and lo_b[i] <= hi_m[n_m - 1]:
+            hi_m[n_m - 1] = max(hi_m[n_m - 1], hi_b[i])
+        else:
+            lo_m[n_m] = lo_b[i]
+            hi_m[n_m] = hi_b[i]
+            n_m += 1
+    lo_m = lo_m[:n_m].copy()
+    hi_m = hi_m[:n_m].copy()
+    # c = #(lo <= v) and d = #(hi < v): v lies inside interval c - 1 exactly when c > d, and
+    # below interval j exactly when c <= j. Branch-free counts and compaction keep the pass
+    # free of mispredictions.
+    hist = np.zeros(n_m + 1, dtype=np.int64)  # values by c
+    inside = np.zeros(n_m + 1, dtype=np.int64)  # values inside interval c - 1, by c
+    w = 0
+    for i in range(n):
+        v = a[i]
+        c = 0
+        d = 0
+        for j in range(n_m):
+            c += lo_m[j] <= v
+            d += hi_m[j] < v
+        hist[c] += 1
+        keep = c > d
+        inside[c] += keep
+        a[w] = v  # in-place compaction: w <= i, so nothing unread is overwritten
+        w += keep
+    below = np.empty(n_m, dtype=np.int64)
+    acc = 0
+    for j in range(n_m):
+        acc += hist[j]
+        below[j] = acc
+    inside = inside[1:]
+    # rank inside the compacted prefix = rank - values below it that lie outside every interval
+    local = np.empty(n_k, dtype=np.int64)
+    for i in range(n_k):
+        k = ks[i]
+        found = False
+        for j in range(n_m):
+            if below[j] <= k < below[j] + inside[j]:
+                gaps_below = below[j]
+                for jj in range(j):
+                    gaps_below -= inside[jj]
+                local[i] = k - gaps_below
+                found = True
+                break
+        if not found:
+            return False
+    prefix = a[:w]
+    multiselect(prefix, local)
+    for i in range(n_k):
+        out[i] = prefix[local[i]]
+    return True

@@ -16,7 +16,6 @@ __all__ = ["DriftReport", "FeatureStatistics", "column_statistics", "population_
 PERCENTILES = (5, 25, 50, 75, 95)
 #: Decile edges kept as the reference distribution of the drift check.
 DECILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-_ALL_Q = tuple(sorted(set(PERCENTILES) | set(DECILES)))
 #: Floor for empty bins in the PSI (an empty bin would make the logarithm infinite).
 PSI_EPSILON = 1e-6
 
@@ -88,11 +87,21 @@ def _lerp(a: float, b: float, t: float) -> float:
     return a + diff * t
 
 
+def _decile_edges(x: np.ndarray, n: int) -> np.ndarray:
+    """Bin edges for the drift check: the deciles, exact below 65536 values and from a sorted
+    random sample of 16384 values beyond (only the bins must be fixed; the reference shares
+    stored with them are exact counts)."""
+    clean = x[~np.isnan(x)] if n < x.shape[0] else x
+    if n >= 65536:
+        clean = K._sample(np.ascontiguousarray(clean), 16384)
+    return np.asarray(np.percentile(clean, DECILES), dtype=np.float64)
+
+
 def column_statistics(values: np.ndarray) -> dict[str, Any]:
     """count, missing, mean, std (ddof=1), min, max, percentiles and the decile reference."""
     x = np.ascontiguousarray(values, dtype=np.float64)
     buf = np.empty(x.shape[0], dtype=np.float64)
-    n, missing, mean, m2, lo, hi = K.column_moments(x, buf)
+    n, missing, shift, s1, s2, lo, hi = K.column_moments(x, buf)
     nan = math.nan
     out: dict[str, Any] = {"count": int(n), "missing": int(missing)}
     if n == 0:
@@ -101,26 +110,32 @@ def column_statistics(values: np.ndarray) -> dict[str, Any]:
         out["reference_edges"] = ()
         out["reference_fractions"] = ()
         return out
+    mean = shift + s1 / n
+    m2 = max(s2 - s1 * s1 / n, 0.0) if math.isfinite(s2) else nan
     out.update(
         mean=float(mean),
-        std=float(math.sqrt(m2 / (n - 1))) if n > 1 and m2 >= 0 else (0.0 if n > 1 else nan),
+        std=float(math.sqrt(m2 / (n - 1))) if n > 1 else nan,
         min=float(lo),
         max=float(hi),
     )
-    sample = buf[:n]
     positions = {}
     ranks: set[int] = set()
-    for q in _ALL_Q:
+    for q in PERCENTILES:
         virtual = (n - 1) * (q / 100)
         below = int(math.floor(virtual))
         above = min(below + 1, n - 1)
         positions[q] = (below, above, virtual - below)
         ranks.update((below, above))
     ks = np.array(sorted(ranks), dtype=np.int64)
-    K.multiselect(sample, ks)
-    quant = {q: _lerp(float(sample[b]), float(sample[a]), g) for q, (b, a, g) in positions.items()}
-    out["percentiles"] = {q: quant[q] for q in PERCENTILES}
-    edges = np.array([quant[q] for q in DECILES], dtype=np.float64)
+    values = np.empty(ks.size)
+    if not K.select_ranks(buf[:n], ks, values):
+        buf = x[~np.isnan(x)]
+        K.multiselect(buf, ks)
+        values = buf[ks]
+    at = {int(k): float(v) for k, v in zip(ks, values, strict=True)}
+    quant = {q: _lerp(at[b], at[a], g) for q, (b, a, g) in positions.items()}
+    out["percentiles"] = quant
+    edges = _decile_edges(x, n)
     counts = K.bin_counts(x, edges, np.zeros(edges.shape[0] + 1, dtype=np.int64))
     out["reference_edges"] = tuple(float(e) for e in edges)
     out["reference_fractions"] = tuple(float(c) / n for c in counts)

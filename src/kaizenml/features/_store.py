@@ -7,9 +7,11 @@ import inspect
 import json
 import logging
 import math
+import os
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,6 +97,7 @@ class _Function:
     token: str
     builtin: bool
     accepts: frozenset[str] | None  # keyword names it takes; None when it has **kwargs
+    thread_safe: bool = False
 
 
 @dataclass
@@ -285,6 +288,10 @@ class FeatureStore:
         Bound of the in-memory LRU cache in bytes.
     statistics : bool
         Record statistics of every computed column (can be overridden per call).
+    n_threads : int, optional
+        Threads for computing independent features of one series at once (default: the CPU
+        count, at most 8; 1 computes everything on the calling thread). Many symbols are
+        spread over threads inside the indicators' 2-D kernels instead.
 
     Examples
     --------
@@ -303,7 +310,14 @@ class FeatureStore:
         cache_dir: str | Path | bool | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         statistics: bool = True,
+        n_threads: int | None = None,
     ) -> None:
+        self._n_threads = (
+            min(os.cpu_count() or 1, 8)
+            if n_threads is None
+            else check_int(n_threads, "n_threads", minimum=1)
+        )
+        self._executor: ThreadPoolExecutor | None = None
         self._engine = resolve_engine(storage)
         ensure_schema(self._engine)
         cache_bytes = check_int(cache_bytes, "cache_bytes", minimum=0)
@@ -339,13 +353,31 @@ class FeatureStore:
             f"cache_dir must be a folder path, True or None, got {type(cache_dir).__name__}"
         )
 
+    def _pool(self) -> ThreadPoolExecutor | None:
+        if self._n_threads <= 1:
+            return None
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._n_threads, thread_name_prefix="kaizenml-features"
+                )
+            return self._executor
+
     @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine holding definitions, statistics and lineage."""
         return self._engine
 
     # ------------------------------------------------------------------ functions
-    def _add_function(self, name: str, fn: Callable[..., Any], mode: str, *, builtin: bool) -> None:
+    def _add_function(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        mode: str,
+        *,
+        builtin: bool,
+        thread_safe: bool = False,
+    ) -> None:
         try:
             sig = inspect.signature(fn)
         except (TypeError, ValueError):
@@ -360,10 +392,12 @@ class FeatureStore:
                     if p.kind
                     in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
                 )
-        self._functions[name] = _Function(name, fn, mode, _function_token(fn), builtin, accepts)
+        self._functions[name] = _Function(
+            name, fn, mode, _function_token(fn), builtin, accepts, thread_safe or builtin
+        )
 
     def register_function(
-        self, name: str, fn: Callable[..., Any], *, mode: str = "series"
+        self, name: str, fn: Callable[..., Any], *, mode: str = "series", thread_safe: bool = False
     ) -> Callable[..., Any]:
         """Register ``fn`` as compute function ``name`` (functions are code, not stored).
 
@@ -379,6 +413,10 @@ class FeatureStore:
             ``"series"``: called once per symbol with 1-D arrays. ``"batch"``: called once with
             2-D arrays, one NaN-padded row per symbol (must be causal along rows).
             ``"elementwise"``: called once with all rows (only for pointwise functions).
+        thread_safe : bool
+            True lets the store run this function on a worker thread beside other features
+            (worth it when it spends its time in code that releases the GIL, such as numba
+            ``nogil`` kernels or numpy); it must not mutate shared state.
 
         Examples
         --------
@@ -396,11 +434,13 @@ class FeatureStore:
                     f"compute function {name!r} is built in and cannot be replaced; register "
                     "yours under another name"
                 )
-            self._add_function(name, fn, mode, builtin=False)
+            if not isinstance(thread_safe, bool):
+                raise KaizenTypeError(f"thread_safe must be a bool, got {thread_safe!r}")
+            self._add_function(name, fn, mode, builtin=False, thread_safe=thread_safe)
         return fn
 
     def compute_function(
-        self, name: str, *, mode: str = "series"
+        self, name: str, *, mode: str = "series", thread_safe: bool = False
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form of :meth:`register_function`.
 
@@ -413,7 +453,7 @@ class FeatureStore:
         """
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.register_function(name, fn, mode=mode)
+            return self.register_function(name, fn, mode=mode, thread_safe=thread_safe)
 
         return decorator
 
@@ -457,6 +497,18 @@ class FeatureStore:
                 if column in d.outputs:
                     return name
         return None
+
+    def _column_definition(self, column: str, version: str | None) -> FeatureDefinition | None:
+        """The definition providing output ``column``: the pinned version of its feature, or
+        the newest version that still has that column."""
+        owner = self._column_owner(column)
+        if owner is None:
+            return None
+        if version is not None:
+            d = self._lookup(owner, version)
+            return d if d is not None and column in d.columns else None
+        having = [d for d in self._definitions[owner].values() if column in d.columns]
+        return max(having, key=lambda d: d.version_key) if having else None
 
     def register_feature(
         self, definition: FeatureDefinition | Mapping[str, Any]
@@ -631,11 +683,9 @@ class FeatureStore:
         d = self._lookup(name, version)
         if d is not None:
             return d, d.columns
-        owner = self._column_owner(name)
-        if owner is not None:
-            d = self._lookup(owner, version)
-            if d is not None and name in d.columns:
-                return d, (name,)
+        d = self._column_definition(name, version)
+        if d is not None:
+            return d, (name,)
         known = sorted(self._definitions.get(name, {}))
         if known:
             raise NotFoundError(f"feature {name!r} has no version {version!r}; registered: {known}")
@@ -690,10 +740,8 @@ class FeatureStore:
                             f"{list(up.columns)}; depend on one of them"
                         )
                 else:
-                    owner = self._column_owner(base)
-                    if owner is not None:
-                        up = self._lookup(owner, version)
-                        column = base if up is not None and base in up.columns else None
+                    up = self._column_definition(base, version)
+                    column = base if up is not None else None
                 if up is None or column is None:
                     chain = " -> ".join([*on_stack, dep])
                     raise NotFoundError(
@@ -857,45 +905,75 @@ class FeatureStore:
         segmented: dict[tuple[str, str], np.ndarray] = {}
         fresh: list[str] = []
 
-        def materialize(ref: str) -> dict[str, np.ndarray]:
-            got = results.get(ref)
-            if got is not None:
-                return got
+        # 1. top-down: which features must be computed (a cache hit needs nothing upstream)
+        level: dict[str, int] = {}
+
+        def plan(ref: str) -> None:
+            if ref in results or ref in level:
+                return
             node = nodes[ref]
             if use_cache:
                 hit = self._cache.get(node.key)
                 if hit is not None:
                     results[ref] = hit
-                    return hit
-            inputs = {}
+                    return
+            depth = 0
             for dep in node.deps:
-                if dep.raw is not None:
-                    inputs[dep.keyword] = frame.segmented(dep.raw)
-                else:
-                    assert dep.ref is not None and dep.column is not None
-                    key = (dep.ref, dep.column)
-                    if key not in segmented:
-                        segmented[key] = frame.to_segment_order(materialize(dep.ref)[dep.column])
-                    inputs[dep.keyword] = segmented[key]
+                if dep.ref is not None:
+                    plan(dep.ref)
+                    depth = max(depth, level.get(dep.ref, -1) + 1)
+            level[ref] = depth
+
+        for d, _cols in requests:
+            plan(d.ref)
+
+        def compute(ref: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            node = nodes[ref]
             cfg = node.definition.computation_config
             assert isinstance(cfg, ComputationConfig)
             raw_cols = self._call(node, inputs, frame)
-            cols = {}
-            for c, y in raw_cols.items():
-                y = _postprocess(y, cfg, frame.offsets)
-                segmented[(ref, c)] = y
-                cols[c] = frame.to_input_order(y)
-            if use_cache:
-                cols = self._cache.put(node.key, cols)
-            else:
-                for a in cols.values():
-                    a.flags.writeable = False
-            results[ref] = cols
-            fresh.append(ref)
-            return cols
+            return {c: _postprocess(y, cfg, frame.offsets) for c, y in raw_cols.items()}
 
-        for d, _cols in requests:
-            materialize(d.ref)
+        # 2. level by level (every input of a level is ready); independent thread-safe features
+        # of one series run on the thread pool, since the numba kernels release the GIL
+        for depth in range(max(level.values(), default=-1) + 1):
+            batch = [ref for ref, lv in level.items() if lv == depth]
+            jobs: list[tuple[str, dict[str, np.ndarray]]] = []
+            for ref in batch:
+                inputs = {}
+                for dep in nodes[ref].deps:
+                    if dep.raw is not None:
+                        inputs[dep.keyword] = frame.segmented(dep.raw)
+                    else:
+                        assert dep.ref is not None and dep.column is not None
+                        key = (dep.ref, dep.column)
+                        if key not in segmented:
+                            segmented[key] = frame.to_segment_order(results[dep.ref][dep.column])
+                        inputs[dep.keyword] = segmented[key]
+                jobs.append((ref, inputs))
+            pool = self._pool() if frame.n_segments == 1 else None
+            parallel = [j for j in jobs if pool is not None and nodes[j[0]].function.thread_safe]
+            futures = {}
+            if len(parallel) > 1 and pool is not None:
+                futures = {ref: pool.submit(compute, ref, inputs) for ref, inputs in parallel}
+            outputs = {}
+            for ref, inputs in jobs:
+                if ref not in futures:
+                    outputs[ref] = compute(ref, inputs)
+            for ref, future in futures.items():
+                outputs[ref] = future.result()
+            for ref in batch:
+                cols = {}
+                for c, y in outputs[ref].items():
+                    segmented[(ref, c)] = y
+                    cols[c] = frame.to_input_order(y)
+                if use_cache:
+                    cols = self._cache.put(nodes[ref].key, cols)
+                else:
+                    for a in cols.values():
+                        a.flags.writeable = False
+                results[ref] = cols
+                fresh.append(ref)
         if record:
             want_stats = self._record_statistics if statistics is None else bool(statistics)
             to_record = [
@@ -918,6 +996,14 @@ class FeatureStore:
         now = _now()
         lineage_rows = []
         stats_rows = []
+        column_stats: dict[tuple[str, str], dict[str, Any]] = {}
+        if want_stats:
+            # one column per task: the statistics kernels release the GIL
+            keys = [(ref, col) for ref in refs for col in results[ref]]
+            pool = self._pool() if len(keys) > 1 else None
+            arrays = [results[ref][col] for ref, col in keys]
+            stats = pool.map(column_statistics, arrays) if pool else map(column_statistics, arrays)
+            column_stats = dict(zip(keys, stats, strict=True))
         for ref in refs:
             node = nodes[ref]
             d = node.definition
@@ -955,8 +1041,8 @@ class FeatureStore:
                 }
             )
             if want_stats:
-                for col, arr in results[ref].items():
-                    st = column_statistics(arr)
+                for col in results[ref]:
+                    st = column_stats[(ref, col)]
                     stats_rows.append(
                         {
                             "name": d.name,
@@ -1037,9 +1123,9 @@ class FeatureStore:
         --------
         >>> import numpy as np
         >>> store = FeatureStore("sqlite:///:memory:")
-        >>> close = np.linspace(100.0, 110.0, 50)
-        >>> store.compute_feature("price_momentum", {"close": close})[10]
-        2.040816326530603
+        >>> close = np.arange(100.0, 150.0)
+        >>> store.compute_feature("price_momentum", {"close": close})[9:12]
+        array([nan, 10., 10.])
         """
         frame, requests, results = self._compute(
             [name], data, symbol=symbol, use_cache=use_cache, statistics=statistics
