@@ -332,6 +332,8 @@ def _std_1d(x, window, ddof, out):
     s1 = 0.0
     s2 = 0.0
     countdown = 0
+    flat = 0  # bars in a row equal to the one before: a flat window has exactly zero spread
+    last = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
@@ -339,7 +341,10 @@ def _std_1d(x, window, ddof, out):
             out[i] = _NAN
             continue
         run += 1
+        flat = flat + 1 if v == last else 0
+        last = v
         if run == 1:
+            flat = 0
             anchor = v
             s1 = 0.0
             s2 = 0.0
@@ -353,7 +358,7 @@ def _std_1d(x, window, ddof, out):
             s1 += d
             s2 += d * d
         if run >= window:
-            out[i] = math.sqrt(_variance(s1, s2, inv, correction))
+            out[i] = 0.0 if flat >= window - 1 else math.sqrt(_variance(s1, s2, inv, correction))
         else:
             out[i] = _NAN
         countdown -= 1
@@ -380,6 +385,8 @@ def _zscore_1d(x, window, ddof, out):
     s1 = 0.0
     s2 = 0.0
     countdown = 0
+    flat = 0  # bars in a row equal to the one before: a flat window has exactly zero spread
+    last = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
@@ -387,7 +394,10 @@ def _zscore_1d(x, window, ddof, out):
             out[i] = _NAN
             continue
         run += 1
+        flat = flat + 1 if v == last else 0
+        last = v
         if run == 1:
+            flat = 0
             anchor = v
             s1 = 0.0
             s2 = 0.0
@@ -401,7 +411,7 @@ def _zscore_1d(x, window, ddof, out):
             s1 += d
             s2 += d * d
         if run >= window:
-            var = _variance(s1, s2, inv, correction)
+            var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, correction)
             # a window with no spread: the value sits exactly on its mean
             out[i] = (d - s1 * inv) / math.sqrt(var) if var > 0.0 else 0.0
         else:
@@ -430,6 +440,8 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
     s1 = 0.0
     s2 = 0.0
     countdown = 0
+    flat = 0  # bars in a row equal to the one before: a flat window has exactly zero spread
+    last = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
@@ -442,7 +454,10 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
             bandwidth[i] = _NAN
             continue
         run += 1
+        flat = flat + 1 if v == last else 0
+        last = v
         if run == 1:
+            flat = 0
             anchor = v
             s1 = 0.0
             s2 = 0.0
@@ -459,7 +474,8 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
             # the middle band is TA-Lib's running-sum SMA; the width comes from the deviations
             mid = (part + v) / window
             part += v - x[i - window + 1]
-            width = nbdev * math.sqrt(_variance(s1, s2, inv, 1.0))
+            var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, 1.0)
+            width = nbdev * math.sqrt(var)
             hi = mid + width
             lo = mid - width
             middle[i] = mid
@@ -506,6 +522,8 @@ def _volatility_1d(x, window, ddof, scale, ring, out):
     s2 = 0.0
     pos = 0
     countdown = 0
+    flat = 0  # returns in a row equal to the one before
+    last_r = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
@@ -523,6 +541,8 @@ def _volatility_1d(x, window, ddof, scale, ring, out):
             continue
         r = math.log(v / last)
         last = v
+        flat = flat + 1 if (r == last_r and run > 2) else 0
+        last_r = r
         if run > window + 1:
             t = ring[pos]
             s1 += r - t
@@ -535,7 +555,8 @@ def _volatility_1d(x, window, ddof, scale, ring, out):
         if pos == window:
             pos = 0
         if run > window:
-            out[i] = math.sqrt(_variance(s1, s2, inv, correction)) * scale
+            var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, correction)
+            out[i] = math.sqrt(var) * scale
         else:
             out[i] = _NAN
         countdown -= 1
