@@ -150,3 +150,16 @@ def test_flat_stretch_after_moves_has_exactly_zero_spread(walk) -> None:
     assert (ki.bollinger(x, 10).position[310:] == 0.5).all()
     assert (ki.volatility(x, 10)[311:] == 0.0).all()
     assert (ki.rolling_std(x, 10)[300:309] > 0.0).all()
+
+
+def test_calendar_multiple_units() -> None:
+    stamps = np.array(["2024-03-05T15:00:07"], dtype="datetime64[s]")  # a Tuesday
+    for unit in ("7s", "10ms", "us", "ns"):
+        given = stamps.astype(f"datetime64[{unit}]")
+        seconds = given.astype("datetime64[s]").astype(np.int64)[0] % 86_400
+        hours = seconds / 3600
+        assert abs(hours - 15) < 0.01
+        enc = ki.hour_of_day(given)
+        np.testing.assert_allclose(enc.cos, [np.cos(2 * np.pi * hours / 24)], rtol=1e-12)
+        dow = ki.day_of_week(given)
+        np.testing.assert_allclose(dow.sin, [np.sin(2 * np.pi / 7)], rtol=1e-12)
