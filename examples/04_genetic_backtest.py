@@ -13,8 +13,7 @@ import numpy as np
 
 from kaizenml.demo._backtest import backtest_population, backtest_rule, prepare_rule_data
 from kaizenml.demo.data import generate_ohlcv
-from kaizenml.optimize import Categorical, Float, Int
-from kaizenml.optimize._ga_engine import GeneticSearch
+from kaizenml.optimize import Categorical, Float, GeneticSearch, Int
 
 bars = generate_ohlcv(12_000, seed=5)
 close = bars["close"]

@@ -467,8 +467,7 @@ def _tune_rule(
     say: _Console,
     report: HtmlReport,
 ) -> dict[str, Any]:
-    from ..optimize import SearchSpace
-    from ..optimize._ga_engine import GeneticSearch
+    from ..optimize import GeneticSearch, SearchSpace
 
     say.section("trading rule: genetic search, numba backtest as fitness")
     n = bars["close"].shape[0]
