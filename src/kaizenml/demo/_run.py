@@ -369,13 +369,18 @@ def run_demo(
 
     # 3. trading rule: genetic search ----------------------------------------------------------
     rule = _tune_rule(bars, feats, manager, sizes, seed, run_index, show_progress, say, report)
-    summary["rule"] = rule
+    summary["rule"] = {k: v for k, v in rule.items() if k not in ("equity", "train_equity")}
 
     # 4. classifier: Bayesian optimization with pruning -----------------------------------------
     clf = _tune_classifier(
         bars, feats, store, manager, sizes, seed, storage, show_progress, say, report
     )
-    summary["classifier"] = clf
+    summary["classifier"] = {
+        "report": clf["report"],
+        "importances": clf["importances"],
+        "columns": clf["columns"],
+        "recommendations": clf["result"].recommendations(),
+    }
 
     # 5. incident drill: a bad release and its rollback --------------------------------------
     drill = _incident_drill(bars, feats, manager, clf, say, report)

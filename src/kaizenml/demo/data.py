@@ -326,8 +326,7 @@ def _read_table(path: Path, sep: str) -> dict[str, np.ndarray]:
         )
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in header]
     return {
-        name.strip(): np.array(col, dtype=object)
-        for name, col in zip(header, cols, strict=True)
+        name.strip(): np.array(col, dtype=object) for name, col in zip(header, cols, strict=True)
     }
 
 
