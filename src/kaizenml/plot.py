@@ -307,10 +307,12 @@ def plot_feature_distribution(
             for key in ("p5", "p25", "p50", "p75", "p95"):
                 if statistics.get(key) is not None:
                     marks.append((key, float(statistics[key])))
+        top = ax.get_ylim()[1]
         for key, v in marks:
             if math.isfinite(v):
                 ax.axvline(v, color="k", ls=":", lw=0.8)
-                ax.text(v, ax.get_ylim()[1] * 0.95, key, fontsize=7, ha="center")
+                if key in ("p5", "p50", "p95"):  # inner quartile labels would overlap
+                    ax.text(v, top * 0.95, key, fontsize=7, ha="center")
     ax.set_xlabel("value")
     ax.set_ylabel("density")
     ax.set_title(title or f"Distribution of {name or ', '.join(map(str, series))}")
