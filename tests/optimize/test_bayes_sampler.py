@@ -309,3 +309,22 @@ def test_registered_strategy_and_config() -> None:
 def test_bad_options(kwargs: dict, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
         BayesianSampler(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("f", "best_x"),
+    [
+        (lambda p: 1.0, None),  # constant: the model must not break, points stay distinct
+        (lambda p: 1e300 * (p["x"] + 1.0), 0.0),  # near the float64 limit
+        (lambda p: 1e-300 * (p["x"] - 0.25) ** 2, 0.25),  # tiny differences
+    ],
+    ids=["constant", "huge", "tiny"],
+)
+def test_extreme_value_scales(f: Callable, best_x: float | None) -> None:
+    space = SearchSpace({"x": Float(0.0, 1.0)})
+    with np.errstate(all="raise"):
+        trials = run_serial(BayesianSampler(seed=0), space, f, 14)
+    xs = [t.params["x"] for t in trials]
+    assert len(set(xs)) == len(xs)
+    if best_x is not None:
+        assert abs(min(trials, key=lambda t: t.value).params["x"] - best_x) < 0.02

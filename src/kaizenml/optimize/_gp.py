@@ -179,6 +179,11 @@ def transform_outputs(y: np.ndarray, warping: str) -> np.ndarray:
     otherwise.
     """
     y = np.asarray(y, dtype=np.float64)
+    # rescale first so that squaring cannot overflow for values near the float64 limits
+    y = y - np.median(y)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak > 0.0:
+        y = y / peak
 
     def standardize(v: np.ndarray) -> np.ndarray:
         sd = float(v.std())
