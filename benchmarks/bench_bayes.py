@@ -65,12 +65,20 @@ def branin(p: dict[str, Any]) -> float:
 
 
 _H6_A = np.array(
-    [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8],
-     [17, 8, 0.05, 10, 0.1, 14]]
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
 )
 _H6_P = 1e-4 * np.array(
-    [[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-     [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]]
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
 )
 _H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 
@@ -100,7 +108,12 @@ def ackley10(p: dict[str, Any]) -> float:
     return a + b + 20 + math.e
 
 
-_OPTIMIZERS = {"sgd": (0.12, -1.5), "adam": (0.0, -3.0), "adamw": (0.03, -2.7), "rmsprop": (0.08, -3.4)}
+_OPTIMIZERS = {
+    "sgd": (0.12, -1.5),
+    "adam": (0.0, -3.0),
+    "adamw": (0.03, -2.7),
+    "rmsprop": (0.08, -3.4),
+}
 
 
 def mixed_nn(p: dict[str, Any]) -> float:
@@ -111,27 +124,39 @@ def mixed_nn(p: dict[str, Any]) -> float:
     b = (p["dropout"] - 0.2) / 0.25
     h = (math.log2(p["hidden"]) - 8) / 2
     layers = (p["layers"] - 3) / 2
-    return 0.1 + penalty + 0.2 * a**2 + 0.15 * (a + b) ** 2 + 0.1 * h**2 + 0.08 * layers**2 + 0.05 * (
-        h - layers
-    ) ** 2
+    return (
+        0.1
+        + penalty
+        + 0.2 * a**2
+        + 0.15 * (a + b) ** 2
+        + 0.1 * h**2
+        + 0.08 * layers**2
+        + 0.05 * (h - layers) ** 2
+    )
 
 
 def problems() -> dict[str, Problem]:
     return {
         "branin": Problem(
-            "Branin (2-D)", SearchSpace({"x0": Float(-5.0, 10.0), "x1": Float(0.0, 15.0)}),
-            branin, 0.397887357729738,
+            "Branin (2-D)",
+            SearchSpace({"x0": Float(-5.0, 10.0), "x1": Float(0.0, 15.0)}),
+            branin,
+            0.397887357729738,
         ),
         "hartmann6": Problem(
-            "Hartmann-6", SearchSpace({f"x{i}": Float(0.0, 1.0) for i in range(6)}),
-            hartmann6, -3.322368011415515,
+            "Hartmann-6",
+            SearchSpace({f"x{i}": Float(0.0, 1.0) for i in range(6)}),
+            hartmann6,
+            -3.322368011415515,
         ),
         "levy6": Problem(
             "Levy-6", SearchSpace({f"x{i}": Float(-10.0, 10.0) for i in range(6)}), levy6, 0.0
         ),
         "rosenbrock4_log": Problem(
-            "Rosenbrock-4 (log1p)", SearchSpace({f"x{i}": Float(-2.0, 2.0) for i in range(4)}),
-            rosenbrock4_log, 0.0,
+            "Rosenbrock-4 (log1p)",
+            SearchSpace({f"x{i}": Float(-2.0, 2.0) for i in range(4)}),
+            rosenbrock4_log,
+            0.0,
         ),
         "ackley10": Problem(
             "Ackley-10", SearchSpace({f"x{i}": Float(-5.0, 5.0) for i in range(10)}), ackley10, 0.0
@@ -147,7 +172,8 @@ def problems() -> dict[str, Problem]:
                     "optimizer": Categorical(list(_OPTIMIZERS)),
                 }
             ),
-            mixed_nn, 0.1,
+            mixed_nn,
+            0.1,
         ),
     }
 
@@ -171,7 +197,9 @@ def _optuna_distributions(space: SearchSpace) -> dict[str, Any]:
     out = {}
     for name, p in space.items():
         if isinstance(p, Float):
-            out[name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+            out[name] = optuna.distributions.FloatDistribution(
+                p.low, p.high, log=p.log, step=p.step
+            )
         elif isinstance(p, Int):
             out[name] = optuna.distributions.IntDistribution(p.low, p.high, log=p.log, step=p.step)
         else:
@@ -216,12 +244,15 @@ def run_skopt(prob: Problem, n: int, seed: int) -> list[float]:
         if isinstance(p, Float):
             dims.append(Real(p.low, p.high, prior="log-uniform" if p.log else "uniform", name=name))
         elif isinstance(p, Int):
-            dims.append(Integer(p.low, p.high, prior="log-uniform" if p.log else "uniform", name=name))
+            dims.append(
+                Integer(p.low, p.high, prior="log-uniform" if p.log else "uniform", name=name)
+            )
         else:
             dims.append(SkCat(list(p.choices), name=name))
 
     def f(x: list[Any]) -> float:
-        params = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in zip(names, x)}
+        pairs = zip(names, x, strict=True)
+        params = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in pairs}
         return prob.f(params)
 
     res = skopt.gp_minimize(f, dims, n_calls=n, random_state=seed)
@@ -287,8 +318,10 @@ def regret_table(results: dict[str, Any]) -> str:
     pnames = [p for p in probs if any(k.startswith(p + "/") for k in results["runs"])]
     lines = []
     for k in sorted({min(50, budget), budget}):
-        lines.append(f"\n**{k} evaluations**: median log10 simple regret [25%, 75%] "
-                     f"over {len(results['seeds'])} seeds\n")
+        lines.append(
+            f"\n**{k} evaluations**: median log10 simple regret [25%, 75%] "
+            f"over {len(results['seeds'])} seeds\n"
+        )
         lines.append("| problem | " + " | ".join(methods) + " |")
         lines.append("|---|" + "---|" * len(methods))
         for p in pnames:

@@ -26,12 +26,20 @@ from kaizenml.optimize._bayes import BayesianSampler
 BRANIN_MIN = 0.397887357729738
 HARTMANN6_MIN = -3.322368011415515
 _H6_A = np.array(
-    [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8],
-     [17, 8, 0.05, 10, 0.1, 14]]
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
 )
 _H6_P = 1e-4 * np.array(
-    [[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-     [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]]
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
 )
 _H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 
@@ -52,7 +60,10 @@ HARTMANN6_SPACE = SearchSpace({f"x{i}": Float(0.0, 1.0) for i in range(6)})
 
 
 def run_serial(
-    sampler: Any, space: SearchSpace, f: Callable[[dict[str, Any]], float], n: int,
+    sampler: Any,
+    space: SearchSpace,
+    f: Callable[[dict[str, Any]], float],
+    n: int,
     direction: str = "minimize",
 ) -> list[Trial]:
     trials: list[Trial] = []
@@ -100,7 +111,7 @@ def test_parallel_suggestions_differ_and_are_useful() -> None:
     sampler = BayesianSampler(seed=1)
     trials = list(base)
     suggestions = []
-    for k in range(4):
+    for _ in range(4):
         number = len(trials)
         params = sampler.suggest(SamplerContext(space, "minimize", list(trials), number))
         suggestions.append(space.encode(params))
@@ -200,9 +211,7 @@ def test_failed_points_are_not_proposed_again_and_not_modelled() -> None:
 def test_pruned_trials_use_last_value_floored_at_median() -> None:
     space = SearchSpace({"x": Float(0.0, 1.0)})
     trials = [Trial(i, {"x": i / 10}, TrialState.COMPLETE, value=float(i)) for i in range(5)]
-    trials.append(
-        Trial(5, {"x": 0.55}, TrialState.PRUNED, intermediate_values={0: 9.0, 1: 7.0})
-    )
+    trials.append(Trial(5, {"x": 0.55}, TrialState.PRUNED, intermediate_values={0: 9.0, 1: 7.0}))
     trials.append(Trial(6, {"x": 0.65}, TrialState.PRUNED, intermediate_values={0: 0.5}))
     trials.append(Trial(7, {"x": 0.75}, TrialState.PRUNED))  # nothing reported: left out
     ctx = SamplerContext(space, "minimize", trials, 8)
@@ -250,9 +259,7 @@ def test_startup_points_are_sobol_and_distinct() -> None:
 
 @pytest.mark.parametrize("acquisition", ["ucb", "pi"])
 def test_other_acquisitions_optimize(acquisition: str) -> None:
-    trials = run_serial(
-        BayesianSampler(seed=1, acquisition=acquisition), BRANIN_SPACE, branin, 25
-    )
+    trials = run_serial(BayesianSampler(seed=1, acquisition=acquisition), BRANIN_SPACE, branin, 25)
     assert min(t.value for t in trials) - BRANIN_MIN < 0.05
     # random search with the same budget is a decade worse
     assert random_search(BRANIN_SPACE, branin, 25, 1) - BRANIN_MIN > 0.5
@@ -302,3 +309,22 @@ def test_registered_strategy_and_config() -> None:
 def test_bad_options(kwargs: dict, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
         BayesianSampler(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("f", "best_x"),
+    [
+        (lambda p: 1.0, None),  # constant: the model must not break, points stay distinct
+        (lambda p: 1e300 * (p["x"] + 1.0), 0.0),  # near the float64 limit
+        (lambda p: 1e-300 * (p["x"] - 0.25) ** 2, 0.25),  # tiny differences
+    ],
+    ids=["constant", "huge", "tiny"],
+)
+def test_extreme_value_scales(f: Callable, best_x: float | None) -> None:
+    space = SearchSpace({"x": Float(0.0, 1.0)})
+    with np.errstate(all="raise"):
+        trials = run_serial(BayesianSampler(seed=0), space, f, 14)
+    xs = [t.params["x"] for t in trials]
+    assert len(set(xs)) == len(xs)
+    if best_x is not None:
+        assert abs(min(trials, key=lambda t: t.value).params["x"] - best_x) < 0.02

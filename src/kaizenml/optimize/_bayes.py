@@ -157,7 +157,9 @@ class BayesianSampler(Sampler):
             raise ValidationError(
                 f"acquisition={acquisition!r} is not supported; choose one of {list(ACQ_KINDS)}"
             )
-        if not isinstance(ucb_beta, (int, float)) or not (ucb_beta >= 0 and math.isfinite(ucb_beta)):
+        if not isinstance(ucb_beta, (int, float)) or not (
+            ucb_beta >= 0 and math.isfinite(ucb_beta)
+        ):
             raise ValidationError(f"ucb_beta must be a finite number >= 0, got {ucb_beta!r}")
         for what, value, allowed in (
             ("output_warping", output_warping, _WARPINGS),
@@ -165,16 +167,18 @@ class BayesianSampler(Sampler):
             ("pruned_trials", pruned_trials, _PRUNED),
         ):
             if value not in allowed:
-                raise ValidationError(f"{what}={value!r} is not supported; choose one of {list(allowed)}")
-        for what, value, low in (
+                raise ValidationError(
+                    f"{what}={value!r} is not supported; choose one of {list(allowed)}"
+                )
+        for count_name, count, low in (
             ("n_candidates", n_candidates, 16),
             ("n_polish", n_polish, 0),
             ("n_hyper_starts", n_hyper_starts, 1),
         ):
-            if value is None and what == "n_candidates":
+            if count is None and count_name == "n_candidates":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValidationError(f"{what} must be an int >= {low}, got {value!r}")
+            if isinstance(count, bool) or not isinstance(count, int) or count < low:
+                raise ValidationError(f"{count_name} must be an int >= {low}, got {count!r}")
         self.n_startup_trials = n_startup_trials
         self.acquisition = acquisition
         self.ucb_beta = float(ucb_beta)

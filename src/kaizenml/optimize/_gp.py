@@ -108,7 +108,9 @@ def neg_log_posterior(
     except np.linalg.LinAlgError:
         return 1e25, np.zeros_like(theta)
     alpha = scipy.linalg.cho_solve((L, True), y, check_finite=False)
-    lml = -0.5 * float(y @ alpha) - float(np.log(np.diag(L)).sum()) - 0.5 * n * math.log(2 * math.pi)
+    lml = (
+        -0.5 * float(y @ alpha) - float(np.log(np.diag(L)).sum()) - 0.5 * n * math.log(2 * math.pi)
+    )
     # K^{-1} from the factor (lower triangle only, which is all the gradient kernel reads)
     Kinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
     if info != 0:
@@ -173,9 +175,15 @@ def transform_outputs(y: np.ndarray, warping: str) -> np.ndarray:
     ``"power"`` applies a Box-Cox transform (maximum-likelihood exponent) to the values shifted
     to start at half a median gap above zero; ``"rank"``
     replaces values by normal scores of their ranks; ``"auto"`` uses the power transform when
-    the values have a long tail of bad (large) values (skewness > 1) and plain standardization otherwise.
+    the values have a long tail of bad (large) values (skewness > 1), plain standardization
+    otherwise.
     """
     y = np.asarray(y, dtype=np.float64)
+    # rescale first so that squaring cannot overflow for values near the float64 limits
+    y = y - np.median(y)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak > 0.0:
+        y = y / peak
 
     def standardize(v: np.ndarray) -> np.ndarray:
         sd = float(v.std())
