@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tracemalloc
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from kaizenml._exceptions import KaizenTypeError, ValidationError
-from kaizenml.optimize import Categorical, Float, Int
+from kaizenml.optimize import Categorical, Float, Int, SearchSpace
 from kaizenml.optimize._ga_engine import GeneticSearch
 
 
@@ -35,6 +36,9 @@ def test_sphere_reaches_its_optimum():
     assert res.history["best"][-1] == res.best_value
     assert res.n_evaluations == 200 * 151
     assert res.stop_reason == "generations"
+    summary = json.loads(json.dumps(res.to_dict()))
+    assert summary["best_value"] == res.best_value and summary["best_params"] == res.best_params
+    assert len(summary["history"]["diversity"]) == 151
 
 
 def test_rastrigin_reaches_the_global_optimum():
@@ -225,3 +229,37 @@ def test_initial_population_and_odd_sizes():
     # an odd population runs whole generations and keeps its size
     res = ga.run(f, generations=5)
     assert res.population.shape == (11, 2) and res.n_evaluations == 11 * 6
+
+
+def test_fitness_inputs_match_the_space_decoding():
+    space = {
+        "a": Float(-3.0, 7.0),
+        "b": Float(1e-3, 10.0, log=True),
+        "s": Float(0.0, 1.0, step=0.25),
+        "n": Int(-5, 5),
+        "w": Int(1, 300, log=True),
+        "c": Categorical(["p", 2, None]),
+    }
+    got = {}
+
+    def capture(key):
+        def f(arg):
+            got[key] = arg
+            return np.zeros(len(next(iter(arg.values()))) if isinstance(arg, dict) else len(arg))
+
+        return f
+
+    n = 30_000  # several decoding blocks
+    for inputs in ("dict", "array"):
+        res = GeneticSearch(space, population_size=n, seed=2, n_threads=1).run(
+            capture(inputs), generations=0, inputs=inputs
+        )
+    ref = SearchSpace(space).decode_many(res.population)
+    for j, name in enumerate(space):
+        assert got["dict"][name].dtype == ref[name].dtype
+        assert np.array_equal(got["dict"][name], ref[name])
+        if name == "c":
+            idx = np.array([["p", 2, None].index(v) for v in ref[name]], dtype=float)
+            assert np.array_equal(got["array"][:, j], idx)
+        else:
+            assert np.array_equal(got["array"][:, j], ref[name].astype(float))

@@ -51,7 +51,23 @@ def test_resumed_study_continues_as_if_never_stopped(tmp_path):
 
 
 def test_parallel_workers_get_distinct_suggestions():
-    res = _run(max_trials=40, n_jobs=2)
+    # defined here so that worker processes receive it by value (the test module itself is not
+    # importable from where the workers start)
+    def sphere(p):
+        return (
+            (p["x"] - 1.0) ** 2 + (p["y"] + 2.0) ** 2 + 0.5 * abs(p["n"] - 5) + (p["act"] != "tanh")
+        )
+
+    res = optimize_hyperparameters(
+        SPACE,
+        sphere,
+        strategy="genetic",
+        seed=3,
+        pruner=None,
+        max_trials=40,
+        n_jobs=2,
+        sampler_options={"population_size": 12},
+    )
     assert res.n_complete == 40
     keys = {tuple(sorted(t.params.items())) for t in res.trials}
     assert len(keys) == len(res.trials)

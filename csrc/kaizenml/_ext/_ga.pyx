@@ -570,9 +570,8 @@ cdef class Operators:
             raise ValueError("cannot select from an empty population")
         cdef bitgen_t** rngs = _bitgens(streams, n_chunks)
         cdef double* scratch = <double*>malloc(g * n_chunks * sizeof(double))
-        # tournament winners of one chunk per thread slot: 2 * chunk indices, reused
-        cdef Py_ssize_t n_slots = n_chunks
-        cdef int64_t* winners = <int64_t*>malloc(2 * chunk * n_slots * sizeof(int64_t))
+        # tournament winners, 2 * chunk indices per chunk: 8 bytes per offspring row
+        cdef int64_t* winners = <int64_t*>malloc(2 * chunk * n_chunks * sizeof(int64_t))
         if scratch == NULL or winners == NULL:
             free(rngs)
             free(scratch)

@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
@@ -413,7 +413,6 @@ class GeneticResult:
     stop_reason: str
     elapsed: float = 0.0
     direction: str = "minimize"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (without the population)."""
@@ -556,17 +555,48 @@ class GeneticSearch:
         }
 
     # -----------------------------------------------------------------------------------------
-    def _decode(self, X: np.ndarray, j: int) -> np.ndarray:
-        """Column ``j`` in parameter units. The operators keep genes inside [0, 1], so plain
-        floats skip the clipping of :meth:`SearchSpace.decode_column` (the hot path when the
-        population is large)."""
+    def _decode_block(self, block_t: np.ndarray, j: int, as_array: bool) -> np.ndarray:
+        """Gene ``j`` of a transposed row block in parameter units. The operators keep genes
+        inside [0, 1], so plain floats skip the clipping of
+        :meth:`SearchSpace.decode_column`."""
         p = self.space[self.space.names[j]]
+        u = block_t[j]
         if isinstance(p, Float) and not p.log and p.step is None:
-            out = X[:, j] * (p.high - p.low)
+            out = u * (p.high - p.low)
             out += p.low
             np.minimum(out, p.high, out=out)  # low + 1.0 * (high - low) may round past high
             return out
-        return self.space.decode_column(j, X[:, j])
+        if self.space.kinds[j] == CATEGORICAL and as_array:
+            n = int(self.space.n_levels[j])
+            return np.minimum(np.floor(u * n), n - 1)
+        return self.space.decode_column(j, u)
+
+    def _decode_all(self, X: np.ndarray, as_array: bool) -> Any:
+        """Every parameter of the population, decoded through cache-sized transposed row blocks
+        (reading a column of a row-major matrix touches every row's cache line; a block
+        transpose reads the matrix once)."""
+        n, g = X.shape
+        if as_array:
+            out_arr = np.empty((n, g), dtype=np.float64)
+        else:
+            cols = [
+                np.empty(n, dtype=object if k == CATEGORICAL else np.float64)
+                for k in self.space.kinds
+            ]
+        step = max(1, (1 << 17) // max(1, g))
+        for r in range(0, n, step):
+            block_t = np.ascontiguousarray(X[r : r + step].T)  # (g, rows)
+            for j in range(g):
+                vals = self._decode_block(block_t, j, as_array)
+                if as_array:
+                    out_arr[r : r + step, j] = vals
+                else:
+                    if r == 0 and vals.dtype != cols[j].dtype:
+                        cols[j] = np.empty(n, dtype=vals.dtype)
+                    cols[j][r : r + step] = vals
+        if as_array:
+            return out_arr
+        return dict(zip(self.space.names, cols, strict=True))
 
     def _snap_inplace(self, X: np.ndarray) -> None:
         """Move discrete columns onto valid encodings, one column at a time."""
@@ -591,16 +621,8 @@ class GeneticSearch:
     def _evaluate(
         self, fitness: Callable[[Any], Any], X: np.ndarray, inputs: str, sign: float
     ) -> np.ndarray:
-        if inputs == "dict":
-            arg: Any = {name: self._decode(X, j) for j, name in enumerate(self.space.names)}
-        elif inputs == "array":
-            arg = np.empty(X.shape, dtype=np.float64)
-            for j in range(X.shape[1]):
-                if self.space.kinds[j] == CATEGORICAL:
-                    n = int(self.space.n_levels[j])
-                    arg[:, j] = np.minimum(np.floor(X[:, j] * n), n - 1)
-                else:
-                    arg[:, j] = self._decode(X, j)
+        if inputs in ("dict", "array"):
+            arg: Any = self._decode_all(X, as_array=inputs == "array")
         else:
             arg = X.view()
             arg.flags.writeable = False

@@ -18,6 +18,7 @@ therefore all drive the sampler correctly, and every random draw comes from
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,14 +27,11 @@ from .._validation import check_int
 from ._ga_engine import log_int_columns, make_operators, spawn_streams
 from ._sampler import Sampler, SamplerContext
 from ._space import CONTINUOUS, SearchSpace
+from ._trial import TrialState
 
 __all__ = ["GeneticSampler"]
 
 _MAX_REDRAWS = 16
-
-
-def _params_key(params: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(sorted((k, type(v).__name__, v) for k, v in params.items()))
 
 
 class GeneticSampler(Sampler):
@@ -97,7 +95,6 @@ class GeneticSampler(Sampler):
         # validate now, at the API boundary, with a one-gene layout
         make_operators(np.zeros(1, np.int64), np.zeros(1, np.int64), **self._options)
         self._ops_cache: tuple[SearchSpace, Any] | None = None
-        self._key_cache: dict[int, tuple[dict[str, Any], tuple[Any, ...]]] = {}
 
     def _operators(self, space: SearchSpace) -> Any:
         if self._ops_cache is not None and self._ops_cache[0] is space:
@@ -113,12 +110,17 @@ class GeneticSampler(Sampler):
     def suggest(self, ctx: SamplerContext) -> dict[str, Any]:
         space = ctx.space
         rng = self.rng_for(ctx.trial_number)
-        seen = self._seen(ctx)
-        complete = [t for t in ctx.complete() if t.objective_value() is not None]
+        # dict equality in a C-level list scan: cheaper than hashing every trial's parameters
+        tried = [t.params for t in ctx.trials if t.params]
+        complete = [
+            t
+            for t in ctx.trials
+            if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+        ]
         if len(complete) < self.population_size:
-            return self._random(space, rng, seen)
+            return self._random(space, rng, tried)
 
-        values = ctx.minimized_values(complete)
+        values = ctx.sign * np.array([t.value for t in complete], dtype=np.float64)
         numbers = np.array([t.number for t in complete])
         order = np.lexsort((numbers, values))[: self.population_size]
         members = [complete[i] for i in order]
@@ -130,35 +132,22 @@ class GeneticSampler(Sampler):
         for _ in range(_MAX_REDRAWS):
             ops.generation(pop, fit, child, streams, 1, 1)
             params = space.decode(child[int(rng.integers(2))])
-            if _params_key(params) not in seen:
+            if params not in tried:
                 return params
         # the population has collapsed onto known points: explore instead
-        return self._random(space, rng, seen)
-
-    def _seen(self, ctx: SamplerContext) -> set[tuple[Any, ...]]:
-        """Keys of every trial's parameters; cached per trial object, since a long study
-        would otherwise rebuild them all for each suggestion."""
-        cache = self._key_cache
-        keys = set()
-        for t in ctx.trials:
-            if not t.params:
-                continue
-            hit = cache.get(t.number)
-            if hit is None or hit[0] is not t.params:
-                hit = (t.params, _params_key(t.params))
-                cache[t.number] = hit
-            keys.add(hit[1])
-        return keys
+        return self._random(space, rng, tried)
 
     @staticmethod
-    def _random(space: SearchSpace, rng: np.random.Generator, seen: set) -> dict[str, Any]:
+    def _random(
+        space: SearchSpace, rng: np.random.Generator, tried: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         params = space.decode(space.sample_uniform(rng, 1)[0])
-        if _params_key(params) not in seen:
+        if params not in tried:
             return params
         # small discrete spaces fill up: look through a batch for a point not tried yet
         for x in space.sample_uniform(rng, 256):
             candidate = space.decode(x)
-            if _params_key(candidate) not in seen:
+            if candidate not in tried:
                 return candidate
         return params
 
