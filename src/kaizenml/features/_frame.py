@@ -65,7 +65,12 @@ def _convert(values: Any, name: str) -> np.ndarray:
         if getattr(dtype, "tz", None) is not None:
             # keep the wall-clock time, as kaizenml.indicators reads tz-aware values
             values = values.dt.tz_localize(None)
-        values = values.to_numpy()
+            values = values.to_numpy()
+        elif getattr(dtype, "kind", "O") in "biuf" and not isinstance(dtype, np.dtype):
+            # nullable extension dtypes (Float64, Int64, boolean): pd.NA becomes NaN
+            values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = values.to_numpy()
     elif type(values).__module__.startswith("polars"):
         values = values.to_numpy()
     arr = np.asarray(values)
