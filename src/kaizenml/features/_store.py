@@ -553,15 +553,13 @@ class FeatureStore:
                     col != definition.name and col in self._definitions
                 ):
                     raise ValidationError(
-                        f"output column {col!r} of {definition.ref!r} is already the name of "
-                        f"feature or column of {owner or col!r}; choose another column name"
+                        f"output column {col!r} of {definition.ref!r} is already a feature or "
+                        f"a column of feature {owner or col!r}; choose another column name"
                     )
-            if definition.name in self._definitions:
-                pass
-            elif self._column_owner(definition.name) is not None:
+            owner = self._column_owner(definition.name)
+            if definition.name not in self._definitions and owner is not None:
                 raise ValidationError(
-                    f"name {definition.name!r} is already an output column of feature "
-                    f"{self._column_owner(definition.name)!r}"
+                    f"name {definition.name!r} is already an output column of feature {owner!r}"
                 )
             new_hash = definition.definition_hash()
             payload = json.dumps(definition.to_dict(), sort_keys=True)
@@ -758,7 +756,6 @@ class FeatureStore:
                         sources.append(s)
             on_stack.pop()
             node = _Node(d, function, deps, upstream=upstream, sources=sources)
-            cfg = d.computation_config
             node.key = _digest(
                 [
                     d.ref,
@@ -774,7 +771,6 @@ class FeatureStore:
                     ],
                 ]
             )
-            del cfg
             nodes[d.ref] = node
             return node
 
