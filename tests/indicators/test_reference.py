@@ -129,3 +129,37 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(_api, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 20 and result.failed == 0
+
+
+def test_windows_of_one_are_analytic(walk) -> None:
+    x = walk(200, seed=12)
+    np.testing.assert_array_equal(ki.sma(x, 1), x)
+    np.testing.assert_array_equal(ki.ema(x, 1), x)
+    np.testing.assert_array_equal(ki.rolling_std(x, 1), np.zeros_like(x))
+    change = np.diff(x)
+    expected = np.where(change > 0, 100.0, np.where(change < 0, 0.0, 0.0))
+    np.testing.assert_array_equal(ki.rsi(x, 1)[1:], expected)
+    np.testing.assert_array_equal(ki.macd(x, 1, 1, 1).macd, np.zeros_like(x))
+
+
+def test_flat_stretch_after_moves_has_exactly_zero_spread(walk) -> None:
+    # running sums carry rounding from the moves; a flat window must still read exactly 0
+    x = np.concatenate([walk(300, seed=13, level=5000.0), np.full(40, 4321.5)])
+    assert (ki.rolling_std(x, 10)[310:] == 0.0).all()
+    assert (ki.zscore(x, 10)[310:] == 0.0).all()
+    assert (ki.bollinger(x, 10).position[310:] == 0.5).all()
+    assert (ki.volatility(x, 10)[311:] == 0.0).all()
+    assert (ki.rolling_std(x, 10)[300:309] > 0.0).all()
+
+
+def test_calendar_multiple_units() -> None:
+    stamps = np.array(["2024-03-05T15:00:07"], dtype="datetime64[s]")  # a Tuesday
+    for unit in ("7s", "10ms", "us", "ns"):
+        given = stamps.astype(f"datetime64[{unit}]")
+        seconds = given.astype("datetime64[s]").astype(np.int64)[0] % 86_400
+        hours = seconds / 3600
+        assert abs(hours - 15) < 0.01
+        enc = ki.hour_of_day(given)
+        np.testing.assert_allclose(enc.cos, [np.cos(2 * np.pi * hours / 24)], rtol=1e-12)
+        dow = ki.day_of_week(given)
+        np.testing.assert_allclose(dow.sin, [np.sin(2 * np.pi / 7)], rtol=1e-12)

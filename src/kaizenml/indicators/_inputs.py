@@ -201,8 +201,11 @@ def _numpy_ticks(arr: np.ndarray, param: str) -> tuple[np.ndarray, int]:
             arr = arr.astype("datetime64[D]")
         elif unit in ("ps", "fs", "as"):
             arr = arr.astype("datetime64[ns]")
+        elif count != 1:  # e.g. datetime64[7s]: a day need not be a whole number of ticks
+            arr = arr.astype(f"datetime64[{unit}]")
         unit, count = np.datetime_data(arr.dtype)
-        per_day = int(np.timedelta64(1, "D") // np.timedelta64(count, unit))
+        # ticks of this dtype in one day, e.g. 86_400 for datetime64[s]
+        per_day = int(np.timedelta64(1, "D").astype(f"timedelta64[{count}{unit}]").astype(np.int64))
         return np.ascontiguousarray(arr.view(np.int64)), per_day
     if arr.dtype.kind in "iu":
         return np.ascontiguousarray(arr, dtype=np.int64), 86_400

@@ -14,11 +14,15 @@ gap is NaN and the indicator restarts after it, exactly as if the series began o
 the number of consecutive valid bars ending at the current one; seeds and windows are counted in
 ``run`` so a restart needs no special code path.
 
-The arithmetic mirrors TA-Lib 0.8.1 where TA-Lib has the indicator (same seeds, same order of
-running-sum updates, multiplication by a precomputed ``1/n`` in Wilder smoothing), so results
-agree to the last few ulps. Rolling variances use sums of deviations from an anchor that is
-re-set to a recent value every ``window`` bars (and the sums recomputed), which keeps full
-precision at high price levels where ``E[x^2] - E[x]^2`` cancels catastrophically.
+Where TA-Lib has the indicator the kernels use its seeds and alignment (EMA seeded with the
+mean of the first window, Wilder averages seeded with the mean of the first ``n`` changes, MACD
+averages started together on the slow one's first bar, population standard deviations). The
+recurrences are written with the shortest loop-carried dependency (``p*(1-k) + x*k`` for an
+EMA, one addition per bar on a running sum) and without data-dependent branches, so results
+agree with TA-Lib to about 1e-15 relative rather than bit for bit. Rolling variances use sums
+of deviations from an anchor that moves to a recent value every ``max(window, 128)`` bars (the
+sums are then rebuilt), which keeps full precision at high price levels where
+``E[x^2] - E[x]^2`` cancels catastrophically.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
 
 __all__: list[str] = []
 
@@ -36,6 +43,9 @@ _TWO_PI = 2.0 * math.pi
 # rounding noise of the running sums (the anchor stays within the last window, so a genuine
 # variance is never that small relative to it); it is reported as exactly zero.
 _VAR_NOISE = 8.0 * 2.220446049250313e-16
+# Windows up to this length are scanned whole for their extremes: a branch-free scan beats
+# tracking the extreme's index, whose branches the predictor cannot learn on prices.
+_SCAN_MAX = 32
 
 # error_model="numpy": division by zero gives inf/NaN as in C (and TA-Lib) instead of raising,
 # and the divisions need no zero checks in the hot loops
@@ -46,22 +56,29 @@ from ._config import PARALLEL_CACHE as _PARALLEL_CACHE  # noqa: E402
 _parallel = njit(parallel=True, cache=_PARALLEL_CACHE, nogil=True, error_model="numpy")
 
 
+@intrinsic
+def _muladd(typingctx, a, b, c):
+    """``a * b + c``, fused into one instruction where the CPU has FMA (LLVM's fmuladd).
+
+    Used on the loop-carried chain of the exponential and Wilder averages, where it shortens
+    the dependency from a multiply plus an add to a single fused operation. This is not
+    fastmath: nothing is reassociated, and the fused form rounds once instead of twice.
+    """
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(double, [double, double, double]), "llvm.fmuladd.f64"
+        )
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
 @_serial
 def _ok(v):
     return math.isfinite(v)
-
-
-@_serial
-def _window_var(s1, s2, window, ddof):
-    """Variance of a window from sums of deviations from an anchor."""
-    mean = s1 / window
-    msq = s2 / window
-    var = msq - mean * mean
-    if var <= _VAR_NOISE * msq:
-        return 0.0
-    if ddof != 0:
-        var = var * window / (window - ddof)
-    return var
 
 
 # --------------------------------------------------------------------------- moving averages
@@ -71,22 +88,22 @@ def _window_var(s1, s2, window, ddof):
 def _sma_1d(x, window, out):
     n = x.shape[0]
     run = 0
-    total = 0.0
+    part = 0.0  # sum of the run's last window - 1 values
     for i in range(n):
         v = x[i]
         if not _ok(v):
             run = 0
-            total = 0.0
+            part = 0.0
             out[i] = _NAN
             continue
         run += 1
-        total += v
-        if run >= window:
-            out[i] = total / window
-            # TA-Lib removes the trailing value after the output; same order, same rounding
-            total -= x[i - window + 1]
-        else:
+        if run < window:
+            part += v
             out[i] = _NAN
+        else:
+            out[i] = (part + v) / window
+            # one addition on the loop-carried chain instead of two
+            part += v - x[i - window + 1]
 
 
 @_parallel
@@ -99,6 +116,7 @@ def _sma_2d(x, window, out):
 def _ema_1d(x, window, out):
     n = x.shape[0]
     k = 2.0 / (window + 1)
+    keep = 1.0 - k
     run = 0
     total = 0.0
     prev = 0.0
@@ -118,7 +136,9 @@ def _ema_1d(x, window, out):
             prev = total / window
             out[i] = prev
         else:
-            prev = (v - prev) * k + prev
+            # prev*(1-k) + v*k leaves one fused multiply-add on the chain; TA-Lib's
+            # (v - prev)*k + prev has a subtraction more
+            prev = _muladd(prev, keep, v * k)
             out[i] = prev
 
 
@@ -132,7 +152,7 @@ def _ema_2d(x, window, out):
 def _rsi_1d(x, window, out):
     n = x.shape[0]
     inv = 1.0 / window
-    keep = window - 1.0
+    keep = (window - 1.0) / window
     run = 0
     last = 0.0
     gain = 0.0
@@ -152,25 +172,20 @@ def _rsi_1d(x, window, out):
             continue
         change = v - last
         last = v
+        # branch-free split: up and down moves are a coin flip for the predictor
+        up = change if change > 0.0 else 0.0
+        down = -change if change < 0.0 else 0.0
         if run <= window + 1:
-            if change < 0.0:
-                loss -= change
-            else:
-                gain += change
+            gain += up
+            loss += down
             if run <= window:
                 out[i] = _NAN
                 continue
             gain *= inv
             loss *= inv
         else:
-            gain *= keep
-            loss *= keep
-            if change < 0.0:
-                loss -= change
-            else:
-                gain += change
-            gain *= inv
-            loss *= inv
+            gain = _muladd(gain, keep, up * inv)
+            loss = _muladd(loss, keep, down * inv)
         total = gain + loss
         # a window without any change: TA-Lib reports 0, and so do we
         out[i] = 100.0 * (gain / total) if total != 0.0 else 0.0
@@ -188,12 +203,16 @@ def _macd_1d(x, fast, slow, signal, out_macd, out_signal, out_hist):
     k_fast = 2.0 / (fast + 1)
     k_slow = 2.0 / (slow + 1)
     k_signal = 2.0 / (signal + 1)
+    keep_fast = 1.0 - k_fast
+    keep_slow = 1.0 - k_slow
+    keep_signal = 1.0 - k_signal
     first = slow + signal - 1  # run at which all three outputs exist
     run = 0
     ema_fast = 0.0
     ema_slow = 0.0
     sig = 0.0
-    for i in range(n):
+    i = 0
+    while i < n:
         v = x[i]
         if not _ok(v):
             if run < first:
@@ -204,12 +223,14 @@ def _macd_1d(x, fast, slow, signal, out_macd, out_signal, out_hist):
             out_macd[i] = _NAN
             out_signal[i] = _NAN
             out_hist[i] = _NAN
+            i += 1
             continue
         run += 1
         if run < slow:
             out_macd[i] = _NAN
             out_signal[i] = _NAN
             out_hist[i] = _NAN
+            i += 1
             continue
         if run == slow:
             # both averages start on the slow one's first bar; the fast one is seeded with the
@@ -223,25 +244,37 @@ def _macd_1d(x, fast, slow, signal, out_macd, out_signal, out_hist):
                 total += x[j]
             ema_fast = total / fast
         else:
-            ema_slow = (v - ema_slow) * k_slow + ema_slow
-            ema_fast = (v - ema_fast) * k_fast + ema_fast
+            ema_slow = _muladd(ema_slow, keep_slow, v * k_slow)
+            ema_fast = _muladd(ema_fast, keep_fast, v * k_fast)
         m = ema_fast - ema_slow
         out_macd[i] = m  # scratch until the signal line is seeded
         if run < first:
             out_signal[i] = _NAN
             out_hist[i] = _NAN
+            i += 1
             continue
-        if run == first:
-            total = 0.0
-            for j in range(i - signal + 1, i + 1):
-                total += out_macd[j]
-            sig = total / signal
-            for j in range(i - signal + 1, i):
-                out_macd[j] = _NAN
-        else:
-            sig = (m - sig) * k_signal + sig
+        total = 0.0
+        for j in range(i - signal + 1, i + 1):
+            total += out_macd[j]
+        sig = total / signal
+        for j in range(i - signal + 1, i):
+            out_macd[j] = _NAN
         out_signal[i] = sig
         out_hist[i] = m - sig
+        i += 1
+        # steady state: a tight loop until the next gap
+        while i < n:
+            v = x[i]
+            if not _ok(v):
+                break
+            ema_slow = _muladd(ema_slow, keep_slow, v * k_slow)
+            ema_fast = _muladd(ema_fast, keep_fast, v * k_fast)
+            m = ema_fast - ema_slow
+            sig = _muladd(sig, keep_signal, m * k_signal)
+            out_macd[i] = m
+            out_signal[i] = sig
+            out_hist[i] = m - sig
+            i += 1
     if run < first:
         for j in range(n - run, n):
             out_macd[j] = _NAN
@@ -254,16 +287,53 @@ def _macd_2d(x, fast, slow, signal, out_macd, out_signal, out_hist):
 
 
 # --------------------------------------------------------------------------- dispersion
+#
+# The rolling moments are kept as sums of d = x - anchor. The anchor is the run's first value
+# and moves to the newest value every `_reanchor_period(window)` bars, when the sums are
+# rebuilt from the window itself; this bounds both the cancellation (the anchor is never far
+# from the window) and the rounding that running sums accumulate.
+
+
+@_serial
+def _reanchor_period(window):
+    return window if window > 128 else 128
+
+
+@_serial
+def _moments(x, i, window, anchor):
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(i - window + 1, i + 1):
+        d = x[j] - anchor
+        s1 += d
+        s2 += d * d
+    return s1, s2
+
+
+@_serial
+def _variance(s1, s2, inv, correction):
+    """Window variance from the deviation sums; rounding noise is reported as exactly 0."""
+    mean = s1 * inv
+    msq = s2 * inv
+    var = msq - mean * mean
+    if var <= _VAR_NOISE * msq:
+        return 0.0
+    return var * correction
 
 
 @_serial
 def _std_1d(x, window, ddof, out):
     n = x.shape[0]
+    inv = 1.0 / window
+    correction = window / (window - ddof)
+    period = _reanchor_period(window)
     run = 0
     anchor = 0.0
     s1 = 0.0
     s2 = 0.0
     countdown = 0
+    flat = 0  # bars in a row equal to the one before: a flat window has exactly zero spread
+    last = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
@@ -271,35 +341,31 @@ def _std_1d(x, window, ddof, out):
             out[i] = _NAN
             continue
         run += 1
+        flat = flat + 1 if v == last else 0
+        last = v
         if run == 1:
+            flat = 0
             anchor = v
             s1 = 0.0
             s2 = 0.0
-            countdown = window
+            countdown = period
         d = v - anchor
-        s1 += d
-        s2 += d * d
         if run > window:
             t = x[i - window] - anchor
-            s1 -= t
-            s2 -= t * t
+            s1 += d - t
+            s2 += d * d - t * t
+        else:
+            s1 += d
+            s2 += d * d
         if run >= window:
-            out[i] = math.sqrt(_window_var(s1, s2, window, ddof))
+            out[i] = 0.0 if flat >= window - 1 else math.sqrt(_variance(s1, s2, inv, correction))
         else:
             out[i] = _NAN
         countdown -= 1
-        if countdown == 0 and run >= window:
-            # re-anchor on the newest value and rebuild the sums of the current window
-            countdown = window
+        if countdown == 0:  # period >= window, so the window is full here
+            countdown = period
             anchor = v
-            s1 = 0.0
-            s2 = 0.0
-            for j in range(i - window + 1, i + 1):
-                d = x[j] - anchor
-                s1 += d
-                s2 += d * d
-        elif countdown == 0:
-            countdown = window
+            s1, s2 = _moments(x, i, window, anchor)
 
 
 @_parallel
@@ -311,11 +377,16 @@ def _std_2d(x, window, ddof, out):
 @_serial
 def _zscore_1d(x, window, ddof, out):
     n = x.shape[0]
+    inv = 1.0 / window
+    correction = window / (window - ddof)
+    period = _reanchor_period(window)
     run = 0
     anchor = 0.0
     s1 = 0.0
     s2 = 0.0
     countdown = 0
+    flat = 0  # bars in a row equal to the one before: a flat window has exactly zero spread
+    last = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
@@ -323,35 +394,33 @@ def _zscore_1d(x, window, ddof, out):
             out[i] = _NAN
             continue
         run += 1
+        flat = flat + 1 if v == last else 0
+        last = v
         if run == 1:
+            flat = 0
             anchor = v
             s1 = 0.0
             s2 = 0.0
-            countdown = window
+            countdown = period
         d = v - anchor
-        s1 += d
-        s2 += d * d
         if run > window:
             t = x[i - window] - anchor
-            s1 -= t
-            s2 -= t * t
+            s1 += d - t
+            s2 += d * d - t * t
+        else:
+            s1 += d
+            s2 += d * d
         if run >= window:
-            var = _window_var(s1, s2, window, ddof)
-            out[i] = (d - s1 / window) / math.sqrt(var) if var > 0.0 else 0.0
+            var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, correction)
+            # a window with no spread: the value sits exactly on its mean
+            out[i] = (d - s1 * inv) / math.sqrt(var) if var > 0.0 else 0.0
         else:
             out[i] = _NAN
         countdown -= 1
-        if countdown == 0 and run >= window:
-            countdown = window
+        if countdown == 0:
+            countdown = period
             anchor = v
-            s1 = 0.0
-            s2 = 0.0
-            for j in range(i - window + 1, i + 1):
-                d = x[j] - anchor
-                s1 += d
-                s2 += d * d
-        elif countdown == 0:
-            countdown = window
+            s1, s2 = _moments(x, i, window, anchor)
 
 
 @_parallel
@@ -363,17 +432,21 @@ def _zscore_2d(x, window, ddof, out):
 @_serial
 def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
     n = x.shape[0]
+    inv = 1.0 / window
+    period = _reanchor_period(window)
     run = 0
-    total = 0.0
+    part = 0.0
     anchor = 0.0
     s1 = 0.0
     s2 = 0.0
     countdown = 0
+    flat = 0  # bars in a row equal to the one before: a flat window has exactly zero spread
+    last = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
             run = 0
-            total = 0.0
+            part = 0.0
             middle[i] = _NAN
             upper[i] = _NAN
             lower[i] = _NAN
@@ -381,23 +454,28 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
             bandwidth[i] = _NAN
             continue
         run += 1
+        flat = flat + 1 if v == last else 0
+        last = v
         if run == 1:
+            flat = 0
             anchor = v
             s1 = 0.0
             s2 = 0.0
-            countdown = window
-        total += v
+            countdown = period
         d = v - anchor
-        s1 += d
-        s2 += d * d
         if run > window:
             t = x[i - window] - anchor
-            s1 -= t
-            s2 -= t * t
+            s1 += d - t
+            s2 += d * d - t * t
+        else:
+            s1 += d
+            s2 += d * d
         if run >= window:
-            mid = total / window
-            total -= x[i - window + 1]
-            width = nbdev * math.sqrt(_window_var(s1, s2, window, 0))
+            # the middle band is TA-Lib's running-sum SMA; the width comes from the deviations
+            mid = (part + v) / window
+            part += v - x[i - window + 1]
+            var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, 1.0)
+            width = nbdev * math.sqrt(var)
             hi = mid + width
             lo = mid - width
             middle[i] = mid
@@ -407,23 +485,17 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
             position[i] = (v - lo) / (hi - lo) if hi != lo else 0.5
             bandwidth[i] = (hi - lo) / mid
         else:
+            part += v
             middle[i] = _NAN
             upper[i] = _NAN
             lower[i] = _NAN
             position[i] = _NAN
             bandwidth[i] = _NAN
         countdown -= 1
-        if countdown == 0 and run >= window:
-            countdown = window
+        if countdown == 0:
+            countdown = period
             anchor = v
-            s1 = 0.0
-            s2 = 0.0
-            for j in range(i - window + 1, i + 1):
-                d = x[j] - anchor
-                s1 += d
-                s2 += d * d
-        elif countdown == 0:
-            countdown = window
+            s1, s2 = _moments(x, i, window, anchor)
 
 
 @_parallel
@@ -437,16 +509,21 @@ def _volatility_1d(x, window, ddof, scale, ring, out):
     """Rolling std of log returns; ``ring`` (length ``window``) holds the returns in the window.
 
     Log returns are centred near zero, so their sums need no anchor; they are still rebuilt
-    from the ring every ``window`` bars so rounding from a large jump leaving the window does
-    not linger.
+    from the ring periodically so rounding from a large jump leaving the window does not
+    linger.
     """
     n = x.shape[0]
+    inv = 1.0 / window
+    correction = window / (window - ddof)
+    period = _reanchor_period(window)
     run = 0
     last = 0.0
     s1 = 0.0
     s2 = 0.0
     pos = 0
     countdown = 0
+    flat = 0  # returns in a row equal to the one before
+    last_r = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
@@ -459,28 +536,32 @@ def _volatility_1d(x, window, ddof, scale, ring, out):
             s1 = 0.0
             s2 = 0.0
             pos = 0
-            countdown = window
+            countdown = period
             out[i] = _NAN
             continue
         r = math.log(v / last)
         last = v
+        flat = flat + 1 if (r == last_r and run > 2) else 0
+        last_r = r
         if run > window + 1:
             t = ring[pos]
-            s1 -= t
-            s2 -= t * t
+            s1 += r - t
+            s2 += r * r - t * t
+        else:
+            s1 += r
+            s2 += r * r
         ring[pos] = r
         pos += 1
         if pos == window:
             pos = 0
-        s1 += r
-        s2 += r * r
         if run > window:
-            out[i] = math.sqrt(_window_var(s1, s2, window, ddof)) * scale
+            var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, correction)
+            out[i] = math.sqrt(var) * scale
         else:
             out[i] = _NAN
         countdown -= 1
         if countdown == 0:
-            countdown = window
+            countdown = period
             if run > window:
                 s1 = 0.0
                 s2 = 0.0
@@ -501,9 +582,55 @@ def _volatility_2d(x, window, ddof, scale, out):
 
 
 @_serial
+def _lag_value(v, p, kind):
+    if kind == 0:
+        return (v - p) / p
+    if kind == 1:
+        return math.log(v / p)
+    if kind == 2:
+        return v - p
+    return (v / p - 1.0) * 100.0
+
+
+@_serial
 def _lag_1d(x, horizon, kind, out):
     """``kind``: 0 simple return, 1 log return, 2 momentum (difference), 3 rate of change in %."""
     n = x.shape[0]
+    for i in range(min(horizon, n)):
+        out[i] = _NAN
+    if n <= horizon:
+        return
+    # an elementwise pass over two shifted views (it vectorizes), counting non-finite results;
+    # every input enters some result, so a clean count proves the series has no gap
+    now = x[horizon:]
+    then = x[: n - horizon]
+    dest = out[horizon:]
+    m = n - horizon
+    odd = 0
+    if kind == 0:
+        for j in range(m):
+            r = (now[j] - then[j]) / then[j]
+            odd += (r - r) != 0.0
+            dest[j] = r
+    elif kind == 1:
+        for j in range(m):
+            r = math.log(now[j] / then[j])
+            odd += (r - r) != 0.0
+            dest[j] = r
+    elif kind == 2:
+        for j in range(m):
+            r = now[j] - then[j]
+            odd += (r - r) != 0.0
+            dest[j] = r
+    else:
+        for j in range(m):
+            r = (now[j] / then[j] - 1.0) * 100.0
+            odd += (r - r) != 0.0
+            dest[j] = r
+    if odd == 0:
+        return
+    # a non-finite result: either a gap (redo with the gap policy) or a finite division by
+    # zero (the pass below reproduces it)
     run = 0
     for i in range(n):
         v = x[i]
@@ -514,16 +641,8 @@ def _lag_1d(x, horizon, kind, out):
         run += 1
         if run <= horizon:
             out[i] = _NAN
-            continue
-        p = x[i - horizon]
-        if kind == 0:
-            out[i] = (v - p) / p
-        elif kind == 1:
-            out[i] = math.log(v / p)
-        elif kind == 2:
-            out[i] = v - p
         else:
-            out[i] = (v / p - 1.0) * 100.0
+            out[i] = _lag_value(v, x[i - horizon], kind)
 
 
 @_parallel
@@ -536,21 +655,21 @@ def _lag_2d(x, horizon, kind, out):
 def _volume_ratio_1d(x, window, out):
     n = x.shape[0]
     run = 0
-    total = 0.0
+    part = 0.0
     for i in range(n):
         v = x[i]
         if not _ok(v):
             run = 0
-            total = 0.0
+            part = 0.0
             out[i] = _NAN
             continue
         run += 1
-        total += v
-        if run >= window:
-            out[i] = v / (total / window)
-            total -= x[i - window + 1]
-        else:
+        if run < window:
+            part += v
             out[i] = _NAN
+        else:
+            out[i] = v / ((part + v) / window)
+            part += v - x[i - window + 1]
 
 
 @_parallel
@@ -565,8 +684,54 @@ def _volume_ratio_2d(x, window, out):
 @_serial
 def _atr_1d(high, low, close, window, out):
     n = close.shape[0]
+    if n == 0:
+        return
+    # One pass without per-bar checks: `(h + lo + c) * 0.0` is 0 for finite inputs and NaN
+    # otherwise (or when the sum overflows, which the redo below handles just the same),
+    # so any gap turns the average NaN for good and is caught once at the end, where the
+    # series is redone with the gap policy. This keeps the loop at the fused multiply-add
+    # chain's latency.
     inv = 1.0 / window
-    keep = window - 1.0
+    keep = (window - 1.0) / window
+    out[0] = _NAN
+    prev_close = close[0]
+    poison = prev_close - prev_close
+    total = 0.0
+    for i in range(1, min(window + 1, n)):
+        h = high[i]
+        lo = low[i]
+        c = close[i]
+        poison += (h + lo + c) * 0.0
+        total += max(h - lo, abs(prev_close - h), abs(prev_close - lo))
+        prev_close = c
+        out[i] = _NAN
+    atr = total / window + poison
+    if n > window:
+        out[window] = atr
+    if n > window + 1:
+        # views from 0 let LLVM drop the negative-index handling from the loop
+        highs = high[window + 1 :]
+        lows = low[window + 1 :]
+        closes = close[window + 1 :]
+        dest = out[window + 1 :]
+        for j in range(n - window - 1):
+            h = highs[j]
+            lo = lows[j]
+            c = closes[j]
+            tr = max(h - lo, abs(prev_close - h), abs(prev_close - lo))
+            prev_close = c
+            atr = _muladd(atr, keep, (tr + (h + lo + c) * 0.0) * inv)
+            dest[j] = atr
+    if not _ok(atr):
+        _atr_gapped(high, low, close, window, out)
+
+
+@_serial
+def _atr_gapped(high, low, close, window, out):
+    """ATR of a series with gaps: one sequential pass that restarts after each gap."""
+    n = close.shape[0]
+    inv = 1.0 / window
+    keep = (window - 1.0) / window
     run = 0
     prev_close = 0.0
     total = 0.0
@@ -585,13 +750,7 @@ def _atr_1d(high, low, close, window, out):
             total = 0.0
             out[i] = _NAN
             continue
-        tr = h - lo
-        t = abs(prev_close - h)
-        if t > tr:
-            tr = t
-        t = abs(prev_close - lo)
-        if t > tr:
-            tr = t
+        tr = max(h - lo, abs(prev_close - h), abs(prev_close - lo))
         prev_close = c
         if run <= window + 1:
             total += tr
@@ -600,7 +759,7 @@ def _atr_1d(high, low, close, window, out):
                 continue
             atr = total / window
         else:
-            atr = (atr * keep + tr) * inv
+            atr = _muladd(atr, keep, tr * inv)
         out[i] = atr
 
 
@@ -620,6 +779,8 @@ def _stochastic_1d(high, low, close, fastk, slowk, slowd, ring_k, ring_d, out_k,
     run = 0
     hi_idx = 0
     lo_idx = 0
+    kpos = 0
+    dpos = 0
     total_k = 0.0
     total_d = 0.0
     for i in range(n):
@@ -635,18 +796,24 @@ def _stochastic_1d(high, low, close, fastk, slowk, slowd, ring_k, ring_d, out_k,
         if run == 1:
             hi_idx = i
             lo_idx = i
+            kpos = 0
+            dpos = 0
             total_k = 0.0
             total_d = 0.0
         start = i - fastk + 1
-        # keep the index of the window's extremes; rescan only when one drops out
-        if hi_idx < start:
+        if fastk <= _SCAN_MAX:
+            pass  # short windows are scanned whole below, without branches
+        # long windows: keep the index of the extremes; rescan only when one drops out
+        elif hi_idx < start:
             hi_idx = start
             for j in range(start + 1, i + 1):
                 if high[j] >= high[hi_idx]:
                     hi_idx = j
         elif h >= high[hi_idx]:
             hi_idx = i
-        if lo_idx < start:
+        if fastk <= _SCAN_MAX:
+            pass
+        elif lo_idx < start:
             lo_idx = start
             for j in range(start + 1, i + 1):
                 if low[j] <= low[lo_idx]:
@@ -657,30 +824,41 @@ def _stochastic_1d(high, low, close, fastk, slowk, slowd, ring_k, ring_d, out_k,
             out_k[i] = _NAN
             out_d[i] = _NAN
             continue
-        lowest = low[lo_idx]
-        diff = (high[hi_idx] - lowest) / 100.0
+        if fastk <= _SCAN_MAX:
+            highest = h
+            lowest = lo
+            for j in range(start, i):
+                highest = max(highest, high[j])
+                lowest = min(lowest, low[j])
+        else:
+            highest = high[hi_idx]
+            lowest = low[lo_idx]
+        diff = (highest - lowest) / 100.0
         fk = (c - lowest) / diff if diff != 0.0 else 0.0
-        kpos = (run - fastk) % slowk
+        ring_k[kpos] = fk
         total_k += fk
+        # the slot after the newest holds the oldest value of the window
+        kpos += 1
+        if kpos == slowk:
+            kpos = 0
         if run < first_k:
-            ring_k[kpos] = fk
             out_k[i] = _NAN
             out_d[i] = _NAN
             continue
         sk = total_k / slowk
-        # the fast %K that leaves the average next bar sits in the slot after this one
-        ring_k[kpos] = fk
-        total_k -= ring_k[(kpos + 1) % slowk]
-        dpos = (run - first_k) % slowd
-        total_d += sk
+        total_k -= ring_k[kpos]
         ring_d[dpos] = sk
+        total_d += sk
+        dpos += 1
+        if dpos == slowd:
+            dpos = 0
         if run < first:
             out_k[i] = _NAN
             out_d[i] = _NAN
             continue
         out_k[i] = sk
         out_d[i] = total_d / slowd
-        total_d -= ring_d[(dpos + 1) % slowd]
+        total_d -= ring_d[dpos]
 
 
 @_parallel
@@ -709,10 +887,9 @@ def _obv_1d(close, volume, out):
         run += 1
         if run == 1:
             total = v
-        elif c > last:
-            total += v
-        elif c < last:
-            total -= v
+        else:
+            # signed without a branch: the direction of a close is unpredictable
+            total += v * ((1.0 if c > last else 0.0) - (1.0 if c < last else 0.0))
         last = c
         out[i] = total
 
