@@ -163,11 +163,12 @@ def main(repeat: int = 7) -> None:
     data = make_data()
     frame = pd.DataFrame(data)
     store = FeatureStore("sqlite:///:memory:", statistics=False)
-    # the outputs agree (pandas' RSI/MACD seeds differ from TA-Lib's, so compare after warm-up)
+    # the store and the TA-Lib assembly compute the same numbers (pandas seeds RSI/MACD
+    # differently, so it is timed only)
     ours = with_store(store, data, use_cache=False)
     ref = with_talib(data)
     for name, col in ref.items():
-        np.testing.assert_allclose(ours[name], col, rtol=1e-8, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(ours[name], col, rtol=1e-8, atol=1e-9, err_msg=name)
     rows = {
         "kaizenml store, cold (no cache, no statistics)": _best(
             lambda: with_store(store, data, use_cache=False), repeat
