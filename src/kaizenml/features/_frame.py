@@ -105,6 +105,9 @@ class FrameData:
         self._seg: dict[str, np.ndarray] = {}
         self._fp: dict[str, str] = {}
         self._parts: list[Any] | None = None
+        # NaN-padded (symbols, rows) blocks of segment-ordered columns, by id() of the column;
+        # the columns stay referenced by _seg or the store for the whole call
+        self.padded: dict[int, np.ndarray] = {}
         if _is_frame(data):
             self.kind = "pandas" if _is_pandas_frame(data) else "polars"
             self._data = data

@@ -804,13 +804,25 @@ class FeatureStore:
                 args = {k: v.reshape(1, -1) for k, v in inputs.items()}
             return self._split_outputs(node, fn.fn(**args, **kwargs), (n,), 1)
         if mode == "batch":
-            width = int(np.diff(offsets).max())
+            lengths = np.diff(offsets)
+            width = int(lengths.max())
+            # equal lengths: the segment-ordered column already is the (symbols, rows) block
+            uniform = bool(np.all(lengths == width))
             padded = {}
             for k, v in inputs.items():
-                padded[k] = K.pad_segments(v, offsets, np.empty((frame.n_segments, width)))
+                if uniform:
+                    padded[k] = v.reshape(frame.n_segments, width)
+                    continue
+                block = frame.padded.get(id(v))
+                if block is None:
+                    block = K.pad_segments(v, offsets, np.empty((frame.n_segments, width)))
+                    frame.padded[id(v)] = block
+                padded[k] = block
             cols2d = self._split_outputs(
                 node, fn.fn(**padded, **kwargs), (frame.n_segments, width), 0
             )
+            if uniform:
+                return {c: a.reshape(-1) for c, a in cols2d.items()}
             return {c: K.unpad_segments(a, offsets, np.empty(n)) for c, a in cols2d.items()}
         out = {c: np.empty(n) for c in d.columns}
         for s in range(frame.n_segments):
