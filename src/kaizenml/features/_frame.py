@@ -178,6 +178,21 @@ class FrameData:
         if type(values).__module__.startswith(("pandas", "polars")):
             values = values.to_numpy()
         values = np.asarray(values)
+        if values.ndim != 1:
+            raise ValidationError(f"symbol column {symbol!r} must be 1-D, got shape {values.shape}")
+        if values.size and values.dtype.kind in "biufUSM":
+            # rows already grouped by symbol (the common layout): the runs are the segments,
+            # found with one vectorized comparison instead of a hash factorization
+            starts = np.flatnonzero(values[1:] != values[:-1]) + 1
+            starts = np.concatenate([[0], starts]).astype(np.int64)
+            labels = values[starts]
+            if values.dtype.kind == "f" and np.isnan(labels).any():
+                raise ValidationError(f"symbol column {symbol!r} contains missing values")
+            if np.unique(labels).size == labels.size:
+                self.symbols = list(labels)
+                self.offsets = np.concatenate([starts, [values.size]]).astype(np.int64)
+                self.layout_fp = "runs:" + fingerprint_array(self.offsets)
+                return
         try:
             import pandas as pd
 
