@@ -480,3 +480,16 @@ def test_column_names_cannot_collide(store: FeatureStore) -> None:
         store.register_feature(
             FeatureDefinition("macd_hist", dependencies=["close"], compute_function="rsi")
         )
+
+
+def test_results_are_read_only_unless_copied(store: FeatureStore, hl) -> None:
+    frame = pd.DataFrame(hl)
+    out = store.compute_features(["rsi_14", "price_return"], frame)
+    with pytest.raises(ValueError, match="read-only"):
+        out.iloc[20, 0] = 5.0
+    mine = store.compute_features(["rsi_14", "price_return"], frame, copy=True)
+    mine.iloc[20, 0] = 5.0
+    again = store.compute_feature("rsi_14", frame, copy=True)
+    assert again[20] == out.iloc[20, 0] != 5.0  # the cache was not touched
+    again[20] = 1.0
+    assert store.compute_feature("rsi_14", frame)[20] == out.iloc[20, 0]

@@ -1105,6 +1105,7 @@ class FeatureStore:
         symbol: str | None = None,
         use_cache: bool = True,
         statistics: bool | None = None,
+        copy: bool = False,
     ) -> Any:
         """Compute one feature (or one output column) aligned with the rows of ``data``.
 
@@ -1120,12 +1121,14 @@ class FeatureStore:
             Look up and store the result in the cache.
         statistics : bool, optional
             Record statistics (default: the store's setting).
+        copy : bool
+            Return a writable copy instead of a read-only view of the cached values.
 
         Returns
         -------
         numpy.ndarray
             float64, one value per input row (shape ``(n, k)`` for a feature with k columns),
-            read-only; for a dict of frames, a dict of symbol -> array.
+            read-only unless ``copy``; for a dict of frames, a dict of symbol -> array.
 
         Examples
         --------
@@ -1141,13 +1144,14 @@ class FeatureStore:
         d, cols = requests[0]
         values = results[d.ref]
         if len(cols) == 1:
-            return frame.wrap_array(values[cols[0]])
+            value = values[cols[0]]
+            return frame.wrap_array(value.copy() if copy else value)
         # rows of a (k, n) block, transposed: an (n, k) view without an interleaving copy
         block = np.empty((len(cols), frame.n_rows))
         for i, c in enumerate(cols):
             block[i] = values[c]
         stacked = block.T
-        stacked.flags.writeable = False
+        stacked.flags.writeable = copy
         return frame.wrap_array(stacked)
 
     def compute_features(
@@ -1158,12 +1162,15 @@ class FeatureStore:
         symbol: str | None = None,
         use_cache: bool = True,
         statistics: bool | None = None,
+        copy: bool = False,
     ) -> Any:
         """Compute several features; shared dependencies are computed once.
 
         Returns a table like the input: a pandas DataFrame (same index) for pandas, a polars
         DataFrame for polars, a dict of column -> array for a mapping, and a dict of symbol ->
-        table for a dict of frames. Multi-column features contribute all their columns.
+        table for a dict of frames. Multi-column features contribute all their columns. The
+        columns are read-only views of the cached values (a cache hit costs no copy); pass
+        ``copy=True`` for writable columns, e.g. to modify a pandas result in place.
 
         Examples
         --------
@@ -1182,7 +1189,7 @@ class FeatureStore:
         columns: dict[str, np.ndarray] = {}
         for d, cols in requests:
             for c in cols:
-                columns[c] = results[d.ref][c]
+                columns[c] = results[d.ref][c].copy() if copy else results[d.ref][c]
         return frame.wrap_columns(columns)
 
     # ------------------------------------------------------------------ cache
