@@ -251,3 +251,39 @@ def test_polars_input(store: FeatureStore, market) -> None:
     )
     out2 = store.compute_feature("rsi_14", sym, symbol="s")
     _assert_close(out2[150:], talib.RSI(market(80, seed=4)["close"], 14), "polars symbol b")
+
+
+def test_pandas_nullable_and_timezone_columns(store: FeatureStore, market) -> None:
+    data = market(60)
+    close = data["close"].copy()
+    close[7] = np.nan
+    df = pd.DataFrame(
+        {
+            "close": pd.array(np.where(np.isnan(close), None, close), dtype="Float64"),
+            "timestamp": pd.Series(data["timestamp"]).dt.tz_localize("Asia/Tokyo"),
+        }
+    )
+    ret = store.compute_feature("price_return", df)
+    expected = np.full(60, np.nan)
+    expected[1:] = close[1:] / close[:-1] - 1
+    _assert_close(ret, expected, "nullable price_return")
+    # timezone-aware timestamps are read as wall-clock time in their own zone
+    hours = store.compute_feature("hour_of_day", df)
+    _assert_close(hours[:, 0], _hand_time(data["timestamp"])["hour_of_day_sin"], "tz sin")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["x"] * 50 + ["y"] * 70 + ["z"] * 30,  # grouped runs
+        [3] * 50 + [1] * 70 + [2] * 30,  # grouped numeric ids
+        ["x"] * 50 + ["y"] * 70 + ["x"] * 30,  # a symbol comes back: not grouped
+    ],
+)
+def test_symbol_layouts(store: FeatureStore, market, labels) -> None:
+    data = market(150)
+    sym = np.array(labels)
+    out = store.compute_feature("rsi_14", {**data, "s": sym}, symbol="s")
+    for label in np.unique(sym):
+        rows = sym == label
+        _assert_close(out[rows], talib.RSI(data["close"][rows], 14), str(label))

@@ -464,3 +464,32 @@ def test_output_column_resolves_to_newest_version_that_has_it(store: FeatureStor
     _m, signal2, _h = talib.MACD(hl["close"], 5, 10, 3)
     np.testing.assert_allclose(store.compute_feature("macd_signal2", hl), signal2, rtol=1e-9)
     assert store.compute_feature("macd", hl).shape == (300, 3)
+
+
+def test_column_names_cannot_collide(store: FeatureStore) -> None:
+    with pytest.raises(ValidationError, match="'rsi_14' .*already a feature"):
+        store.register_feature(
+            FeatureDefinition(
+                "pair",
+                dependencies=["close"],
+                compute_function="macd",
+                outputs=["a", "rsi_14", "c"],
+            )
+        )
+    with pytest.raises(ValidationError, match="already an output column of feature 'macd'"):
+        store.register_feature(
+            FeatureDefinition("macd_hist", dependencies=["close"], compute_function="rsi")
+        )
+
+
+def test_results_are_read_only_unless_copied(store: FeatureStore, hl) -> None:
+    frame = pd.DataFrame(hl)
+    out = store.compute_features(["rsi_14", "price_return"], frame)
+    with pytest.raises(ValueError, match="read-only"):
+        out.iloc[20, 0] = 5.0
+    mine = store.compute_features(["rsi_14", "price_return"], frame, copy=True)
+    mine.iloc[20, 0] = 5.0
+    again = store.compute_feature("rsi_14", frame, copy=True)
+    assert again[20] == out.iloc[20, 0] != 5.0  # the cache was not touched
+    again[20] = 1.0
+    assert store.compute_feature("rsi_14", frame)[20] == out.iloc[20, 0]

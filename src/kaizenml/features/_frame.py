@@ -65,7 +65,12 @@ def _convert(values: Any, name: str) -> np.ndarray:
         if getattr(dtype, "tz", None) is not None:
             # keep the wall-clock time, as kaizenml.indicators reads tz-aware values
             values = values.dt.tz_localize(None)
-        values = values.to_numpy()
+            values = values.to_numpy()
+        elif getattr(dtype, "kind", "O") in "biuf" and not isinstance(dtype, np.dtype):
+            # nullable extension dtypes (Float64, Int64, boolean): pd.NA becomes NaN
+            values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = values.to_numpy()
     elif type(values).__module__.startswith("polars"):
         values = values.to_numpy()
     arr = np.asarray(values)
@@ -100,6 +105,9 @@ class FrameData:
         self._seg: dict[str, np.ndarray] = {}
         self._fp: dict[str, str] = {}
         self._parts: list[Any] | None = None
+        # NaN-padded (symbols, rows) blocks of segment-ordered columns, by id() of the column;
+        # the columns stay referenced by _seg or the store for the whole call
+        self.padded: dict[int, np.ndarray] = {}
         if _is_frame(data):
             self.kind = "pandas" if _is_pandas_frame(data) else "polars"
             self._data = data
@@ -170,6 +178,21 @@ class FrameData:
         if type(values).__module__.startswith(("pandas", "polars")):
             values = values.to_numpy()
         values = np.asarray(values)
+        if values.ndim != 1:
+            raise ValidationError(f"symbol column {symbol!r} must be 1-D, got shape {values.shape}")
+        if values.size and values.dtype.kind in "biufUSM":
+            # rows already grouped by symbol (the common layout): the runs are the segments,
+            # found with one vectorized comparison instead of a hash factorization
+            starts = np.flatnonzero(values[1:] != values[:-1]) + 1
+            starts = np.concatenate([[0], starts]).astype(np.int64)
+            labels = values[starts]
+            if values.dtype.kind == "f" and np.isnan(labels).any():
+                raise ValidationError(f"symbol column {symbol!r} contains missing values")
+            if np.unique(labels).size == labels.size:
+                self.symbols = list(labels)
+                self.offsets = np.concatenate([starts, [values.size]]).astype(np.int64)
+                self.layout_fp = "runs:" + fingerprint_array(self.offsets)
+                return
         try:
             import pandas as pd
 

@@ -553,15 +553,13 @@ class FeatureStore:
                     col != definition.name and col in self._definitions
                 ):
                     raise ValidationError(
-                        f"output column {col!r} of {definition.ref!r} is already the name of "
-                        f"feature or column of {owner or col!r}; choose another column name"
+                        f"output column {col!r} of {definition.ref!r} is already a feature or "
+                        f"a column of feature {owner or col!r}; choose another column name"
                     )
-            if definition.name in self._definitions:
-                pass
-            elif self._column_owner(definition.name) is not None:
+            owner = self._column_owner(definition.name)
+            if definition.name not in self._definitions and owner is not None:
                 raise ValidationError(
-                    f"name {definition.name!r} is already an output column of feature "
-                    f"{self._column_owner(definition.name)!r}"
+                    f"name {definition.name!r} is already an output column of feature {owner!r}"
                 )
             new_hash = definition.definition_hash()
             payload = json.dumps(definition.to_dict(), sort_keys=True)
@@ -758,7 +756,6 @@ class FeatureStore:
                         sources.append(s)
             on_stack.pop()
             node = _Node(d, function, deps, upstream=upstream, sources=sources)
-            cfg = d.computation_config
             node.key = _digest(
                 [
                     d.ref,
@@ -774,7 +771,6 @@ class FeatureStore:
                     ],
                 ]
             )
-            del cfg
             nodes[d.ref] = node
             return node
 
@@ -808,13 +804,25 @@ class FeatureStore:
                 args = {k: v.reshape(1, -1) for k, v in inputs.items()}
             return self._split_outputs(node, fn.fn(**args, **kwargs), (n,), 1)
         if mode == "batch":
-            width = int(np.diff(offsets).max())
+            lengths = np.diff(offsets)
+            width = int(lengths.max())
+            # equal lengths: the segment-ordered column already is the (symbols, rows) block
+            uniform = bool(np.all(lengths == width))
             padded = {}
             for k, v in inputs.items():
-                padded[k] = K.pad_segments(v, offsets, np.empty((frame.n_segments, width)))
+                if uniform:
+                    padded[k] = v.reshape(frame.n_segments, width)
+                    continue
+                block = frame.padded.get(id(v))
+                if block is None:
+                    block = K.pad_segments(v, offsets, np.empty((frame.n_segments, width)))
+                    frame.padded[id(v)] = block
+                padded[k] = block
             cols2d = self._split_outputs(
                 node, fn.fn(**padded, **kwargs), (frame.n_segments, width), 0
             )
+            if uniform:
+                return {c: a.reshape(-1) for c, a in cols2d.items()}
             return {c: K.unpad_segments(a, offsets, np.empty(n)) for c, a in cols2d.items()}
         out = {c: np.empty(n) for c in d.columns}
         for s in range(frame.n_segments):
@@ -1097,6 +1105,7 @@ class FeatureStore:
         symbol: str | None = None,
         use_cache: bool = True,
         statistics: bool | None = None,
+        copy: bool = False,
     ) -> Any:
         """Compute one feature (or one output column) aligned with the rows of ``data``.
 
@@ -1112,12 +1121,14 @@ class FeatureStore:
             Look up and store the result in the cache.
         statistics : bool, optional
             Record statistics (default: the store's setting).
+        copy : bool
+            Return a writable copy instead of a read-only view of the cached values.
 
         Returns
         -------
         numpy.ndarray
             float64, one value per input row (shape ``(n, k)`` for a feature with k columns),
-            read-only; for a dict of frames, a dict of symbol -> array.
+            read-only unless ``copy``; for a dict of frames, a dict of symbol -> array.
 
         Examples
         --------
@@ -1133,13 +1144,14 @@ class FeatureStore:
         d, cols = requests[0]
         values = results[d.ref]
         if len(cols) == 1:
-            return frame.wrap_array(values[cols[0]])
+            value = values[cols[0]]
+            return frame.wrap_array(value.copy() if copy else value)
         # rows of a (k, n) block, transposed: an (n, k) view without an interleaving copy
         block = np.empty((len(cols), frame.n_rows))
         for i, c in enumerate(cols):
             block[i] = values[c]
         stacked = block.T
-        stacked.flags.writeable = False
+        stacked.flags.writeable = copy
         return frame.wrap_array(stacked)
 
     def compute_features(
@@ -1150,12 +1162,15 @@ class FeatureStore:
         symbol: str | None = None,
         use_cache: bool = True,
         statistics: bool | None = None,
+        copy: bool = False,
     ) -> Any:
         """Compute several features; shared dependencies are computed once.
 
         Returns a table like the input: a pandas DataFrame (same index) for pandas, a polars
         DataFrame for polars, a dict of column -> array for a mapping, and a dict of symbol ->
-        table for a dict of frames. Multi-column features contribute all their columns.
+        table for a dict of frames. Multi-column features contribute all their columns. The
+        columns are read-only views of the cached values (a cache hit costs no copy); pass
+        ``copy=True`` for writable columns, e.g. to modify a pandas result in place.
 
         Examples
         --------
@@ -1174,7 +1189,7 @@ class FeatureStore:
         columns: dict[str, np.ndarray] = {}
         for d, cols in requests:
             for c in cols:
-                columns[c] = results[d.ref][c]
+                columns[c] = results[d.ref][c].copy() if copy else results[d.ref][c]
         return frame.wrap_columns(columns)
 
     # ------------------------------------------------------------------ cache
