@@ -471,8 +471,8 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
             s1 += d
             s2 += d * d
         if run >= window:
-            # the middle band is TA-Lib's running-sum SMA; the width comes from the deviations
-            mid = (part + v) / window
+            # the middle band is a running-sum SMA; the width comes from the deviations
+            mid = (part + v) * inv
             part += v - x[i - window + 1]
             var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, 1.0)
             width = nbdev * math.sqrt(var)
