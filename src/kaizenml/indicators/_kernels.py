@@ -827,9 +827,12 @@ def _stochastic_1d(high, low, close, fastk, slowk, slowd, ring_k, ring_d, out_k,
         if fastk <= _SCAN_MAX:
             highest = h
             lowest = lo
-            for j in range(start, i):
-                highest = max(highest, high[j])
-                lowest = min(lowest, low[j])
+            # views from 0 spare the loop numba's negative-index handling
+            window_high = high[start:i]
+            window_low = low[start:i]
+            for j in range(fastk - 1):
+                highest = max(highest, window_high[j])
+                lowest = min(lowest, window_low[j])
         else:
             highest = high[hi_idx]
             lowest = low[lo_idx]
