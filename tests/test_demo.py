@@ -131,12 +131,12 @@ def test_demo_on_a_users_csv(tmp_path, monkeypatch, capsys) -> None:
     bars = generate_ohlcv(3_000, seed=9)
     path = tmp_path / "my bars.csv"
     with open(path, "w") as fh:
-        fh.write("When,Px Open,Px High,Px Low,Px Last,Qty\n")
+        fh.write("When;Px Open;Px High;Px Low;Px Last;Qty\n")
         for i in range(3_000):
             ts = str(bars["timestamp"][i])[:19]
             fh.write(
-                f"{ts},{bars['open'][i]},{bars['high'][i]},{bars['low'][i]},"
-                f"{bars['close'][i]},{bars['volume'][i]}\n"
+                f"{ts};{bars['open'][i]};{bars['high'][i]};{bars['low'][i]};"
+                f"{bars['close'][i]};{bars['volume'][i]}\n"
             )
     argv = [
         "demo",
@@ -157,10 +157,12 @@ def test_demo_on_a_users_csv(tmp_path, monkeypatch, capsys) -> None:
         "Px Last",
         "--volume-col",
         "Qty",
+        "--sep",
+        ";",
     ]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["data"] == {"source": "my bars.csv (my bars)", "bars": 3_000}
     # a missing column is a usage error that names the option to use
-    assert main(["demo", "--quick", "--data", str(path), "--no-progress"]) == 2
+    assert main(["demo", "--quick", "--data", str(path), "--sep", ";", "--no-progress"]) == 2
     assert "--close-col" in capsys.readouterr().err

@@ -548,6 +548,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             "close_col",
             "volume_col",
             "symbol_col",
+            "sep",
         )
         if getattr(args, k) is not None
     }
@@ -719,6 +720,12 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help=f"name of the {col} column in --data (default: found by name)",
         )
+    demo.add_argument(
+        "--sep",
+        metavar="CHAR",
+        default=None,
+        help="field separator of a text --data file (default ,)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of the generated data and searches")
     demo.add_argument("--quick", action="store_true", help="small sizes: finishes in seconds")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
