@@ -233,15 +233,17 @@ def test_log_posterior_gradient_and_value() -> None:
     signal, noise = math.exp(theta[3]), math.exp(theta[4])
     K = signal * (1 + r + r**2 / 3) * np.exp(-r) + (noise + 1e-8) * np.eye(20)
     lml = scipy.stats.multivariate_normal(np.zeros(20), K).logpdf(y)
-    loc, scale = math.sqrt(2) + 0.5 * math.log(3), math.sqrt(3)
+    # Gamma(3, 6) lengthscales, Gamma(2, 1) signal, as densities of the log parameters
     log_prior = (
-        -0.5 * np.sum((theta[:3] - loc) ** 2) / scale**2
+        np.sum(scipy.stats.gamma(3, scale=1 / 6).logpdf(np.exp(theta[:3])) + theta[:3])
         + 2 * theta[3]
         - signal
         + 0.1 * theta[4]
         - 30 * noise
     )
-    assert f == pytest.approx(-(lml + log_prior), rel=1e-9)
+    # the objective drops the Gamma densities' normalizing constants: log(6^3 / 2!) each
+    constant = 3 * (3 * math.log(6) - math.log(2))
+    assert f == pytest.approx(-(lml + log_prior - constant), rel=1e-9)
 
 
 def test_fit_learns_relevance_and_noise() -> None:

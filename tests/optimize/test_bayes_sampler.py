@@ -275,7 +275,7 @@ def test_output_warping_handles_heavy_tails(warping: str) -> None:
     trials = run_serial(
         BayesianSampler(seed=1, output_warping=warping), BRANIN_SPACE, _heavy_tailed, 20
     )
-    assert min(t.value for t in trials) < 1.02  # minimum 1.0
+    assert min(t.value for t in trials) < 1.1  # minimum 1.0; without warping > 1.1 below
 
 
 def test_without_warping_heavy_tails_hurt() -> None:

@@ -9,9 +9,9 @@ Hyperparameters ``theta = [log lengthscale_1..P, log signal variance, log noise 
 set by maximizing the log marginal likelihood plus log priors (maximum a posteriori) with
 L-BFGS-B and the analytic gradient, from several starting points. Priors:
 
-* lengthscales: log-normal with location ``sqrt(2) + log(P) / 2`` and scale ``sqrt(3)``, the
-  dimension-scaled prior of Hvarfner et al. (ICML 2024): long lengthscales unless the data
-  says otherwise, so high-dimensional problems stay learnable from few points;
+* lengthscales (unit-cube units): ``Gamma(3, 6)``, most mass between 0.1 and 1. Compared on
+  the benchmark suite with the dimension-scaled log-normal of Hvarfner et al. (ICML 2024), it
+  escaped local optima much sooner (Hartmann-6, Levy-6) at equal results in 10-D (Ackley);
 * signal variance (outputs are standardized): ``Gamma(2, 1)``;
 * noise variance: ``0.1 log(noise) - 30 noise`` (favours small but non-zero noise, so noisy
   objectives such as backtests are smoothed while deterministic ones are interpolated).
@@ -46,20 +46,16 @@ logger = logging.getLogger(__name__)
 ACQ_KINDS = {"logei": _acqf.ACQ_LOG_EI, "ucb": _acqf.ACQ_UCB, "pi": _acqf.ACQ_LOG_PI}
 
 _JITTER = 1e-8
+# lengthscale prior Gamma(shape, rate) on the unit cube: most mass between 0.1 and 1
+_LS_SHAPE, _LS_RATE = 3.0, 6.0
 _LOG_LS_BOUNDS = (math.log(1e-2), math.log(1e2))
 _LOG_SIGNAL_BOUNDS = (math.log(1e-2), math.log(1e2))
 _LOG_NOISE_BOUNDS = (math.log(1e-6), math.log(2.0))
 
 
-def _lengthscale_prior(n_params: int) -> tuple[float, float]:
-    return math.sqrt(2.0) + 0.5 * math.log(n_params), math.sqrt(3.0)
-
-
 def default_theta(n_params: int) -> np.ndarray:
-    """Starting hyperparameters: prior-median lengthscales, unit signal, small noise."""
-    loc, _ = _lengthscale_prior(n_params)
-    # the prior median is long for many parameters; start nearer the data's usual scale
-    log_ls = min(loc, math.log(0.5 * math.sqrt(n_params)) + 0.5)
+    """Starting hyperparameters: the prior's mode for lengthscales, unit signal, small noise."""
+    log_ls = math.log(_LS_SHAPE / _LS_RATE)
     return np.concatenate([np.full(n_params, log_ls), [0.0, math.log(1e-3)]])
 
 
@@ -123,9 +119,10 @@ def neg_log_posterior(
     grad[n_params] = d_signal
     grad[n_params + 1] = noise * trace_w
     # log priors, expressed directly on the log parameters
-    loc, scale = _lengthscale_prior(n_params)
-    lp = -0.5 * float(np.sum((log_ls - loc) ** 2)) / scale**2
-    grad[:n_params] += -(log_ls - loc) / scale**2
+    # Gamma(3, 6) on each lengthscale, as a density of log(lengthscale)
+    ls = np.exp(log_ls)
+    lp = float(np.sum(_LS_SHAPE * log_ls - _LS_RATE * ls))
+    grad[:n_params] += _LS_SHAPE - _LS_RATE * ls
     lp += 2.0 * theta[n_params] - signal
     grad[n_params] += 2.0 - signal
     lp += 0.1 * theta[n_params + 1] - 30.0 * noise
