@@ -493,3 +493,19 @@ def test_results_are_read_only_unless_copied(store: FeatureStore, hl) -> None:
     assert again[20] == out.iloc[20, 0] != 5.0  # the cache was not touched
     again[20] = 1.0
     assert store.compute_feature("rsi_14", frame)[20] == out.iloc[20, 0]
+
+
+def test_empty_and_one_row_inputs(store: FeatureStore, builtin_names) -> None:
+    empty = {
+        "close": np.array([]),
+        "volume": np.array([]),
+        "timestamp": np.array([], dtype="datetime64[s]"),
+        "sym": np.array([], dtype=object),
+    }
+    out = store.compute_features(list(builtin_names), empty, symbol="sym")
+    assert len(out) == 13 and all(v.shape == (0,) for v in out.values())
+    one = {"close": [5.0], "volume": [1.0], "timestamp": np.array(["2024-01-01"], "datetime64[s]")}
+    out = store.compute_features(list(builtin_names), one)
+    assert np.isnan(out["rsi_14"][0]) and out["day_of_week_cos"][0] == 1.0  # a Monday
+    st = store.get_statistics("rsi_14")
+    assert (st.count, st.missing) == (0, 1) and np.isnan(st.mean)
