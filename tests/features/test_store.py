@@ -509,3 +509,13 @@ def test_empty_and_one_row_inputs(store: FeatureStore, builtin_names) -> None:
     assert np.isnan(out["rsi_14"][0]) and out["day_of_week_cos"][0] == 1.0  # a Monday
     st = store.get_statistics("rsi_14")
     assert (st.count, st.missing) == (0, 1) and np.isnan(st.mean)
+
+
+def test_function_returning_its_input_does_not_freeze_caller_data(store: FeatureStore) -> None:
+    store.register_function("ident", lambda x, window_size=None: x)
+    store.register_feature(FeatureDefinition("ident", dependencies=["x"], compute_function="ident"))
+    x = np.arange(5.0)
+    out = store.compute_feature("ident", {"x": x})
+    x[0] = 42.0  # the caller's array stays writable and the cached value independent
+    np.testing.assert_array_equal(out, np.arange(5.0))
+    assert not out.flags.writeable

@@ -951,7 +951,15 @@ class FeatureStore:
             cfg = node.definition.computation_config
             assert isinstance(cfg, ComputationConfig)
             raw_cols = self._call(node, inputs, frame)
-            return {c: _postprocess(y, cfg, frame.offsets) for c, y in raw_cols.items()}
+            out = {}
+            for c, y in raw_cols.items():
+                y = _postprocess(y, cfg, frame.offsets)
+                # a function may hand back (a view of) its input, which can be the caller's own
+                # array: the cache freezes what it stores, so it must own the memory
+                if any(np.may_share_memory(y, v) for v in inputs.values()):
+                    y = y.copy()
+                out[c] = y
+            return out
 
         # 2. level by level (every input of a level is ready); independent thread-safe features
         # of one series run on the thread pool, since the numba kernels release the GIL
