@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import warnings
@@ -519,3 +520,15 @@ def test_function_returning_its_input_does_not_freeze_caller_data(store: Feature
     x[0] = 42.0  # the caller's array stays writable and the cached value independent
     np.testing.assert_array_equal(out, np.arange(5.0))
     assert not out.flags.writeable
+
+
+def test_symbol_column_without_pandas(store: FeatureStore, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # the numpy factorization path
+    x = np.arange(10.0) + 1
+    sym = np.array(list("babbaabaab"), dtype=object)
+    out = store.compute_feature("price_return", {"close": x, "s": sym}, symbol="s")
+    expected = np.full(10, np.nan)
+    for label in "ab":
+        rows = np.flatnonzero(sym == label)
+        expected[rows[1:]] = x[rows[1:]] / x[rows[:-1]] - 1
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
