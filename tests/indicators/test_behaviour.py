@@ -34,6 +34,10 @@ INDICATORS: dict[str, tuple[tuple[str, ...], Callable[[Data], tuple]]] = {
         ("high", "low", "close"),
         lambda d: tuple(ki.stochastic(d["high"], d["low"], d["close"], 5, 3, 2)),
     ),
+    "stochastic_long": (
+        ("high", "low", "close"),
+        lambda d: tuple(ki.stochastic(d["high"], d["low"], d["close"], 35, 2, 2)),
+    ),
     "obv": (("close", "volume"), lambda d: (ki.obv(d["close"], d["volume"]),)),
 }
 CALENDAR: dict[str, Callable[[Data], tuple]] = {

@@ -77,6 +77,9 @@ def test_cold_and_warm_cache_with_parallel_kernels(tmp_path: Path) -> None:
     # a warm cache written with the default thread count also serves a single-thread process
     third = _run({**env, "NUMBA_NUM_THREADS": "1"}, PACKAGE.parent)
     assert third["rows_agree"] and third["hist"] == first["hist"]
+    # and a process on numba's portable thread pool instead of the default layer
+    fourth = _run({**env, "NUMBA_THREADING_LAYER": "workqueue"}, PACKAGE.parent)
+    assert fourth["rows_agree"] and fourth["hist"] == first["hist"]
 
 
 def _make_read_only(root: Path) -> None:

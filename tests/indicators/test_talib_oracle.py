@@ -70,6 +70,10 @@ CASES: dict[str, Case] = {
         lambda h, lo, c, v: tuple(ki.stochastic(h, lo, c, fastk=14, slowk=1, slowd=4)),
         lambda h, lo, c, v: talib.STOCH(h, lo, c, 14, 1, 0, 4, 0),
     ),
+    "stochastic_40_3_3": (  # a window long enough to track the extremes instead of scanning
+        lambda h, lo, c, v: tuple(ki.stochastic(h, lo, c, fastk=40)),
+        lambda h, lo, c, v: talib.STOCH(h, lo, c, 40, 3, 0, 3, 0),
+    ),
     "obv": (lambda h, lo, c, v: (ki.obv(c, v),), lambda h, lo, c, v: (talib.OBV(c, v),)),
 }
 

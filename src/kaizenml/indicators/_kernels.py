@@ -471,8 +471,8 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
             s1 += d
             s2 += d * d
         if run >= window:
-            # the middle band is TA-Lib's running-sum SMA; the width comes from the deviations
-            mid = (part + v) / window
+            # the middle band is a running-sum SMA; the width comes from the deviations
+            mid = (part + v) * inv
             part += v - x[i - window + 1]
             var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, 1.0)
             width = nbdev * math.sqrt(var)
@@ -827,9 +827,12 @@ def _stochastic_1d(high, low, close, fastk, slowk, slowd, ring_k, ring_d, out_k,
         if fastk <= _SCAN_MAX:
             highest = h
             lowest = lo
-            for j in range(start, i):
-                highest = max(highest, high[j])
-                lowest = min(lowest, low[j])
+            # views from 0 spare the loop numba's negative-index handling
+            window_high = high[start:i]
+            window_low = low[start:i]
+            for j in range(fastk - 1):
+                highest = max(highest, window_high[j])
+                lowest = min(lowest, window_low[j])
         else:
             highest = high[hi_idx]
             lowest = low[lo_idx]
