@@ -167,6 +167,7 @@ def main(repeat: int = 7) -> None:
     data = make_data()
     frame = pd.DataFrame(data)
     store = FeatureStore("sqlite:///:memory:", statistics=False)
+    serial = FeatureStore("sqlite:///:memory:", statistics=False, n_threads=1)
     # the store and the TA-Lib assembly compute the same numbers (pandas seeds RSI/MACD
     # differently, so it is timed only)
     ours = with_store(store, data, use_cache=False)
@@ -176,6 +177,9 @@ def main(repeat: int = 7) -> None:
     rows = {
         "kaizenml store, cold (no cache, no statistics)": _best(
             lambda: with_store(store, data, use_cache=False), repeat
+        ),
+        "kaizenml store, cold, one thread (n_threads=1)": _best(
+            lambda: with_store(serial, data, use_cache=False), repeat
         ),
         "kaizenml store, cold, pandas in/out": _best(
             lambda: with_store(store, frame, use_cache=False), repeat

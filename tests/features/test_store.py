@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import warnings
@@ -493,3 +494,41 @@ def test_results_are_read_only_unless_copied(store: FeatureStore, hl) -> None:
     assert again[20] == out.iloc[20, 0] != 5.0  # the cache was not touched
     again[20] = 1.0
     assert store.compute_feature("rsi_14", frame)[20] == out.iloc[20, 0]
+
+
+def test_empty_and_one_row_inputs(store: FeatureStore, builtin_names) -> None:
+    empty = {
+        "close": np.array([]),
+        "volume": np.array([]),
+        "timestamp": np.array([], dtype="datetime64[s]"),
+        "sym": np.array([], dtype=object),
+    }
+    out = store.compute_features(list(builtin_names), empty, symbol="sym")
+    assert len(out) == 13 and all(v.shape == (0,) for v in out.values())
+    one = {"close": [5.0], "volume": [1.0], "timestamp": np.array(["2024-01-01"], "datetime64[s]")}
+    out = store.compute_features(list(builtin_names), one)
+    assert np.isnan(out["rsi_14"][0]) and out["day_of_week_cos"][0] == 1.0  # a Monday
+    st = store.get_statistics("rsi_14")
+    assert (st.count, st.missing) == (0, 1) and np.isnan(st.mean)
+
+
+def test_function_returning_its_input_does_not_freeze_caller_data(store: FeatureStore) -> None:
+    store.register_function("ident", lambda x, window_size=None: x)
+    store.register_feature(FeatureDefinition("ident", dependencies=["x"], compute_function="ident"))
+    x = np.arange(5.0)
+    out = store.compute_feature("ident", {"x": x})
+    x[0] = 42.0  # the caller's array stays writable and the cached value independent
+    np.testing.assert_array_equal(out, np.arange(5.0))
+    assert not out.flags.writeable
+
+
+def test_symbol_column_without_pandas(store: FeatureStore, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # the numpy factorization path
+    x = np.arange(10.0) + 1
+    sym = np.array(list("babbaabaab"), dtype=object)
+    out = store.compute_feature("price_return", {"close": x, "s": sym}, symbol="s")
+    expected = np.full(10, np.nan)
+    for label in "ab":
+        rows = np.flatnonzero(sym == label)
+        expected[rows[1:]] = x[rows[1:]] / x[rows[:-1]] - 1
+    np.testing.assert_allclose(out, expected, rtol=1e-12)

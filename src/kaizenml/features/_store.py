@@ -265,6 +265,17 @@ def _postprocess(y: np.ndarray, cfg: ComputationConfig, offsets: np.ndarray) -> 
     return y
 
 
+_DELETE_LINEAGE = feature_lineage.delete().where(
+    feature_lineage.c.name == sa.bindparam("b_name"),
+    feature_lineage.c.version == sa.bindparam("b_version"),
+)
+_DELETE_STATISTICS = feature_statistics.delete().where(
+    feature_statistics.c.name == sa.bindparam("b_name"),
+    feature_statistics.c.version == sa.bindparam("b_version"),
+    feature_statistics.c.column_name == sa.bindparam("b_col"),
+)
+
+
 def _nan_to_none(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -940,7 +951,15 @@ class FeatureStore:
             cfg = node.definition.computation_config
             assert isinstance(cfg, ComputationConfig)
             raw_cols = self._call(node, inputs, frame)
-            return {c: _postprocess(y, cfg, frame.offsets) for c, y in raw_cols.items()}
+            out = {}
+            for c, y in raw_cols.items():
+                y = _postprocess(y, cfg, frame.offsets)
+                # a function may hand back (a view of) its input, which can be the caller's own
+                # array: the cache freezes what it stores, so it must own the memory
+                if any(np.may_share_memory(y, v) for v in inputs.values()):
+                    y = y.copy()
+                out[c] = y
+            return out
 
         # 2. level by level (every input of a level is ready); independent thread-safe features
         # of one series run on the thread pool, since the numba kernels release the GIL
@@ -1074,24 +1093,27 @@ class FeatureStore:
                     )
 
         def txn() -> None:
+            # one executemany per statement: the rows replace the previous computation's
             with self._engine.begin() as conn:
-                for row in lineage_rows:
+                if lineage_rows:
                     conn.execute(
-                        feature_lineage.delete().where(
-                            feature_lineage.c.name == row["name"],
-                            feature_lineage.c.version == row["version"],
-                        )
+                        _DELETE_LINEAGE,
+                        [{"b_name": r["name"], "b_version": r["version"]} for r in lineage_rows],
                     )
-                    conn.execute(feature_lineage.insert().values(**row))
-                for row in stats_rows:
+                    conn.execute(feature_lineage.insert(), lineage_rows)
+                if stats_rows:
                     conn.execute(
-                        feature_statistics.delete().where(
-                            feature_statistics.c.name == row["name"],
-                            feature_statistics.c.version == row["version"],
-                            feature_statistics.c.column_name == row["column_name"],
-                        )
+                        _DELETE_STATISTICS,
+                        [
+                            {
+                                "b_name": r["name"],
+                                "b_version": r["version"],
+                                "b_col": r["column_name"],
+                            }
+                            for r in stats_rows
+                        ],
                     )
-                    conn.execute(feature_statistics.insert().values(**row))
+                    conn.execute(feature_statistics.insert(), stats_rows)
 
         retry_on_conflict(txn)
         for ref in refs:
