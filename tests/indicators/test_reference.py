@@ -163,3 +163,13 @@ def test_calendar_multiple_units() -> None:
         np.testing.assert_allclose(enc.cos, [np.cos(2 * np.pi * hours / 24)], rtol=1e-12)
         dow = ki.day_of_week(given)
         np.testing.assert_allclose(dow.sin, [np.sin(2 * np.pi / 7)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad_price", [0.0, -5.0])
+def test_volatility_restarts_after_a_price_without_log_return(walk, bad_price: float) -> None:
+    x = walk(200, seed=14)
+    x[90] = bad_price
+    out = ki.volatility(x, 10)
+    np.testing.assert_array_equal(out[:90], ki.volatility(x[:90], 10))
+    assert np.isnan(out[90:101]).all()
+    np.testing.assert_array_equal(out[91:], ki.volatility(x[91:], 10))
