@@ -24,7 +24,7 @@ metadata = sa.MetaData()
 
 _ENGINES: dict[tuple[str, int], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
-_SCHEMA_READY: set[tuple[str, int]] = set()
+_SCHEMA_READY: set[tuple[str, int, frozenset[str]]] = set()
 
 
 def kaizenml_home() -> Path:
@@ -106,7 +106,9 @@ def resolve_engine(storage: str | Engine | None) -> Engine:
 
 def ensure_schema(engine: Engine) -> None:
     """Create every table declared on :data:`metadata` that does not exist yet."""
-    key = (str(engine.url), id(engine))
+    # the table set is part of the key: a domain module imported later adds its tables to
+    # `metadata`, and they must be created on an engine that was already set up without them
+    key = (str(engine.url), id(engine), frozenset(metadata.tables))
     if key in _SCHEMA_READY:
         return
     retry_on_conflict(lambda: metadata.create_all(engine, checkfirst=True))

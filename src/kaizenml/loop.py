@@ -1,0 +1,722 @@
+"""The continuous-improvement loop: features -> tuning -> versioning -> guarded promotion.
+
+:func:`improve_model` is one turn of the loop a research team runs every day on a live model:
+
+1. compute the model's features through the feature store (cached, causal, with lineage);
+2. tune the hyperparameters with the chosen strategy, pruning trials that report poorly, in a
+   study named after the model and a digest of space, metric and data (a rerun on the same
+   data resumes it); the active version's parameters are queued as a trial, so the champion
+   is measured on the same rows as the challengers (its stored metrics are the fallback);
+3. compare the best trial with the champion;
+4. store the best trial as a new version (``change_type="hyperparameter"``) with its
+   parameters and trained artifact;
+5. make it the active version only when it beats the champion by ``min_improvement`` (or
+   when ``promote_if`` says so).
+
+The active version changes only in step 5, after every other step succeeded, so an error or a
+Ctrl-C anywhere leaves it untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._exceptions import KaizenTypeError, NotFoundError, ValidationError
+from ._validation import check_choice, check_float, check_int, validate_name
+
+__all__ = ["ImprovementReport", "improve_model"]
+
+logger = logging.getLogger(__name__)
+
+_PROMOTE_RULES = ("better", "always", "never")
+
+
+@dataclass
+class ImprovementReport:
+    """What one :func:`improve_model` run tried, what won and what was promoted.
+
+    Attributes
+    ----------
+    model_name, study_name, strategy, metric, direction:
+        The run's setup.
+    n_trials, n_complete, n_pruned, n_failed:
+        Trials run by this call (a resumed study may hold more).
+    best_params, best_metrics, best_value:
+        The best trial of the study (``None`` when no trial completed).
+    baseline_version, baseline_metrics, baseline_value, baseline_source:
+        The active version before the run and its metrics: ``"reevaluated"`` on this run's
+        data, ``"stored"`` from its version record, or ``None`` when there was no active
+        version.
+    improvement:
+        ``best_value - baseline_value`` signed so that positive is better (``None`` without
+        a baseline).
+    new_version:
+        The version created from the best trial, ``None`` when none was created.
+    promoted:
+        Whether the new version became the active one.
+    active_version:
+        The active version after the run.
+    reason:
+        One sentence saying why it was or was not promoted.
+    interrupted:
+        The search was stopped by Ctrl-C; no version was created or promoted.
+    result:
+        The ``OptimizationResult`` of the search.
+    feature_names:
+        The feature columns given to ``train_and_evaluate``.
+    elapsed:
+        Seconds for the whole run.
+    """
+
+    model_name: str
+    study_name: str
+    strategy: str
+    metric: str
+    direction: str
+    n_trials: int = 0
+    n_complete: int = 0
+    n_pruned: int = 0
+    n_failed: int = 0
+    best_params: dict[str, Any] | None = None
+    best_metrics: dict[str, float] | None = None
+    best_value: float | None = None
+    baseline_version: str | None = None
+    baseline_metrics: dict[str, float] | None = None
+    baseline_value: float | None = None
+    baseline_source: str | None = None
+    improvement: float | None = None
+    new_version: str | None = None
+    promoted: bool = False
+    active_version: str | None = None
+    reason: str = ""
+    interrupted: bool = False
+    result: Any = None
+    feature_names: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def won(self) -> bool:
+        """The best trial beat the baseline (or there was no baseline)."""
+        return self.best_value is not None and (
+            self.baseline_value is None or (self.improvement is not None and self.improvement > 0)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the optimization result is reduced to its counts)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "result"}
+        out["won"] = self.won
+        return json.loads(json.dumps(out, default=_json_default))
+
+    def summary(self) -> str:
+        """A few lines for a terminal or a log."""
+        lines = [
+            f"improve_model({self.model_name!r}): {self.n_trials} trials "
+            f"({self.n_complete} complete, {self.n_pruned} pruned, {self.n_failed} failed), "
+            f"strategy={self.strategy}, {self.direction} {self.metric}",
+        ]
+        if self.best_value is not None:
+            lines.append(f"  best {self.metric} = {self.best_value:.6g} with {self.best_params}")
+        if self.baseline_version is not None:
+            lines.append(
+                f"  active {self.baseline_version}: {self.metric} = "
+                f"{_fmt(self.baseline_value)} ({self.baseline_source})"
+            )
+        if self.new_version is not None:
+            lines.append(
+                f"  created {self.new_version}; "
+                + ("promoted" if self.promoted else "not promoted")
+                + f": {self.reason}"
+            )
+        else:
+            lines.append(f"  no version created: {self.reason}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class _UntrackedTrial:
+    """The trial handle given when a model is trained outside the study (re-measuring the
+    active version, or retraining the winner): reports are ignored and nothing is pruned."""
+
+    number = None
+
+    def report(self, step: int, value: float) -> None:
+        pass
+
+    def should_prune(self) -> bool:
+        return False
+
+
+_UNTRACKED = _UntrackedTrial()
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.6g}"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _metrics_dict(out: Any, metric: str) -> dict[str, float]:
+    if isinstance(out, Mapping):
+        metrics = {str(k): float(v) for k, v in out.items()}
+    elif isinstance(out, (int, float, np.integer, np.floating)) and not isinstance(out, bool):
+        metrics = {metric: float(out)}
+    else:
+        raise KaizenTypeError(
+            "train_and_evaluate must return a dict of metrics (or a float), optionally as "
+            f"(metrics, artifact); got {type(out).__name__}"
+        )
+    if metric not in metrics:
+        raise ValidationError(
+            f"train_and_evaluate returned metrics {sorted(metrics)} without metric={metric!r}; "
+            "return it, or pass the name of one of those as metric="
+        )
+    return metrics
+
+
+def _split_output(out: Any, metric: str) -> tuple[dict[str, float], Any]:
+    if isinstance(out, tuple):
+        if len(out) != 2:
+            raise KaizenTypeError(
+                f"train_and_evaluate returned a tuple of {len(out)} items; return metrics or "
+                "(metrics, artifact)"
+            )
+        return _metrics_dict(out[0], metric), out[1]
+    return _metrics_dict(out, metric), None
+
+
+def _takes_trial(fn: Callable[..., Any]) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    params = [
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(params) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
+
+
+def _sign(direction: str) -> float:
+    return 1.0 if direction == "maximize" else -1.0
+
+
+def _params_key(params: Mapping[str, Any]) -> str:
+    return json.dumps({k: params[k] for k in sorted(params)}, default=_json_default, sort_keys=True)
+
+
+def _version_of(v: Any) -> str | None:
+    if v is None:
+        return None
+    return str(getattr(v, "version", v))
+
+
+def _build_dataset(
+    store: Any, features: Sequence[str], data: Any
+) -> tuple[dict[str, Any], list[str]]:
+    """Raw columns plus computed feature columns, as one mapping of numpy arrays."""
+    dataset: dict[str, Any] = {}
+    if data is not None:
+        if isinstance(data, Mapping):
+            dataset.update({str(k): np.asarray(v) for k, v in data.items()})
+        elif hasattr(data, "columns"):  # pandas / polars
+            dataset.update({str(c): np.asarray(data[c]) for c in data.columns})
+        else:
+            raise KaizenTypeError(
+                "data must be a mapping of column -> array or a pandas/polars DataFrame, got "
+                f"{type(data).__name__}"
+            )
+    if not features:
+        return dataset, []
+    if data is None:
+        raise ValidationError("features=... needs data=... (the raw columns to compute them from)")
+    computed = store.compute_features(list(features), data)
+    if hasattr(computed, "columns"):
+        cols = {str(c): np.asarray(computed[c]) for c in computed.columns}
+    else:
+        cols = {str(k): np.asarray(v) for k, v in dict(computed).items()}
+    dataset.update(cols)
+    return dataset, list(cols)
+
+
+def improve_model(
+    model_name: str,
+    *,
+    space: Any,
+    train_and_evaluate: Callable[..., Any],
+    metric: str,
+    direction: str,
+    data: Any = None,
+    features: Sequence[str] = (),
+    strategy: str = "bayesian",
+    max_trials: int = 20,
+    promote_if: str | Callable[[Mapping[str, float], Mapping[str, float] | None], bool] = "better",
+    min_improvement: float = 0.0,
+    reevaluate_active: bool = True,
+    pruner: Any = "median",
+    timeout: float | None = None,
+    n_jobs: int = 1,
+    seed: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    feature_store: Any = None,
+    version_manager: Any = None,
+    strategy_options: Mapping[str, Any] | None = None,
+    show_progress_bar: bool = False,
+    description: str = "",
+    created_by: str = "kaizenml.improve_model",
+    tags: Mapping[str, str] | None = None,
+) -> ImprovementReport:
+    """Tune a model, version the best result and promote it only if it beats the active one.
+
+    Parameters
+    ----------
+    model_name:
+        Name of the model in the version store (validated: letters, digits, ``_-.``).
+    space:
+        Search space: dict of name -> ``Float``/``Int``/``Categorical`` (or their dict form).
+    train_and_evaluate:
+        ``train_and_evaluate(params, dataset)`` or ``train_and_evaluate(params, dataset,
+        trial)``. ``dataset`` maps the raw columns of ``data`` and the computed feature columns
+        to numpy arrays. ``trial`` has ``report(step, value)`` and ``should_prune()`` (when the
+        active version is re-measured, or the winner retrained, it is a handle that records
+        nothing and never prunes): report a validation score per epoch and
+        raise :class:`kaizenml.TrialPruned` when ``should_prune()`` is true. Return a dict of
+        metrics (or a float), or ``(metrics, artifact)`` where ``artifact`` is a mapping of
+        names to numpy arrays and JSON-able values (the trained model).
+    metric, direction:
+        The metric that decides (``"minimize"`` or ``"maximize"``).
+    data:
+        Raw columns (mapping of arrays, or a pandas/polars DataFrame).
+    features:
+        Feature names (optionally pinned, ``"rsi_14@1.0"``) computed through the store.
+    strategy, max_trials, pruner, timeout, n_jobs, seed, strategy_options, show_progress_bar:
+        Passed to :func:`kaizenml.optimize.optimize_hyperparameters`. ``max_trials`` is the
+        number of new trials of this run (the active version's re-measurement included); the
+        study (``study_name``, default ``"<model_name>-tuning-<digest of space, metric,
+        direction, features and data>"``) is kept in ``storage`` and a rerun on the same data
+        resumes it instead of starting from nothing.
+    promote_if:
+        ``"better"`` (beat the active version's ``metric`` by more than ``min_improvement``),
+        ``"always"``, ``"never"``, or ``callable(candidate_metrics, active_metrics) -> bool``
+        (``active_metrics`` is ``None`` without an active version).
+    min_improvement:
+        Margin for ``"better"``, in the metric's units (>= 0).
+    reevaluate_active:
+        Measure the active version's stored parameters on this run's data (as a trial of the
+        study, or directly when they lie outside today's space), so champion and challengers
+        are compared on the same rows; falls back to the stored metrics when the version holds
+        no parameters for this space.
+    storage:
+        Database URL for studies, features and versions (default: the ``KAIZENML_HOME``
+        store).
+    feature_store, version_manager:
+        Explicit store objects (default: made from ``storage`` or the process defaults).
+    description, created_by, tags:
+        Recorded on the new version.
+
+    Returns
+    -------
+    ImprovementReport
+
+    Examples
+    --------
+    >>> from kaizenml.optimize import Float
+    >>> def fit(params, dataset):
+    ...     return {"loss": (params["x"] - 0.3) ** 2}
+    >>> report = improve_model("toy", space={"x": Float(0.0, 1.0)}, train_and_evaluate=fit,
+    ...                        metric="loss", direction="minimize", strategy="random",
+    ...                        max_trials=10, seed=0)  # doctest: +SKIP
+    >>> report.promoted  # doctest: +SKIP
+    True
+    """
+    started = time.perf_counter()
+    model_name = validate_name(model_name, "model_name")
+    if not callable(train_and_evaluate):
+        raise KaizenTypeError(
+            f"train_and_evaluate must be callable, got {type(train_and_evaluate).__name__}"
+        )
+    if not isinstance(metric, str) or not metric:
+        raise KaizenTypeError(f"metric must be a non-empty str, got {metric!r}")
+    direction = check_choice(direction, "direction", ("minimize", "maximize"))
+    max_trials = check_int(max_trials, "max_trials", minimum=1)
+    min_improvement = check_float(min_improvement, "min_improvement", minimum=0.0)
+    if not callable(promote_if):
+        check_choice(promote_if, "promote_if", _PROMOTE_RULES)
+    if isinstance(features, str):
+        features = [features]
+    features = list(features)
+    from .optimize import SearchSpace, optimize_hyperparameters
+
+    space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+    if study_name is not None:
+        study_name = validate_name(study_name, "study_name")
+    store = feature_store
+    if store is None and features:
+        from .features import get_feature_store
+
+        store = get_feature_store(storage)
+    manager = version_manager
+    if manager is None:
+        from .versioning import ModelVersionManager, get_model_version_manager
+
+        manager = ModelVersionManager(storage=storage) if storage else get_model_version_manager()
+
+    strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    report = ImprovementReport(
+        model_name=model_name,
+        study_name=study_name or "",
+        strategy=strategy_name,
+        metric=metric,
+        direction=direction,
+    )
+
+    # 1. features
+    dataset, report.feature_names = _build_dataset(store, features, data)
+    if study_name is None:
+        # trials are comparable only on the same data, space and metric: a change of any of
+        # them starts a new study, rerunning on the same ones resumes it
+        key = {
+            "space": space.to_dict(),
+            "metric": metric,
+            "direction": direction,
+            "features": features,
+            "data": _fingerprint(dataset),
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        study_name = f"{model_name[:110]}-tuning-{digest[:12]}"
+    report.study_name = study_name
+
+    # 2. the champion, measured on this data when possible
+    active = _active_version(manager, model_name)
+    report.baseline_version = _version_of(active)
+    sign = _sign(direction)
+    with_trial = _takes_trial(train_and_evaluate)
+
+    def call(params: dict[str, Any], trial: Any) -> tuple[dict[str, float], Any]:
+        if with_trial:
+            return _split_output(train_and_evaluate(params, dataset, trial), metric)
+        return _split_output(train_and_evaluate(params, dataset), metric)
+
+    active_params: dict[str, Any] | None = None
+    stored_metrics: dict[str, float] = {}
+    if active is not None:
+        stored_metrics = {k: float(v) for k, v in (getattr(active, "metrics", None) or {}).items()}
+        if reevaluate_active:
+            active_params = _stored_params(manager, model_name, report.baseline_version, space)
+
+    # 3. the search; the best artifact is kept in memory so the winner need not be retrained
+    best_seen: dict[str, Any] = {"value": None, "key": None, "artifact": None, "metrics": None}
+
+    def objective(params: dict[str, Any], trial: Any) -> dict[str, float]:
+        metrics, artifact = call(params, trial)
+        value = metrics[metric]
+        if math.isfinite(value) and (
+            best_seen["value"] is None or sign * (value - best_seen["value"]) > 0
+        ):
+            best_seen.update(
+                value=value, key=_params_key(params), artifact=artifact, metrics=metrics
+            )
+        return metrics
+
+    study_storage = storage if storage is not None else _default_storage()
+    # the champion's parameters join the study as its first trial, measured like every
+    # challenger on this data (and informing the sampler); a resumed study has it already
+    n_before = _prepare_study(
+        space,
+        study_storage,
+        study_name,
+        direction,
+        metric,
+        strategy,
+        strategy_options,
+        seed,
+        active_params,
+    )
+    result = optimize_hyperparameters(
+        space,
+        objective,
+        strategy=strategy,
+        max_trials=n_before + max_trials,  # the study's budget is a total: add this run's
+        timeout=timeout,
+        direction=direction,
+        metric=metric,
+        pruner=pruner,
+        n_jobs=n_jobs,
+        storage=study_storage,
+        study_name=study_name,
+        load_if_exists=True,
+        seed=seed,
+        show_progress_bar=show_progress_bar,
+        sampler_options=dict(strategy_options or {}),
+    )
+    report.result = result
+    _count_trials(report, result, n_before)
+    report.interrupted = bool(result.interrupted)
+    best = result.best_trial if result.completed_trials else None
+    if best is not None:
+        report.best_params = dict(best.params)
+        report.best_metrics = dict(best.metrics or {metric: float(best.value)})
+        report.best_value = float(best.value)
+    report.active_version = report.baseline_version
+
+    if active is not None and not report.interrupted:
+        _measure_baseline(report, result, active_params, stored_metrics, call)
+
+    if report.baseline_value is not None and report.best_value is not None:
+        report.improvement = sign * (report.best_value - report.baseline_value)
+    if report.interrupted:
+        report.reason = "the search was interrupted; nothing was versioned or promoted"
+        report.elapsed = time.perf_counter() - started
+        return report
+    if best is None:
+        report.reason = "no trial completed (see the failed trials' errors in the study)"
+        report.elapsed = time.perf_counter() - started
+        return report
+    best_params = dict(best.params)
+    if active_params is not None and _params_key(best_params) == _params_key(active_params):
+        report.reason = (
+            f"the best parameters are the active version's ({report.baseline_version}); "
+            "nothing new to version"
+        )
+        report.elapsed = time.perf_counter() - started
+        return report
+
+    # 4. the new version, with the winner's artifact (retrained when it ran in another process)
+    if best_seen["key"] == _params_key(best_params):
+        artifact = best_seen["artifact"]
+    else:
+        _, artifact = call(dict(best_params), _UNTRACKED)
+    payload = _artifact_payload(artifact, report, space)
+    version = manager.create_version(
+        model_name,
+        payload,
+        change_type="hyperparameter",
+        description=description
+        or f"{strategy_name} search over {space.n_dims} parameters, "
+        f"best {metric}={report.best_value:.6g}",
+        created_by=created_by,
+        metrics=report.best_metrics,
+        parent_version=report.baseline_version,
+        tags={**dict(tags or {}), "study": study_name, "trial": str(best.number)},
+    )
+    report.new_version = _version_of(version)
+
+    # 5. the only step that changes the active version
+    promote, report.reason = _decide(report, promote_if, min_improvement)
+    if promote:
+        manager.set_active_version(model_name, report.new_version, reason=report.reason)
+        report.promoted = True
+        report.active_version = report.new_version
+    report.elapsed = time.perf_counter() - started
+    logger.info("%s", report.summary())
+    return report
+
+
+def _default_storage() -> str:
+    from .storage import default_storage_url
+
+    return default_storage_url()
+
+
+def _active_version(manager: Any, model_name: str) -> Any:
+    try:
+        return manager.get_active_version(model_name)
+    except NotFoundError:
+        return None
+
+
+def _stored_params(
+    manager: Any, model_name: str, version: str | None, space: Any
+) -> dict[str, Any] | None:
+    """The active version's tuned parameters when it has the space's parameters, else None."""
+    if version is None:
+        return None
+    try:
+        artifact = manager.load_artifact(model_name, version)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        logger.warning(
+            "cannot load %s %s (%s); comparing with its stored metrics", model_name, version, exc
+        )
+        return None
+    params = artifact.get("params") if isinstance(artifact, Mapping) else None
+    if not isinstance(params, Mapping) or set(params) != set(space):
+        return None  # tuned over another set of parameters: compare with the stored metrics
+    # values outside today's ranges are kept: the champion is re-measured as it was tuned
+    return dict(params)
+
+
+def _prepare_study(
+    space: Any,
+    storage: Any,
+    study_name: str,
+    direction: str,
+    metric: str,
+    strategy: Any,
+    strategy_options: Mapping[str, Any] | None,
+    seed: int | None,
+    champion: Mapping[str, Any] | None,
+) -> int:
+    """Create or open the study, queue the champion's parameters unless the study already
+    holds them, and return how many trials it had finished before this run."""
+    from .optimize import HyperparameterOptimizer
+
+    opt = HyperparameterOptimizer(
+        space,
+        strategy=strategy,
+        direction=direction,
+        metric=metric,
+        pruner=None,
+        seed=seed,
+        storage=storage,
+        study_name=study_name,
+        load_if_exists=True,
+        sampler_options=dict(strategy_options or {}),
+    )
+    try:
+        trials = opt.trials
+        if champion is not None:
+            key = _params_key(champion)
+            if not any(_params_key(t.params) == key for t in trials):
+                try:
+                    opt.enqueue_trial(champion)
+                except ValueError as exc:  # outside today's ranges: measured directly later
+                    logger.info("active parameters not queued in the study: %s", exc)
+        return sum(1 for t in trials if t.state.is_finished)
+    finally:
+        opt.close()
+
+
+def _measure_baseline(
+    report: ImprovementReport,
+    result: Any,
+    champion: Mapping[str, Any] | None,
+    stored_metrics: Mapping[str, float],
+    call: Callable[[dict[str, Any], Any], tuple[dict[str, float], Any]],
+) -> None:
+    """The active version's metrics on this data: its trial in the study, else a direct run,
+    else its stored metrics."""
+    metric = report.metric
+    if champion is not None:
+        key = _params_key(champion)
+        done = [t for t in result.completed_trials if _params_key(t.params) == key]
+        if done:
+            report.baseline_metrics = dict(done[-1].metrics or {metric: float(done[-1].value)})
+            report.baseline_source = "reevaluated"
+        else:
+            try:
+                report.baseline_metrics, _ = call(dict(champion), _UNTRACKED)
+                report.baseline_source = "reevaluated"
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # a champion that no longer runs is compared as stored
+                logger.warning(
+                    "re-evaluating %s %s failed (%s); using its stored metrics",
+                    report.model_name,
+                    report.baseline_version,
+                    exc,
+                )
+    if report.baseline_metrics is None and metric in stored_metrics:
+        report.baseline_metrics = dict(stored_metrics)
+        report.baseline_source = "stored"
+    if report.baseline_metrics is not None and metric in report.baseline_metrics:
+        report.baseline_value = float(report.baseline_metrics[metric])
+
+
+def _fingerprint(dataset: Mapping[str, Any]) -> str:
+    """A digest of the data's columns (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(dataset):
+        arr = np.asarray(dataset[name])
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}".encode())
+        if arr.dtype.kind == "O":
+            h.update("\x1f".join(map(str, arr.ravel().tolist())).encode())
+        else:
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def _count_trials(report: ImprovementReport, result: Any, n_before: int) -> None:
+    trials = [t for t in result.trials if t.number >= n_before]
+    states = [str(getattr(t.state, "value", t.state)) for t in trials]
+    report.n_trials = len(trials)
+    report.n_complete = states.count("complete")
+    report.n_pruned = states.count("pruned")
+    report.n_failed = states.count("failed")
+
+
+def _artifact_payload(artifact: Any, report: ImprovementReport, space: Any) -> dict[str, Any]:
+    if artifact is None:
+        payload: dict[str, Any] = {}
+    elif isinstance(artifact, Mapping):
+        payload = dict(artifact)
+    else:
+        raise KaizenTypeError(
+            "the artifact returned by train_and_evaluate must be a mapping of names to numpy "
+            f"arrays and JSON-able values, got {type(artifact).__name__}"
+        )
+    for reserved in ("params", "feature_names", "search"):
+        if reserved in payload:
+            raise ValidationError(
+                f"the artifact key {reserved!r} is reserved by improve_model; rename it"
+            )
+    payload["params"] = json.loads(json.dumps(report.best_params, default=_json_default))
+    payload["feature_names"] = list(report.feature_names)
+    payload["search"] = {
+        "study": report.study_name,
+        "strategy": report.strategy,
+        "metric": report.metric,
+        "direction": report.direction,
+        "space": space.to_dict(),
+    }
+    return payload
+
+
+def _decide(
+    report: ImprovementReport,
+    promote_if: str | Callable[[Mapping[str, float], Mapping[str, float] | None], bool],
+    min_improvement: float,
+) -> tuple[bool, str]:
+    metric = report.metric
+    if callable(promote_if):
+        ok = bool(promote_if(dict(report.best_metrics or {}), report.baseline_metrics))
+        return ok, f"promote_if returned {ok}"
+    if promote_if == "never":
+        return False, "promote_if='never'"
+    if promote_if == "always":
+        return True, "promote_if='always'"
+    if report.baseline_version is None:
+        return True, "first version of the model"
+    if report.baseline_value is None:
+        return True, (
+            f"the active version {report.baseline_version} has no {metric!r} metric to beat"
+        )
+    assert report.improvement is not None and report.best_value is not None
+    if report.improvement > min_improvement:
+        return True, (
+            f"{metric} {report.best_value:.6g} beats {report.baseline_value:.6g} of "
+            f"{report.baseline_version} by {report.improvement:.6g} (> {min_improvement:g})"
+        )
+    return False, (
+        f"{metric} {report.best_value:.6g} does not beat {report.baseline_value:.6g} of "
+        f"{report.baseline_version} by more than {min_improvement:g}; "
+        f"{report.baseline_version} stays active"
+    )
