@@ -532,3 +532,13 @@ def test_symbol_column_without_pandas(store: FeatureStore, monkeypatch) -> None:
         rows = np.flatnonzero(sym == label)
         expected[rows[1:]] = x[rows[1:]] / x[rows[:-1]] - 1
     np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+def test_close_stops_threads_and_store_stays_usable(db_url: str, market) -> None:
+    data = market(100)
+    with FeatureStore(db_url, n_threads=2) as store:
+        first = store.compute_features(["rsi_14", "price_momentum"], data, use_cache=False)
+    assert store._executor is None
+    again = store.compute_features(["rsi_14", "price_momentum"], data, use_cache=False)
+    np.testing.assert_array_equal(first["rsi_14"], again["rsi_14"])
+    store.close()

@@ -374,6 +374,19 @@ class FeatureStore:
                 )
             return self._executor
 
+    def close(self) -> None:
+        """Stop the worker threads (the store stays usable and restarts them when needed)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine holding definitions, statistics and lineage."""
