@@ -297,6 +297,9 @@ class FeatureStore:
         the SQLite file (or in ``$KAIZENML_HOME``); None keeps the cache in memory only.
     cache_bytes : int
         Bound of the in-memory LRU cache in bytes.
+    cache_disk_bytes : int, optional
+        Bound of the on-disk cache in bytes (least recently used files go first); None: no
+        bound.
     statistics : bool
         Record statistics of every computed column (can be overridden per call).
     n_threads : int, optional
@@ -320,6 +323,7 @@ class FeatureStore:
         *,
         cache_dir: str | Path | bool | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_disk_bytes: int | None = None,
         statistics: bool = True,
         n_threads: int | None = None,
     ) -> None:
@@ -335,7 +339,11 @@ class FeatureStore:
         if not isinstance(statistics, bool):
             raise KaizenTypeError(f"statistics must be a bool, got {statistics!r}")
         self._record_statistics = statistics
-        self._cache = FeatureCache(cache_bytes, self._resolve_cache_dir(cache_dir))
+        if cache_disk_bytes is not None:
+            cache_disk_bytes = check_int(cache_disk_bytes, "cache_disk_bytes", minimum=0)
+        self._cache = FeatureCache(
+            cache_bytes, self._resolve_cache_dir(cache_dir), max_disk_bytes=cache_disk_bytes
+        )
         self._lock = threading.RLock()
         self._functions: dict[str, _Function] = {}
         self._definitions: dict[str, dict[str, FeatureDefinition]] = {}
