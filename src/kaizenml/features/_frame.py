@@ -92,6 +92,8 @@ class FrameData:
     Parameters
     ----------
     data : mapping, pandas.DataFrame, polars.DataFrame, or dict of symbol -> frame/mapping
+        A pandas DatetimeIndex is also available as a column named after the index
+        (``"timestamp"`` when unnamed) unless a column has that name.
     symbol : str or None
         Name of a column holding symbol ids; rows of each symbol are computed as one series.
     """
@@ -108,6 +110,7 @@ class FrameData:
         # NaN-padded (symbols, rows) blocks of segment-ordered columns, by id() of the column;
         # the columns stay referenced by _seg or the store for the whole call
         self.padded: dict[int, np.ndarray] = {}
+        self._index_column: str | None = None
         if _is_frame(data):
             self.kind = "pandas" if _is_pandas_frame(data) else "polars"
             self._data = data
@@ -115,6 +118,13 @@ class FrameData:
             self._names = [str(c) for c in data.columns]
             if self.kind == "pandas":
                 self.index = data.index
+                # a DatetimeIndex is a column too (as "timestamp" when unnamed), so bars indexed
+                # by time feed the time features without a reset_index()
+                if getattr(data.index, "dtype", None) is not None and data.index.dtype.kind == "M":
+                    index_name = str(data.index.name or "timestamp")
+                    if index_name not in self._names:
+                        self._names.append(index_name)
+                        self._index_column = index_name
         elif (
             isinstance(data, Mapping)
             and data
@@ -226,6 +236,10 @@ class FrameData:
 
     def _column_source(self, name: str) -> Any:
         if self.kind == "pandas":
+            if name == self._index_column:
+                import pandas as pd
+
+                return pd.Series(self._data.index, copy=False)
             return self._data[name]
         if self.kind == "polars":
             return self._data.get_column(name)
