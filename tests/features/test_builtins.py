@@ -305,3 +305,18 @@ def test_pandas_datetime_index_is_the_timestamp(store: FeatureStore, market) -> 
     )
     got = store.compute_feature("days", named)
     np.testing.assert_array_equal(got, data["timestamp"].astype("datetime64[D]").astype(np.int64))
+
+
+def test_column_aliases(store: FeatureStore, market) -> None:
+    data = market(90)
+    df = pd.DataFrame({"Close": data["close"], "Vol": data["volume"], "Sym": "A"})
+    out = store.compute_features(
+        ["rsi_14", "volume_ratio"], df, columns={"close": "Close", "volume": "Vol"}, symbol="Sym"
+    )
+    _assert_close(out["rsi_14"].to_numpy(), talib.RSI(data["close"], 14), "aliased rsi")
+    _assert_close(
+        out["volume_ratio"].to_numpy(), data["volume"] / talib.SMA(data["volume"], 20), "vr"
+    )
+    assert store.get_lineage("rsi_14").source_columns == ("close",)
+    with pytest.raises(ValidationError, match=r"columns\['close'\]='Price' is not a column"):
+        store.compute_feature("rsi_14", df, columns={"close": "Price"})

@@ -922,10 +922,13 @@ class FeatureStore:
         use_cache: bool,
         statistics: bool | None,
         record: bool = True,
+        columns: Mapping[str, str] | None = None,
     ) -> tuple[
         FrameData, list[tuple[FeatureDefinition, tuple[str, ...]]], dict[str, dict[str, np.ndarray]]
     ]:
-        frame = data if isinstance(data, FrameData) else FrameData(data, symbol=symbol)
+        frame = (
+            data if isinstance(data, FrameData) else FrameData(data, symbol=symbol, columns=columns)
+        )
         requests = [self._resolve_output(r, "names") for r in refs]
         nodes = self._plan(requests, frame)
         for node in nodes.values():
@@ -1149,6 +1152,7 @@ class FeatureStore:
         use_cache: bool = True,
         statistics: bool | None = None,
         copy: bool = False,
+        columns: Mapping[str, str] | None = None,
     ) -> Any:
         """Compute one feature (or one output column) aligned with the rows of ``data``.
 
@@ -1166,6 +1170,8 @@ class FeatureStore:
             Record statistics (default: the store's setting).
         copy : bool
             Return a writable copy instead of a read-only view of the cached values.
+        columns : mapping of str to str, optional
+            Input names mapped to the data's column names, e.g. ``{"close": "Close"}``.
 
         Returns
         -------
@@ -1182,7 +1188,12 @@ class FeatureStore:
         array([nan, 10., 10.])
         """
         frame, requests, results = self._compute(
-            [name], data, symbol=symbol, use_cache=use_cache, statistics=statistics
+            [name],
+            data,
+            symbol=symbol,
+            use_cache=use_cache,
+            statistics=statistics,
+            columns=columns,
         )
         d, cols = requests[0]
         values = results[d.ref]
@@ -1206,6 +1217,7 @@ class FeatureStore:
         use_cache: bool = True,
         statistics: bool | None = None,
         copy: bool = False,
+        columns: Mapping[str, str] | None = None,
     ) -> Any:
         """Compute several features; shared dependencies are computed once.
 
@@ -1213,7 +1225,8 @@ class FeatureStore:
         DataFrame for polars, a dict of column -> array for a mapping, and a dict of symbol ->
         table for a dict of frames. Multi-column features contribute all their columns. The
         columns are read-only views of the cached values (a cache hit costs no copy); pass
-        ``copy=True`` for writable columns, e.g. to modify a pandas result in place.
+        ``copy=True`` for writable columns, e.g. to modify a pandas result in place, and
+        ``columns={"close": "Close"}`` when the data names its columns differently.
 
         Examples
         --------
@@ -1227,13 +1240,18 @@ class FeatureStore:
         if isinstance(names, str) or not isinstance(names, Sequence):
             raise KaizenTypeError(f"names must be a list of feature names, got {names!r}")
         frame, requests, results = self._compute(
-            list(names), data, symbol=symbol, use_cache=use_cache, statistics=statistics
+            list(names),
+            data,
+            symbol=symbol,
+            use_cache=use_cache,
+            statistics=statistics,
+            columns=columns,
         )
-        columns: dict[str, np.ndarray] = {}
+        table: dict[str, np.ndarray] = {}
         for d, cols in requests:
             for c in cols:
-                columns[c] = results[d.ref][c].copy() if copy else results[d.ref][c]
-        return frame.wrap_columns(columns)
+                table[c] = results[d.ref][c].copy() if copy else results[d.ref][c]
+        return frame.wrap_columns(table)
 
     # ------------------------------------------------------------------ cache
     def clear_cache(self, *, disk: bool = True) -> None:
@@ -1322,6 +1340,7 @@ class FeatureStore:
         *,
         symbol: str | None = None,
         threshold: float = 0.2,
+        columns: Mapping[str, str] | None = None,
     ) -> DriftReport:
         """Population stability index of new values against the stored statistics.
 
@@ -1343,7 +1362,13 @@ class FeatureStore:
         d, col = self._column_ref(name)
         if isinstance(new, Mapping) or type(new).__name__ == "DataFrame":
             _f, _r, results = self._compute(
-                [col], new, symbol=symbol, use_cache=True, statistics=False, record=False
+                [col],
+                new,
+                symbol=symbol,
+                use_cache=True,
+                statistics=False,
+                record=False,
+                columns=columns,
             )
             values = results[d.ref][col]
         else:
