@@ -441,7 +441,7 @@ def test_threaded_and_serial_computation_agree(db_url: str, market, builtin_name
     assert list(a) == list(b)
     for col in a:
         np.testing.assert_array_equal(a[col], b[col])
-    assert all(name.startswith("kaizenml-features") for name in seen_threads)
+    assert seen_threads and all(name.startswith("kaizenml-features") for name in seen_threads)
     with pytest.raises(ValidationError, match="n_threads must be >= 1"):
         FeatureStore(db_url, n_threads=0)
     with pytest.raises(KaizenTypeError, match="thread_safe"):
