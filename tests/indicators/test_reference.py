@@ -125,10 +125,13 @@ def test_calendar_units_and_timezones() -> None:
 def test_docstring_examples() -> None:
     import doctest
 
+    import kaizenml.indicators
     from kaizenml.indicators import _api
 
     result = doctest.testmod(_api, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 20 and result.failed == 0
+    result = doctest.testmod(kaizenml.indicators, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0
 
 
 def test_windows_of_one_are_analytic(walk) -> None:
@@ -163,3 +166,13 @@ def test_calendar_multiple_units() -> None:
         np.testing.assert_allclose(enc.cos, [np.cos(2 * np.pi * hours / 24)], rtol=1e-12)
         dow = ki.day_of_week(given)
         np.testing.assert_allclose(dow.sin, [np.sin(2 * np.pi / 7)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad_price", [0.0, -5.0])
+def test_volatility_restarts_after_a_price_without_log_return(walk, bad_price: float) -> None:
+    x = walk(200, seed=14)
+    x[90] = bad_price
+    out = ki.volatility(x, 10)
+    np.testing.assert_array_equal(out[:90], ki.volatility(x[:90], 10))
+    assert np.isnan(out[90:101]).all()
+    np.testing.assert_array_equal(out[91:], ki.volatility(x[91:], 10))

@@ -313,7 +313,8 @@ def volatility(
     Parameters
     ----------
     close : array_like, pandas Series or DataFrame
-        Positive prices; one or many series (rows of a 2-D array, columns of a DataFrame).
+        Positive prices; one or many series (rows of a 2-D array, columns of a DataFrame). A
+        zero or negative price has no log return and is treated like a gap.
     window : int, default 20
         Number of returns, larger than ``ddof``.
     annualization : float, optional

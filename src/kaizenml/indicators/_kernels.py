@@ -541,6 +541,15 @@ def _volatility_1d(x, window, ddof, scale, ring, out):
             continue
         r = math.log(v / last)
         last = v
+        if not _ok(r):
+            # a zero or negative price has no log return: restart on this bar like a gap
+            run = 1
+            s1 = 0.0
+            s2 = 0.0
+            pos = 0
+            countdown = period
+            out[i] = _NAN
+            continue
         flat = flat + 1 if (r == last_r and run > 2) else 0
         last_r = r
         if run > window + 1:
