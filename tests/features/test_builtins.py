@@ -287,3 +287,36 @@ def test_symbol_layouts(store: FeatureStore, market, labels) -> None:
     for label in np.unique(sym):
         rows = sym == label
         _assert_close(out[rows], talib.RSI(data["close"][rows], 14), str(label))
+
+
+def test_pandas_datetime_index_is_the_timestamp(store: FeatureStore, market) -> None:
+    data = market(80)
+    df = pd.DataFrame({"close": data["close"]}, index=pd.DatetimeIndex(data["timestamp"]))
+    out = store.compute_features(["hour_of_day", "rsi_14"], df)
+    expected = _hand_time(data["timestamp"])
+    _assert_close(out["hour_of_day_sin"].to_numpy(), expected["hour_of_day_sin"], "index sin")
+    assert out.index.equals(df.index)
+    named = df.rename_axis("ts")
+    store.register_function(
+        "epoch_days", lambda ts, window_size=None: ts.astype("datetime64[D]").astype(np.int64)
+    )
+    store.register_feature(
+        FeatureDefinition("days", dependencies=["ts"], compute_function="epoch_days")
+    )
+    got = store.compute_feature("days", named)
+    np.testing.assert_array_equal(got, data["timestamp"].astype("datetime64[D]").astype(np.int64))
+
+
+def test_column_aliases(store: FeatureStore, market) -> None:
+    data = market(90)
+    df = pd.DataFrame({"Close": data["close"], "Vol": data["volume"], "Sym": "A"})
+    out = store.compute_features(
+        ["rsi_14", "volume_ratio"], df, columns={"close": "Close", "volume": "Vol"}, symbol="Sym"
+    )
+    _assert_close(out["rsi_14"].to_numpy(), talib.RSI(data["close"], 14), "aliased rsi")
+    _assert_close(
+        out["volume_ratio"].to_numpy(), data["volume"] / talib.SMA(data["volume"], 20), "vr"
+    )
+    assert store.get_lineage("rsi_14").source_columns == ("close",)
+    with pytest.raises(ValidationError, match=r"columns\['close'\]='Price' is not a column"):
+        store.compute_feature("rsi_14", df, columns={"close": "Price"})

@@ -441,7 +441,7 @@ def test_threaded_and_serial_computation_agree(db_url: str, market, builtin_name
     assert list(a) == list(b)
     for col in a:
         np.testing.assert_array_equal(a[col], b[col])
-    assert all(name.startswith("kaizenml-features") for name in seen_threads)
+    assert seen_threads and all(name.startswith("kaizenml-features") for name in seen_threads)
     with pytest.raises(ValidationError, match="n_threads must be >= 1"):
         FeatureStore(db_url, n_threads=0)
     with pytest.raises(KaizenTypeError, match="thread_safe"):
@@ -532,3 +532,37 @@ def test_symbol_column_without_pandas(store: FeatureStore, monkeypatch) -> None:
         rows = np.flatnonzero(sym == label)
         expected[rows[1:]] = x[rows[1:]] / x[rows[:-1]] - 1
     np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+def test_close_stops_threads_and_store_stays_usable(db_url: str, market) -> None:
+    data = market(100)
+    with FeatureStore(db_url, n_threads=2) as store:
+        first = store.compute_features(["rsi_14", "price_momentum"], data, use_cache=False)
+    assert store._executor is None
+    again = store.compute_features(["rsi_14", "price_momentum"], data, use_cache=False)
+    np.testing.assert_array_equal(first["rsi_14"], again["rsi_14"])
+    store.close()
+
+
+def test_disk_cache_bound_evicts_least_recently_used(db_url: str, tmp_path, hl) -> None:
+    cache_dir = tmp_path / "bounded"
+    store = FeatureStore(db_url, cache_dir=cache_dir, cache_disk_bytes=6_000)
+    for w in (5, 6, 7, 8):
+        store.register_feature(
+            FeatureDefinition(
+                f"r{w}",
+                dependencies=["close"],
+                compute_function="rsi",
+                computation_config={"params": {"window": w}},
+            )
+        )
+        store.compute_feature(f"r{w}", hl)
+        time.sleep(0.01)  # distinct modification times
+    files = list(cache_dir.glob("*.npz"))
+    assert sum(p.stat().st_size for p in files) <= 6_000
+    assert len(files) == len(list(cache_dir.glob("*.sha256")))
+    fresh = FeatureStore(db_url, cache_dir=cache_dir)
+    fresh.compute_feature("r8", hl)  # the newest file survived
+    assert fresh.cache_info()["disk_hits"] == 1
+    fresh.compute_feature("r5", hl)  # the oldest was evicted
+    assert fresh.cache_info()["disk_hits"] == 1 and fresh.cache_misses == 1

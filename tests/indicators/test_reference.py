@@ -125,10 +125,13 @@ def test_calendar_units_and_timezones() -> None:
 def test_docstring_examples() -> None:
     import doctest
 
+    import kaizenml.indicators
     from kaizenml.indicators import _api
 
     result = doctest.testmod(_api, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 20 and result.failed == 0
+    result = doctest.testmod(kaizenml.indicators, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0
 
 
 def test_windows_of_one_are_analytic(walk) -> None:

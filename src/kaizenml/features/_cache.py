@@ -31,9 +31,12 @@ _KEY_RE = re.compile(r"^[0-9a-f]{16,128}$")
 class FeatureCache:
     """LRU of ``key -> {column: array}`` bounded by ``max_bytes``, optionally backed by files."""
 
-    def __init__(self, max_bytes: int, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, max_bytes: int, cache_dir: Path | None = None, max_disk_bytes: int | None = None
+    ) -> None:
         self.max_bytes = int(max_bytes)
         self.cache_dir = cache_dir
+        self.max_disk_bytes = max_disk_bytes
         self._entries: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self.current_bytes = 0
@@ -122,6 +125,32 @@ class FeatureCache:
             atomic_write_text(sum_path, digest)
         except OSError as exc:  # a full or read-only disk degrades to a memory-only cache
             logger.warning("feature cache: could not write %s: %s", data_path, exc)
+            return
+        if self.max_disk_bytes is not None:
+            self._trim_disk(keep=data_path)
+
+    def _trim_disk(self, keep: Path) -> None:
+        """Delete the least recently used files until the folder fits ``max_disk_bytes``."""
+        assert self.cache_dir is not None and self.max_disk_bytes is not None
+        files = []
+        for path in self.cache_dir.glob("*.npz"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # removed by another process meanwhile
+                continue
+            files.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _mtime, size, _path in files)
+        for _mtime, size, path in sorted(files):
+            if total <= self.max_disk_bytes:
+                break
+            if path == keep:
+                continue
+            for victim in (path, path.with_name(path.name + ".sha256")):
+                try:
+                    victim.unlink()
+                except FileNotFoundError:
+                    pass
+            total -= size
 
     def _load(self, key: str) -> dict[str, np.ndarray] | None:
         if self.cache_dir is None:
@@ -142,6 +171,10 @@ class FeatureCache:
             return None
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             columns = {name: npz[name] for name in npz.files}
+        try:
+            os.utime(data_path)  # recency for the disk bound's LRU order
+        except OSError:
+            pass
         for arr in columns.values():
             arr.flags.writeable = False
         return columns

@@ -92,11 +92,19 @@ class FrameData:
     Parameters
     ----------
     data : mapping, pandas.DataFrame, polars.DataFrame, or dict of symbol -> frame/mapping
+        A pandas DatetimeIndex is also available as a column named after the index
+        (``"timestamp"`` when unnamed) unless a column has that name.
     symbol : str or None
         Name of a column holding symbol ids; rows of each symbol are computed as one series.
+    columns : mapping of str to str, optional
+        Input names the features expect mapped to the data's own column names, e.g.
+        ``{"close": "Close"}``.
     """
 
-    def __init__(self, data: Any, *, symbol: str | None = None) -> None:
+    def __init__(
+        self, data: Any, *, symbol: str | None = None, columns: Mapping[str, str] | None = None
+    ) -> None:
+        self._alias: dict[str, str] = {}
         self.kind: str
         self.index: Any = None
         self.symbols: list[Any] | None = None
@@ -108,6 +116,7 @@ class FrameData:
         # NaN-padded (symbols, rows) blocks of segment-ordered columns, by id() of the column;
         # the columns stay referenced by _seg or the store for the whole call
         self.padded: dict[int, np.ndarray] = {}
+        self._index_column: str | None = None
         if _is_frame(data):
             self.kind = "pandas" if _is_pandas_frame(data) else "polars"
             self._data = data
@@ -115,6 +124,13 @@ class FrameData:
             self._names = [str(c) for c in data.columns]
             if self.kind == "pandas":
                 self.index = data.index
+                # a DatetimeIndex is a column too (as "timestamp" when unnamed), so bars indexed
+                # by time feed the time features without a reset_index()
+                if getattr(data.index, "dtype", None) is not None and data.index.dtype.kind == "M":
+                    index_name = str(data.index.name or "timestamp")
+                    if index_name not in self._names:
+                        self._names.append(index_name)
+                        self._index_column = index_name
         elif (
             isinstance(data, Mapping)
             and data
@@ -137,6 +153,7 @@ class FrameData:
             self.n_rows = int(lengths.sum())
             self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             self.layout_fp = "frames:" + fingerprint_array(self.offsets)
+            self._set_aliases(columns)
             return
         elif isinstance(data, Mapping):
             self.kind = "mapping"
@@ -162,6 +179,7 @@ class FrameData:
                 "data must be a mapping of column name -> array, a pandas or polars DataFrame, or "
                 f"a dict of symbol -> frame; got {type(data).__name__}"
             )
+        self._set_aliases(columns)
         if symbol is None:
             self.offsets = np.array([0, self.n_rows], dtype=np.int64)
             self.layout_fp = f"single:{self.n_rows}"
@@ -213,19 +231,43 @@ class FrameData:
             self.order = np.argsort(codes, kind="stable")
         self.layout_fp = "symbols:" + fingerprint_array(codes)
 
+    def _set_aliases(self, columns: Mapping[str, str] | None) -> None:
+        if columns is None:
+            return
+        if not isinstance(columns, Mapping):
+            raise KaizenTypeError(
+                f"columns must map input names to data columns, e.g. {{'close': 'Close'}}; got "
+                f"{type(columns).__name__}"
+            )
+        for name, source in columns.items():
+            if not isinstance(name, str) or not isinstance(source, str):
+                raise KaizenTypeError(
+                    f"columns entries must be str -> str, got {name!r}: {source!r}"
+                )
+            if source not in self._names:
+                raise ValidationError(
+                    f"columns[{name!r}]={source!r} is not a column of the data; columns are "
+                    f"{self._names}"
+                )
+            self._alias[name] = source
+
     @property
     def n_segments(self) -> int:
         return int(self.offsets.shape[0] - 1)
 
     @property
     def columns(self) -> list[str]:
-        return list(self._names)
+        return [*self._names, *(a for a in self._alias if a not in self._names)]
 
     def has(self, name: str) -> bool:
-        return name in self._names
+        return name in self._alias or name in self._names
 
     def _column_source(self, name: str) -> Any:
         if self.kind == "pandas":
+            if name == self._index_column:
+                import pandas as pd
+
+                return pd.Series(self._data.index, copy=False)
             return self._data[name]
         if self.kind == "polars":
             return self._data.get_column(name)
@@ -239,9 +281,10 @@ class FrameData:
             return arr
         if not self.has(name):
             raise NotFoundError(f"column {name!r} is not in the data; columns are {self._names}")
+        source = self._alias.get(name, name)
         if self.kind == "frames":
             assert self._parts is not None
-            pieces = [p.raw(name) for p in self._parts]
+            pieces = [p.raw(source) for p in self._parts]
             kinds = {p.dtype.kind for p in pieces}
             if len(kinds) > 1:
                 raise KaizenTypeError(
@@ -249,7 +292,7 @@ class FrameData:
                 )
             arr = np.concatenate(pieces) if pieces else np.empty(0)
         else:
-            arr = _convert(self._column_source(name), name)
+            arr = _convert(self._column_source(source), source)
         if arr.shape[0] != self.n_rows:
             raise ValidationError(
                 f"column {name!r} has {arr.shape[0]} rows, expected {self.n_rows}"

@@ -297,6 +297,9 @@ class FeatureStore:
         the SQLite file (or in ``$KAIZENML_HOME``); None keeps the cache in memory only.
     cache_bytes : int
         Bound of the in-memory LRU cache in bytes.
+    cache_disk_bytes : int, optional
+        Bound of the on-disk cache in bytes (least recently used files go first); None: no
+        bound.
     statistics : bool
         Record statistics of every computed column (can be overridden per call).
     n_threads : int, optional
@@ -320,6 +323,7 @@ class FeatureStore:
         *,
         cache_dir: str | Path | bool | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_disk_bytes: int | None = None,
         statistics: bool = True,
         n_threads: int | None = None,
     ) -> None:
@@ -335,7 +339,11 @@ class FeatureStore:
         if not isinstance(statistics, bool):
             raise KaizenTypeError(f"statistics must be a bool, got {statistics!r}")
         self._record_statistics = statistics
-        self._cache = FeatureCache(cache_bytes, self._resolve_cache_dir(cache_dir))
+        if cache_disk_bytes is not None:
+            cache_disk_bytes = check_int(cache_disk_bytes, "cache_disk_bytes", minimum=0)
+        self._cache = FeatureCache(
+            cache_bytes, self._resolve_cache_dir(cache_dir), max_disk_bytes=cache_disk_bytes
+        )
         self._lock = threading.RLock()
         self._functions: dict[str, _Function] = {}
         self._definitions: dict[str, dict[str, FeatureDefinition]] = {}
@@ -373,6 +381,19 @@ class FeatureStore:
                     max_workers=self._n_threads, thread_name_prefix="kaizenml-features"
                 )
             return self._executor
+
+    def close(self) -> None:
+        """Stop the worker threads (the store stays usable and restarts them when needed)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def engine(self) -> Engine:
@@ -901,10 +922,13 @@ class FeatureStore:
         use_cache: bool,
         statistics: bool | None,
         record: bool = True,
+        columns: Mapping[str, str] | None = None,
     ) -> tuple[
         FrameData, list[tuple[FeatureDefinition, tuple[str, ...]]], dict[str, dict[str, np.ndarray]]
     ]:
-        frame = data if isinstance(data, FrameData) else FrameData(data, symbol=symbol)
+        frame = (
+            data if isinstance(data, FrameData) else FrameData(data, symbol=symbol, columns=columns)
+        )
         requests = [self._resolve_output(r, "names") for r in refs]
         nodes = self._plan(requests, frame)
         for node in nodes.values():
@@ -1128,6 +1152,7 @@ class FeatureStore:
         use_cache: bool = True,
         statistics: bool | None = None,
         copy: bool = False,
+        columns: Mapping[str, str] | None = None,
     ) -> Any:
         """Compute one feature (or one output column) aligned with the rows of ``data``.
 
@@ -1145,6 +1170,8 @@ class FeatureStore:
             Record statistics (default: the store's setting).
         copy : bool
             Return a writable copy instead of a read-only view of the cached values.
+        columns : mapping of str to str, optional
+            Input names mapped to the data's column names, e.g. ``{"close": "Close"}``.
 
         Returns
         -------
@@ -1161,7 +1188,12 @@ class FeatureStore:
         array([nan, 10., 10.])
         """
         frame, requests, results = self._compute(
-            [name], data, symbol=symbol, use_cache=use_cache, statistics=statistics
+            [name],
+            data,
+            symbol=symbol,
+            use_cache=use_cache,
+            statistics=statistics,
+            columns=columns,
         )
         d, cols = requests[0]
         values = results[d.ref]
@@ -1185,6 +1217,7 @@ class FeatureStore:
         use_cache: bool = True,
         statistics: bool | None = None,
         copy: bool = False,
+        columns: Mapping[str, str] | None = None,
     ) -> Any:
         """Compute several features; shared dependencies are computed once.
 
@@ -1192,7 +1225,8 @@ class FeatureStore:
         DataFrame for polars, a dict of column -> array for a mapping, and a dict of symbol ->
         table for a dict of frames. Multi-column features contribute all their columns. The
         columns are read-only views of the cached values (a cache hit costs no copy); pass
-        ``copy=True`` for writable columns, e.g. to modify a pandas result in place.
+        ``copy=True`` for writable columns, e.g. to modify a pandas result in place, and
+        ``columns={"close": "Close"}`` when the data names its columns differently.
 
         Examples
         --------
@@ -1206,13 +1240,18 @@ class FeatureStore:
         if isinstance(names, str) or not isinstance(names, Sequence):
             raise KaizenTypeError(f"names must be a list of feature names, got {names!r}")
         frame, requests, results = self._compute(
-            list(names), data, symbol=symbol, use_cache=use_cache, statistics=statistics
+            list(names),
+            data,
+            symbol=symbol,
+            use_cache=use_cache,
+            statistics=statistics,
+            columns=columns,
         )
-        columns: dict[str, np.ndarray] = {}
+        table: dict[str, np.ndarray] = {}
         for d, cols in requests:
             for c in cols:
-                columns[c] = results[d.ref][c].copy() if copy else results[d.ref][c]
-        return frame.wrap_columns(columns)
+                table[c] = results[d.ref][c].copy() if copy else results[d.ref][c]
+        return frame.wrap_columns(table)
 
     # ------------------------------------------------------------------ cache
     def clear_cache(self, *, disk: bool = True) -> None:
@@ -1301,6 +1340,7 @@ class FeatureStore:
         *,
         symbol: str | None = None,
         threshold: float = 0.2,
+        columns: Mapping[str, str] | None = None,
     ) -> DriftReport:
         """Population stability index of new values against the stored statistics.
 
@@ -1322,7 +1362,13 @@ class FeatureStore:
         d, col = self._column_ref(name)
         if isinstance(new, Mapping) or type(new).__name__ == "DataFrame":
             _f, _r, results = self._compute(
-                [col], new, symbol=symbol, use_cache=True, statistics=False, record=False
+                [col],
+                new,
+                symbol=symbol,
+                use_cache=True,
+                statistics=False,
+                record=False,
+                columns=columns,
             )
             values = results[d.ref][col]
         else:
