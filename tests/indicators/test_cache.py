@@ -38,14 +38,16 @@ rows_agree = all(
 )
 stats = {}
 for name in ("_rsi_1d", "_macd_2d", "_stochastic_2d"):
-    s = getattr(k, name).stats
-    stats[name] = [sum(s.cache_hits.values()), sum(s.cache_misses.values())]
+    dispatcher = getattr(k, name)
+    s = dispatcher.stats
+    cached = type(dispatcher._cache).__name__ != "NullCache"
+    stats[name] = [sum(s.cache_hits.values()), sum(s.cache_misses.values()), cached]
 print(json.dumps({"rsi": last_rsi, "hist": float(batch_macd.hist[2, -1]),
                   "rows_agree": rows_agree, "stats": stats, "module": ki.__file__}))
 """
 
 
-def _run(env_extra: dict[str, str], pythonpath: Path) -> dict:
+def _run(env_extra: dict[str, str], pythonpath: Path, *, stderr: list | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env.pop("KAIZENML_PARALLEL_CACHE", None)
     env.update(env_extra)
@@ -54,16 +56,18 @@ def _run(env_extra: dict[str, str], pythonpath: Path) -> dict:
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if stderr is not None:
+        stderr.append(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _assert_cold_then_warm(first: dict, second: dict) -> None:
     assert first["rows_agree"] and second["rows_agree"]
     assert (first["rsi"], first["hist"]) == (second["rsi"], second["hist"])
-    for name, (hits, misses) in first["stats"].items():
-        assert hits == 0 and misses >= 1, f"{name} should compile in a cold cache"
-    for name, (hits, misses) in second["stats"].items():
-        assert hits >= 1 and misses == 0, f"{name} should load from a warm cache"
+    for name, (hits, misses, cached) in first["stats"].items():
+        assert cached and hits == 0 and misses >= 1, f"{name} should compile in a cold cache"
+    for name, (hits, misses, cached) in second["stats"].items():
+        assert cached and hits >= 1 and misses == 0, f"{name} should load from a warm cache"
 
 
 @pytest.mark.slow
@@ -119,3 +123,31 @@ def test_read_only_package_uses_the_user_cache(tmp_path: Path) -> None:
     assert sorted(p.relative_to(site) for p in site.rglob("*")) == before
     index_files = [p for p in tmp_path.rglob("*.nbi") if not p.is_relative_to(site)]
     assert index_files and all("numba" in p.parts for p in index_files)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="Windows ignores the read-only bit on directories"
+)
+def test_no_writable_cache_directory_anywhere_still_computes(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    shutil.copytree(PACKAGE, site / "kaizenml", ignore=shutil.ignore_patterns("__pycache__"))
+    # plain files where numba would create its cache directories: none can be made, even as
+    # root, so numba has no cache location at all
+    (site / "kaizenml" / "indicators" / "__pycache__").write_text("")
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    _make_read_only(site)
+    env = {"XDG_CACHE_HOME": str(blocked), "HOME": str(blocked)}
+    messages: list[str] = []
+    try:
+        result = _run(env, site, stderr=messages)
+    finally:
+        _make_writable(site)
+    assert result["rows_agree"]
+    assert "no writable numba cache directory" in messages[0]
+    for name, (_, _, cached) in result["stats"].items():
+        assert not cached, f"{name} should run without an on-disk cache"
+    # same numbers as the cached build
+    reference = _run({"NUMBA_CACHE_DIR": str(tmp_path / "cache")}, PACKAGE.parent)
+    assert (result["rsi"], result["hist"]) == (reference["rsi"], reference["hist"])

@@ -27,7 +27,10 @@ sums are then rebuilt), which keeps full precision at high price levels where
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -47,13 +50,45 @@ _VAR_NOISE = 8.0 * 2.220446049250313e-16
 # tracking the extreme's index, whose branches the predictor cannot learn on prices.
 _SCAN_MAX = 32
 
+_log = logging.getLogger("kaizenml.indicators")
+_warned_no_cache = False
+
+
+def _jit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``njit`` with these options; without an on-disk cache when no cache directory is usable.
+
+    numba refuses ``cache=True`` outright when neither ``NUMBA_CACHE_DIR``, the package's
+    ``__pycache__`` nor the user cache directory is writable (a read-only container, say).
+    The indicators then still work, compiled in memory by each process.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        global _warned_no_cache
+        try:
+            return njit(**options)(fn)
+        except RuntimeError as exc:
+            if not options.get("cache") or "cannot cache" not in str(exc):
+                raise
+            if not _warned_no_cache:
+                _warned_no_cache = True
+                _log.warning(
+                    "no writable numba cache directory (%s); indicators are compiled in "
+                    "memory in every process. Set NUMBA_CACHE_DIR to a writable directory "
+                    "to keep them between runs.",
+                    exc,
+                )
+            return njit(**{**options, "cache": False})(fn)
+
+    return decorate
+
+
 # error_model="numpy": division by zero gives inf/NaN as in C (and TA-Lib) instead of raising,
 # and the divisions need no zero checks in the hot loops
-_serial = njit(cache=True, nogil=True, error_model="numpy")
+_serial = _jit(cache=True, nogil=True, error_model="numpy")
 # The batch kernels are parallel; whether they may be cached is decided in _config.
 from ._config import PARALLEL_CACHE as _PARALLEL_CACHE  # noqa: E402
 
-_parallel = njit(parallel=True, cache=_PARALLEL_CACHE, nogil=True, error_model="numpy")
+_parallel = _jit(parallel=True, cache=_PARALLEL_CACHE, nogil=True, error_model="numpy")
 
 
 @intrinsic
