@@ -352,9 +352,32 @@ def test_statistics_persist_and_equal_numpy(db_url: str, hl) -> None:
     assert reopened.get_statistics("price_return") == st
     assert reopened.get_lineage("price_return").n_rows == 300
     with pytest.raises(ValidationError, match="several columns"):
-        reopened.get_statistics("macd")
+        reopened.get_statistics("hour_of_day")
     with pytest.raises(NotFoundError, match="no statistics"):
         reopened.get_statistics("macd_hist")
+
+
+def test_statistics_reach_the_column_named_after_its_feature(store: FeatureStore, hl) -> None:
+    # `macd` is both the three-column feature and its first column (the MACD line): where one
+    # column is required, the name means that column
+    values = store.compute_feature("macd", hl)
+    for j, col in enumerate(["macd", "macd_signal", "macd_hist"]):
+        clean = values[:, j][~np.isnan(values[:, j])]
+        for ref in (col, "macd@1.0.0") if col == "macd" else (col,):
+            st = store.get_statistics(ref)
+            assert (st.feature, st.column) == ("macd", col)
+            assert st.count == clean.size and st.missing == 33
+            assert st.mean == pytest.approx(clean.mean(), rel=1e-12)
+            assert st.percentiles[50] == np.percentile(clean, 50)
+    line = store.get_statistics("macd")
+    assert line != store.get_statistics("macd_signal")
+    report = store.check_drift("macd", values[:, 0])
+    assert report.column == "macd" and report.psi == pytest.approx(0.0, abs=1e-12)
+    # a multi-output feature without a column of its own name still needs a column name
+    store.compute_feature("hour_of_day", {"timestamp": np.arange(300) * 3600})
+    with pytest.raises(ValidationError, match="several columns"):
+        store.get_statistics("hour_of_day")
+    assert store.get_statistics("hour_of_day_sin").count == 300
 
 
 def test_drift_psi_equals_hand_computation(store: FeatureStore) -> None:

@@ -176,3 +176,44 @@ def test_volatility_restarts_after_a_price_without_log_return(walk, bad_price: f
     np.testing.assert_array_equal(out[:90], ki.volatility(x[:90], 10))
     assert np.isnan(out[90:101]).all()
     np.testing.assert_array_equal(out[91:], ki.volatility(x[91:], 10))
+
+
+@pytest.mark.parametrize(
+    ("unit", "per_day"),
+    [("ns", 86_400 * 10**9), ("us", 86_400 * 10**6), ("ms", 86_400_000), ("s", 86_400),
+     ("m", 1440), ("h", 24), ("D", 1)],
+)
+def test_calendar_tables_match_the_definition(unit: str, per_day: int) -> None:
+    # the kernels look sin/cos up in per-minute and per-weekday tables; compare with sin/cos
+    # evaluated on the definition, before and after 1970 and off whole minutes
+    rng = np.random.default_rng(21)
+    days = rng.integers(-30_000, 30_000, 4000)
+    within = rng.integers(0, per_day, 4000)
+    ticks = days * per_day + within
+    given = ticks.astype(f"datetime64[{unit}]")
+    angle = 2 * np.pi * ((ticks % per_day) / per_day)
+    enc = ki.hour_of_day(given)
+    np.testing.assert_allclose(enc.sin, np.sin(angle), rtol=0, atol=4e-15)
+    np.testing.assert_allclose(enc.cos, np.cos(angle), rtol=0, atol=4e-15)
+    on_minute = (ticks % max(per_day // 1440, 1)) == 0
+    np.testing.assert_array_equal(enc.sin[on_minute], np.sin(angle[on_minute]))
+    weekday = (days + 3) % 7
+    dow = ki.day_of_week(given)
+    np.testing.assert_array_equal(dow.sin, np.sin(2 * np.pi * (weekday / 7)))
+    np.testing.assert_array_equal(dow.cos, np.cos(2 * np.pi * (weekday / 7)))
+    # the 2-D kernels give the same rows
+    both = ki.hour_of_day(given.reshape(2, -1))
+    np.testing.assert_array_equal(both.cos.ravel(), enc.cos)
+    np.testing.assert_array_equal(ki.day_of_week(given.reshape(2, -1)).sin.ravel(), dow.sin)
+
+
+def test_position_only_bollinger_matches_the_full_one(walk) -> None:
+    from kaizenml.indicators._api import _bollinger_position
+
+    x = walk(600, seed=22, level=3000.0)
+    x[300] = np.nan
+    np.testing.assert_array_equal(_bollinger_position(x, 20, 2.0), ki.bollinger(x, 20).position)
+    many = np.stack([x, walk(600, seed=23)])
+    np.testing.assert_array_equal(
+        _bollinger_position(many, 7, 1.5), ki.bollinger(many, 7, 1.5).position
+    )

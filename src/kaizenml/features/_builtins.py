@@ -87,7 +87,9 @@ def bollinger_position(
     close: np.ndarray, *, window_size: int | None = None, window: int = 20, nbdev: float = 2.0
 ) -> np.ndarray:
     """(close - lower) / (upper - lower) of the Bollinger bands (TA-Lib BBANDS, ddof=0)."""
-    return _rows(_ind().bollinger, close, window=window, nbdev=nbdev).position
+    from ..indicators._api import _bollinger_position
+
+    return _rows(_bollinger_position, close, window=window, nbdev=nbdev)
 
 
 def hour_of_day(

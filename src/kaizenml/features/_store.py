@@ -1281,7 +1281,17 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ statistics & lineage
     def _column_ref(self, ref: str) -> tuple[FeatureDefinition, str]:
+        """The one column that statistics and drift refer to.
+
+        Naming rule: a feature with several outputs may name one of them after itself (``macd``
+        names the MACD line ``macd``). Where one column is required, such a name means that
+        column; the feature's other columns are asked for by their own names (``macd_signal``).
+        A multi-output feature without a column of its own name is refused with the list of its
+        columns.
+        """
         d, cols = self._resolve_output(ref)
+        if len(cols) > 1 and d.name in cols:
+            return d, d.name
         if len(cols) != 1:
             raise ValidationError(
                 f"feature {d.ref!r} has several columns {list(cols)}; ask for one of them"

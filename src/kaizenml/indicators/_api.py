@@ -302,6 +302,21 @@ def bollinger(x: Any, window: int = 20, nbdev: float = 2.0) -> Bollinger:
     return Bollinger(*(wrap(o, layout) for o in outs))
 
 
+def _bollinger_position(x: Any, window: int = 20, nbdev: float = 2.0) -> Any:
+    """Only the ``position`` output of :func:`bollinger` (the feature store's ``bb_position``),
+    without allocating and writing the four other outputs."""
+    window = _window(window)
+    nbdev = check_float(nbdev, "nbdev", minimum=0.0)
+    arr, layout = as_float(x, "x")
+    position = empty_like(arr)
+    unused = np.empty(arr.shape[:-1] + (0,))
+    if arr.ndim == 1:
+        k._bollinger_1d(arr, window, nbdev, unused, unused, unused, position, unused)
+    else:
+        k._bollinger_2d(arr, window, nbdev, unused, unused, unused, position, unused)
+    return wrap(position, layout)
+
+
 def volatility(
     close: Any, window: int = 20, annualization: float | None = None, *, ddof: int = 1
 ) -> Any:
@@ -341,6 +356,7 @@ def volatility(
             raise ValidationError("annualization must be positive, got 0")
     arr, layout = as_float(close, "close")
     out = empty_like(arr)
+    k._log_returns(arr, out)
     if arr.ndim == 1:
         k._volatility_1d(arr, window, ddof, scale, np.empty(window), out)
     else:
@@ -530,14 +546,26 @@ def obv(close: Any, volume: Any) -> Any:
 # --------------------------------------------------------------------------- calendar
 
 
-def _cyclical(kernel_1d: Any, kernel_2d: Any, timestamps: Any) -> Cyclical:
+def _cyclical(kind: str, timestamps: Any) -> Cyclical:
     ticks, per_day, layout = as_ticks(timestamps)
     out_sin = np.empty(ticks.shape, dtype=np.float64)
     out_cos = np.empty(ticks.shape, dtype=np.float64)
-    if ticks.ndim == 1:
-        kernel_1d(ticks, per_day, out_sin, out_cos)
+    if kind == "hour":
+        slots = k._calendar_slots(per_day)
+        kernel_1d, kernel_2d = k._hour_of_day_1d, k._hour_of_day_2d
     else:
-        kernel_2d(ticks, per_day, out_sin, out_cos)
+        slots = 7
+        kernel_1d, kernel_2d = k._day_of_week_1d, k._day_of_week_2d
+    tab_sin = np.empty(slots)
+    tab_cos = np.empty(slots)
+    if kind == "hour":
+        k._hour_table(per_day, tab_sin, tab_cos)
+    else:
+        k._day_table(tab_sin, tab_cos)
+    if ticks.ndim == 1:
+        kernel_1d(ticks, per_day, tab_sin, tab_cos, out_sin, out_cos)
+    else:
+        kernel_2d(ticks, per_day, tab_sin, tab_cos, out_sin, out_cos)
     return Cyclical(wrap(out_sin, layout), wrap(out_cos, layout))
 
 
@@ -566,7 +594,7 @@ def hour_of_day(timestamps: Any) -> Cyclical:
     >>> float(enc.sin[0]), round(float(enc.cos[0]), 12)
     (1.0, 0.0)
     """
-    return _cyclical(k._hour_of_day_1d, k._hour_of_day_2d, timestamps)
+    return _cyclical("hour", timestamps)
 
 
 def day_of_week(timestamps: Any) -> Cyclical:
@@ -588,4 +616,4 @@ def day_of_week(timestamps: Any) -> Cyclical:
     >>> float(enc.sin[0]), float(enc.cos[0])
     (0.0, 1.0)
     """
-    return _cyclical(k._day_of_week_1d, k._day_of_week_2d, timestamps)
+    return _cyclical("day", timestamps)

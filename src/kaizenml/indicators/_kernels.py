@@ -467,6 +467,8 @@ def _zscore_2d(x, window, ddof, out):
 @_serial
 def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
     n = x.shape[0]
+    # empty middle/upper/lower/bandwidth: only the position is wanted (the feature store)
+    full = middle.shape[0] > 0
     inv = 1.0 / window
     period = _reanchor_period(window)
     run = 0
@@ -482,11 +484,12 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
         if not _ok(v):
             run = 0
             part = 0.0
-            middle[i] = _NAN
-            upper[i] = _NAN
-            lower[i] = _NAN
             position[i] = _NAN
-            bandwidth[i] = _NAN
+            if full:
+                middle[i] = _NAN
+                upper[i] = _NAN
+                lower[i] = _NAN
+                bandwidth[i] = _NAN
             continue
         run += 1
         flat = flat + 1 if v == last else 0
@@ -513,19 +516,21 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
             width = nbdev * math.sqrt(var)
             hi = mid + width
             lo = mid - width
-            middle[i] = mid
-            upper[i] = hi
-            lower[i] = lo
             # a flat window has no band: the price sits on the middle line
             position[i] = (v - lo) / (hi - lo) if hi != lo else 0.5
-            bandwidth[i] = (hi - lo) / mid
+            if full:
+                middle[i] = mid
+                upper[i] = hi
+                lower[i] = lo
+                bandwidth[i] = (hi - lo) / mid
         else:
             part += v
-            middle[i] = _NAN
-            upper[i] = _NAN
-            lower[i] = _NAN
             position[i] = _NAN
-            bandwidth[i] = _NAN
+            if full:
+                middle[i] = _NAN
+                upper[i] = _NAN
+                lower[i] = _NAN
+                bandwidth[i] = _NAN
         countdown -= 1
         if countdown == 0:
             countdown = period
@@ -543,8 +548,10 @@ def _bollinger_2d(x, window, nbdev, middle, upper, lower, position, bandwidth):
 def _volatility_1d(x, window, ddof, scale, ring, out):
     """Rolling std of log returns; ``ring`` (length ``window``) holds the returns in the window.
 
-    Log returns are centred near zero, so their sums need no anchor; they are still rebuilt
-    from the ring periodically so rounding from a large jump leaving the window does not
+    On entry ``out[i]`` holds ``log(x[i] / x[i - 1])`` for ``i >= 1`` (see
+    :func:`_log_returns`); the kernel overwrites it in place, reading each value before writing
+    its result. Log returns are centred near zero, so their sums need no anchor; they are still
+    rebuilt from the ring periodically so rounding from a large jump leaving the window does not
     linger.
     """
     n = x.shape[0]
@@ -552,7 +559,6 @@ def _volatility_1d(x, window, ddof, scale, ring, out):
     correction = window / (window - ddof)
     period = _reanchor_period(window)
     run = 0
-    last = 0.0
     s1 = 0.0
     s2 = 0.0
     pos = 0
@@ -567,15 +573,14 @@ def _volatility_1d(x, window, ddof, scale, ring, out):
             continue
         run += 1
         if run == 1:
-            last = v
             s1 = 0.0
             s2 = 0.0
             pos = 0
             countdown = period
             out[i] = _NAN
             continue
-        r = math.log(v / last)
-        last = v
+        # run >= 2: the previous bar was valid, so out[i] is the log return from it
+        r = out[i]
         if not _ok(r):
             # a zero or negative price has no log return: restart on this bar like a gap
             run = 1
@@ -620,6 +625,22 @@ def _volatility_2d(x, window, ddof, scale, out):
     for r in prange(x.shape[0]):
         ring = np.empty(window)
         _volatility_1d(x[r], window, ddof, scale, ring, out[r])
+
+
+def _log_returns(x, out):
+    """``out[..., 1:] = log(x[..., 1:] / x[..., :-1])`` with numpy's vectorized log.
+
+    numpy evaluates the logarithm with SIMD instructions, several times faster than the scalar
+    libm call a numba loop makes; the volatility kernels then run on these values in place.
+    Non-positive or missing prices give NaN or infinities here, which the kernels treat as gaps.
+    """
+    if x.shape[-1] < 2:
+        return out
+    body = out[..., 1:]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(x[..., 1:], x[..., :-1], out=body)
+        np.log(body, out=body)
+    return out
 
 
 # --------------------------------------------------------------------------- differences
@@ -950,35 +971,103 @@ def _obv_2d(close, volume, out):
 # --------------------------------------------------------------------------- calendar
 
 
+# The encodings are periodic, so sin and cos come from small tables instead of being evaluated
+# per row (two libm calls per row dominated these kernels): the weekday takes one of 7 values,
+# the time of day is looked up at the start of its minute (1440 slots) and rotated by the
+# remaining fraction of a minute. Table entries are computed with exactly the expression of
+# the definition, so rows on a whole minute get bit-identical values; the rotation by an angle
+# below 2 pi / 1440 is accurate to a few 1e-16.
+
+
 @_serial
-def _hour_of_day_1d(ticks, ticks_per_day, out_sin, out_cos):
+def _split(t, period, inv_period):
+    """``(t // period, t % period)`` for int64 ``t`` (floor semantics) without an integer
+    division: a floating-point estimate of the quotient, corrected to the exact value."""
+    q = np.int64(math.floor(t * inv_period))
+    rest = t - q * period
+    while rest < 0:
+        q -= 1
+        rest += period
+    while rest >= period:
+        q += 1
+        rest -= period
+    return q, rest
+
+
+@_serial
+def _calendar_slots(ticks_per_day):
+    """Number of table slots per day: one per minute when a minute is a whole number of ticks,
+    else one per tick (coarse units such as hours or days)."""
+    return 1440 if ticks_per_day % 1440 == 0 else ticks_per_day
+
+
+@_serial
+def _hour_table(ticks_per_day, tab_sin, tab_cos):
+    slots = tab_sin.shape[0]
+    step = ticks_per_day // slots
+    for j in range(slots):
+        angle = _TWO_PI * ((j * step) / ticks_per_day)
+        tab_sin[j] = math.sin(angle)
+        tab_cos[j] = math.cos(angle)
+
+
+@_serial
+def _hour_of_day_1d(ticks, ticks_per_day, tab_sin, tab_cos, out_sin, out_cos):
     n = ticks.shape[0]
+    slots = tab_sin.shape[0]
+    step = ticks_per_day // slots
+    inv_day = 1.0 / ticks_per_day
+    inv_step = 1.0 / step
+    # angle per tick; a remainder below one slot gives |b| < 2 pi / 1440 ~ 4.4e-3
+    scale = _TWO_PI / ticks_per_day
     for i in range(n):
-        t = ticks[i]
-        day = t // ticks_per_day  # floor division: times before 1970 land on the right day
-        angle = _TWO_PI * ((t - day * ticks_per_day) / ticks_per_day)
-        out_sin[i] = math.sin(angle)
-        out_cos[i] = math.cos(angle)
+        if ticks_per_day == 1:
+            rest = np.int64(0)
+        else:
+            _, rest = _split(ticks[i], ticks_per_day, inv_day)
+        slot, r = _split(rest, step, inv_step)
+        b = r * scale
+        b2 = b * b
+        # Taylor series of sin and cos; the first omitted terms are below 1e-20 for |b| < 4.4e-3
+        sb = b * (1.0 - b2 * (1.0 / 6.0 - b2 * (1.0 / 120.0)))
+        cb = 1.0 - b2 * (0.5 - b2 * (1.0 / 24.0 - b2 * (1.0 / 720.0)))
+        s0 = tab_sin[slot]
+        c0 = tab_cos[slot]
+        # exact table values when r == 0 (sb == 0, cb == 1)
+        out_sin[i] = s0 * cb + c0 * sb
+        out_cos[i] = c0 * cb - s0 * sb
 
 
 @_parallel
-def _hour_of_day_2d(ticks, ticks_per_day, out_sin, out_cos):
+def _hour_of_day_2d(ticks, ticks_per_day, tab_sin, tab_cos, out_sin, out_cos):
     for r in prange(ticks.shape[0]):
-        _hour_of_day_1d(ticks[r], ticks_per_day, out_sin[r], out_cos[r])
+        _hour_of_day_1d(ticks[r], ticks_per_day, tab_sin, tab_cos, out_sin[r], out_cos[r])
 
 
 @_serial
-def _day_of_week_1d(ticks, ticks_per_day, out_sin, out_cos):
-    n = ticks.shape[0]
-    for i in range(n):
-        # 1970-01-01 was a Thursday; Monday is day 0
-        dow = (ticks[i] // ticks_per_day + 3) % 7
+def _day_table(tab_sin, tab_cos):
+    for dow in range(7):
         angle = _TWO_PI * (dow / 7.0)
-        out_sin[i] = math.sin(angle)
-        out_cos[i] = math.cos(angle)
+        tab_sin[dow] = math.sin(angle)
+        tab_cos[dow] = math.cos(angle)
+
+
+@_serial
+def _day_of_week_1d(ticks, ticks_per_day, tab_sin, tab_cos, out_sin, out_cos):
+    n = ticks.shape[0]
+    inv_day = 1.0 / ticks_per_day
+    for i in range(n):
+        if ticks_per_day == 1:
+            day = ticks[i]
+        else:
+            day, _ = _split(ticks[i], ticks_per_day, inv_day)
+        # 1970-01-01 was a Thursday; Monday is day 0
+        dow = (day + 3) % 7
+        out_sin[i] = tab_sin[dow]
+        out_cos[i] = tab_cos[dow]
 
 
 @_parallel
-def _day_of_week_2d(ticks, ticks_per_day, out_sin, out_cos):
+def _day_of_week_2d(ticks, ticks_per_day, tab_sin, tab_cos, out_sin, out_cos):
     for r in prange(ticks.shape[0]):
-        _day_of_week_1d(ticks[r], ticks_per_day, out_sin[r], out_cos[r])
+        _day_of_week_1d(ticks[r], ticks_per_day, tab_sin, tab_cos, out_sin[r], out_cos[r])
