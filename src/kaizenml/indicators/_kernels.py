@@ -1020,20 +1020,41 @@ def _hour_of_day_1d(ticks, ticks_per_day, tab_sin, tab_cos, out_sin, out_cos):
     inv_step = 1.0 / step
     # angle per tick; a remainder below one slot gives |b| < 2 pi / 1440 ~ 4.4e-3
     scale = _TWO_PI / ticks_per_day
+    # rest * inv_step is within 3.2e-13 of the exact quotient (rest < 2^47 is exact, the
+    # quotient is below 1440), and a remainder of at least one tick lifts it at least
+    # 1 / step >= 1.6e-11 above the slot: adding 2e-12 lands on the right slot without a
+    # correction on whole minutes (the corrections below stay as a guard)
+    nudge = 2e-12
+    day_start = np.int64(0)
+    day_end = np.int64(0)  # empty range: the first row computes its day
     for i in range(n):
-        if ticks_per_day == 1:
-            rest = np.int64(0)
-        else:
-            _, rest = _split(ticks[i], ticks_per_day, inv_day)
-        slot, r = _split(rest, step, inv_step)
-        b = r * scale
-        b2 = b * b
-        # Taylor series of sin and cos; the first omitted terms are below 1e-20 for |b| < 4.4e-3
-        sb = b * (1.0 - b2 * (1.0 / 6.0 - b2 * (1.0 / 120.0)))
-        cb = 1.0 - b2 * (0.5 - b2 * (1.0 / 24.0 - b2 * (1.0 / 720.0)))
+        t = ticks[i]
+        if t < day_start or t >= day_end:
+            # rows are usually in time order: the day is recomputed only when it changes
+            q, rest = _split(t, ticks_per_day, inv_day)
+            day_start = t - rest
+            day_end = day_start + ticks_per_day
+        rest = t - day_start
+        slot = np.int64(rest * inv_step + nudge)
+        r = rest - slot * step
+        while r < 0:
+            slot -= 1
+            r += step
+        while r >= step:
+            slot += 1
+            r -= step
         s0 = tab_sin[slot]
         c0 = tab_cos[slot]
-        # exact table values when r == 0 (sb == 0, cb == 1)
+        if r == 0:
+            out_sin[i] = s0
+            out_cos[i] = c0
+            continue
+        # rotate by the rest of the minute, b = 2 pi r / ticks_per_day; Taylor series of sin
+        # and cos, whose first omitted terms are below 1e-20 for |b| < 4.4e-3
+        b = r * scale
+        b2 = b * b
+        sb = b * (1.0 - b2 * (1.0 / 6.0 - b2 * (1.0 / 120.0)))
+        cb = 1.0 - b2 * (0.5 - b2 * (1.0 / 24.0 - b2 * (1.0 / 720.0)))
         out_sin[i] = s0 * cb + c0 * sb
         out_cos[i] = c0 * cb - s0 * sb
 
@@ -1056,15 +1077,23 @@ def _day_table(tab_sin, tab_cos):
 def _day_of_week_1d(ticks, ticks_per_day, tab_sin, tab_cos, out_sin, out_cos):
     n = ticks.shape[0]
     inv_day = 1.0 / ticks_per_day
+    day_start = np.int64(0)
+    day_end = np.int64(0)  # empty range: the first row computes its day
+    s = 0.0
+    c = 0.0
     for i in range(n):
-        if ticks_per_day == 1:
-            day = ticks[i]
-        else:
-            day, _ = _split(ticks[i], ticks_per_day, inv_day)
-        # 1970-01-01 was a Thursday; Monday is day 0
-        dow = (day + 3) % 7
-        out_sin[i] = tab_sin[dow]
-        out_cos[i] = tab_cos[dow]
+        t = ticks[i]
+        if t < day_start or t >= day_end:
+            # rows are usually in time order: the weekday is recomputed only when the day changes
+            day, rest = _split(t, ticks_per_day, inv_day)
+            day_start = t - rest
+            day_end = day_start + ticks_per_day
+            # 1970-01-01 was a Thursday; Monday is day 0
+            dow = (day + 3) % 7
+            s = tab_sin[dow]
+            c = tab_cos[dow]
+        out_sin[i] = s
+        out_cos[i] = c
 
 
 @_parallel
