@@ -93,8 +93,14 @@ def as_float(x: Any, param: str) -> tuple[np.ndarray, Layout]:
                 "series", 1, index=x.index, name=x.name
             )
         if isinstance(x, pd.DataFrame):
-            for column, dtype in x.dtypes.items():
-                _check_pandas_dtype(dtype, f"{param}[{column!r}]")
+            # check each distinct dtype once (wide frames have thousands of columns), and name
+            # the first offending column only when one fails
+            try:
+                for dtype in set(x.dtypes):
+                    _check_pandas_dtype(dtype, param)
+            except KaizenTypeError:
+                for column, dtype in x.dtypes.items():
+                    _check_pandas_dtype(dtype, f"{param}[{column!r}]")
             values = x.to_numpy(dtype=np.float64, na_value=np.nan)
             # pandas columns are the series; the kernels want one series per row
             return _frozen(np.ascontiguousarray(values.T)), Layout(
