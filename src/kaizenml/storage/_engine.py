@@ -1,7 +1,9 @@
-"""Engines, the shared schema metadata and transaction retries."""
+"""Engines, the shared schema metadata, portable column types and transaction retries."""
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import os
 import random
 import threading
@@ -16,15 +18,71 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .._exceptions import KaizenTypeError, StorageError
+from ._migrations import upgrade_schema, version_table
 
 T = TypeVar("T")
 
 #: Every kaizenml table is declared on this one MetaData, so one ``create_all`` makes the schema.
 metadata = sa.MetaData()
+# The table recording which schema version of each component a store holds.
+version_table(metadata)
 
 _ENGINES: dict[tuple[str, int], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
-_SCHEMA_READY: set[tuple[str, int]] = set()
+_SCHEMA_READY: set[tuple[str, int, tuple[str, ...]]] = set()
+
+
+class UTCDateTime(sa.types.TypeDecorator[_dt.datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware, on every backend.
+
+    PostgreSQL keeps the offset (``timestamp with time zone``); SQLite has no such type and
+    would hand back naive values, so values are normalized to UTC on the way in and tagged UTC
+    on the way out. Naive datetimes are refused: their meaning depends on the machine.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: _dt.datetime | None, dialect: Any) -> _dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, _dt.datetime):
+            raise KaizenTypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise StorageError(
+                f"naive datetime {value.isoformat()} cannot be stored; attach a time zone "
+                "(e.g. datetime.now(timezone.utc))"
+            )
+        utc = value.astimezone(_dt.timezone.utc)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Any) -> _dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_dt.timezone.utc)
+        return value.astimezone(_dt.timezone.utc)
+
+
+class JSONText(sa.types.TypeDecorator[Any]):
+    """A JSON document stored as text (same bytes on SQLite and PostgreSQL).
+
+    Text rather than a native JSON type so a value round-trips exactly as written, key order
+    and float repr included, and so non-finite floats (``NaN``, ``Infinity``) survive.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return json.loads(value)
 
 
 def kaizenml_home() -> Path:
@@ -90,9 +148,32 @@ def get_engine(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            # pre_ping: a pooled connection may have been closed by a restarted server.
+            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
         _ENGINES[key] = engine
         return engine
+
+
+def dispose_engine(storage: str | Engine) -> None:
+    """Close the pooled connections of a URL's (or an engine's) process-wide engine.
+
+    The next :func:`get_engine` for that URL makes a new engine. Useful before deleting a
+    database, and to release server connections a long-running process no longer needs.
+    """
+    with _ENGINES_LOCK:
+        for key, engine in list(_ENGINES.items()):
+            if engine is storage or key[0] == storage:
+                del _ENGINES[key]
+                _forget_schema(engine)
+                engine.dispose()
+        if isinstance(storage, Engine):
+            _forget_schema(storage)
+            storage.dispose()
+
+
+def _forget_schema(engine: Engine) -> None:
+    for key in [k for k in _SCHEMA_READY if k[1] == id(engine)]:
+        _SCHEMA_READY.discard(key)
 
 
 def resolve_engine(storage: str | Engine | None) -> Engine:
@@ -105,11 +186,23 @@ def resolve_engine(storage: str | Engine | None) -> Engine:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create every table declared on :data:`metadata` that does not exist yet."""
-    key = (str(engine.url), id(engine))
+    """Bring the store to the current schema: create missing tables, upgrade older ones.
+
+    Runs the registered migrations (see :func:`register_component`), creates every table
+    declared on :data:`metadata` that does not exist yet and adds safe missing columns, all in
+    one locked transaction, so concurrent first opens are safe. Done once per engine and set
+    of declared tables; a store written by a newer kaizenml raises :class:`StorageError`.
+
+    Examples
+    --------
+    >>> from kaizenml.storage import ensure_schema, get_engine
+    >>> engine = get_engine("sqlite://")
+    >>> ensure_schema(engine)
+    """
+    key = (engine.url.render_as_string(hide_password=False), id(engine), tuple(sorted(metadata.tables)))
     if key in _SCHEMA_READY:
         return
-    retry_on_conflict(lambda: metadata.create_all(engine, checkfirst=True))
+    retry_on_conflict(lambda: upgrade_schema(engine, metadata=metadata))
     _SCHEMA_READY.add(key)
 
 
@@ -120,7 +213,16 @@ def _is_transient(exc: BaseException) -> bool:
         text = str(exc).lower()
         return any(
             s in text
-            for s in ("locked", "busy", "deadlock", "could not serialize", "already exists")
+            for s in (
+                "locked",
+                "busy",
+                "deadlock",
+                "could not serialize",
+                "already exists",
+                # PostgreSQL closed the connection under us (restart, failover); a new one works.
+                "server closed the connection",
+                "connection reset",
+            )
         )
     if isinstance(exc, DBAPIError):
         return "already exists" in str(exc).lower()
