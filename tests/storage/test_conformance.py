@@ -178,7 +178,7 @@ def test_retry_gives_up_on_permanent_errors(conf_store) -> None:
 JSON_DOCS = [
     {"lr": 0.1 + 0.2, "tiny": 5e-324, "huge": 1.7976931348623157e308, "neg0": -0.0},
     {"nested": {"list": [1, 2.5, "three", None, True, {"deep": []}]}, "z": 1, "a": 2},
-    {"unicode": "Kaizen 改善 ∑ 🚀", "quote": "it's \"quoted\"\n\ttab", "big": 2**62 + 1},
+    {"unicode": "Kaizen 改善 ∑ 🚀", "quote": 'it\'s "quoted"\n\ttab', "big": 2**62 + 1},
     {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")},
     [],
     "just a string",
@@ -203,7 +203,7 @@ def test_json_text_round_trip(conf_store, doc) -> None:
         if isinstance(a, dict):
             return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
         if isinstance(a, list):
-            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
         return type(a) is type(b) and a == b
 
     assert same(doc, back)
@@ -252,11 +252,15 @@ def test_timestamps_keep_their_instant_and_come_back_aware(conf_store) -> None:
             conn.execute(docs.insert().values(name=f"t{i}", at=s))
     with engine.connect() as conn:
         rows = conn.execute(sa.select(docs.c.name, docs.c.at).order_by(docs.c.at)).all()
-        after = conn.execute(
-            sa.select(docs.c.name).where(
-                docs.c.at > dt.datetime(2024, 3, 10, 6, 45, tzinfo=dt.timezone.utc)
+        after = (
+            conn.execute(
+                sa.select(docs.c.name).where(
+                    docs.c.at > dt.datetime(2024, 3, 10, 6, 45, tzinfo=dt.timezone.utc)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     # Ordered by instant, not by wall-clock text.
     assert [r.name for r in rows] == ["t1", "t0", "t2"]
     for name, at in rows:

@@ -177,7 +177,7 @@ def _forget_schema(engine: Engine) -> None:
 
 
 def resolve_engine(storage: str | Engine | None) -> Engine:
-    """Turn a ``storage=`` argument (URL, Engine, or None for the embedded default) into an Engine."""
+    """Turn a ``storage=`` argument (URL, Engine, or None for the default) into an Engine."""
     if storage is None:
         return get_engine(default_storage_url())
     if isinstance(storage, Engine):
@@ -199,7 +199,8 @@ def ensure_schema(engine: Engine) -> None:
     >>> engine = get_engine("sqlite://")
     >>> ensure_schema(engine)
     """
-    key = (engine.url.render_as_string(hide_password=False), id(engine), tuple(sorted(metadata.tables)))
+    url = engine.url.render_as_string(hide_password=False)
+    key = (url, id(engine), tuple(sorted(metadata.tables)))
     if key in _SCHEMA_READY:
         return
     retry_on_conflict(lambda: upgrade_schema(engine, metadata=metadata))
@@ -229,9 +230,7 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-def retry_on_conflict(
-    fn: Callable[[], T], *, attempts: int = 50, base_delay: float = 0.005
-) -> T:
+def retry_on_conflict(fn: Callable[[], T], *, attempts: int = 50, base_delay: float = 0.005) -> T:
     """Run ``fn`` (one whole transaction), retrying on lock contention and unique conflicts.
 
     ``fn`` must be idempotent as a transaction: it re-reads what it needs on every attempt.

@@ -112,7 +112,9 @@ def register_component(
     2
     """
     if not isinstance(name, str) or not name or len(name) > 64:
-        raise ValidationError(f"name must be a non-empty string of at most 64 characters, got {name!r}")
+        raise ValidationError(
+            f"name must be a non-empty string of at most 64 characters, got {name!r}"
+        )
     ordered = sorted(migrations, key=lambda m: m.version)
     expected = list(range(2, len(ordered) + 2))
     if [m.version for m in ordered] != expected:
@@ -217,10 +219,14 @@ def upgrade_schema(
         final: dict[str, int] = {}
         for comp in comps:
             current = start[comp.name]
-            done = set() if recorded.get(comp.name) is None else set(
-                conn.execute(
-                    sa.select(versions_t.c.version).where(versions_t.c.component == comp.name)
-                ).scalars()
+            done = (
+                set()
+                if recorded.get(comp.name) is None
+                else set(
+                    conn.execute(
+                        sa.select(versions_t.c.version).where(versions_t.c.component == comp.name)
+                    ).scalars()
+                )
             )
             rows = []
             if current is None:
