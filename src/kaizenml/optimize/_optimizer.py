@@ -1,0 +1,573 @@
+"""The ask/tell optimizer: a study, its sampler, its pruner and its stopping rules.
+
+The sampler lives in the process that asks. Before every suggestion it receives the whole study
+from storage (finished trials and the ones still running, including those of other processes),
+so parallel workers get different suggestions and a resumed study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import traceback
+import uuid
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from .._exceptions import KaizenTypeError, StateError, ValidationError
+from .._validation import check_choice, check_float, check_int, validate_name
+from ._pruners import Pruner, make_pruner
+from ._sampler import Sampler, SamplerContext, SpaceExhausted, make_sampler
+from ._space import SearchSpace
+from ._storage import StudyStorage, make_storage, new_owner_token
+from ._trial import Trial, TrialState, direction_sign
+
+__all__ = ["HyperparameterOptimizer", "resolve_value"]
+
+logger = logging.getLogger("kaizenml.optimize")
+
+_DIRECTIONS = ("minimize", "maximize")
+
+
+def resolve_value(
+    metrics: Any, metric: str | None, trial_number: int
+) -> tuple[float, dict[str, float]]:
+    """Turn what an objective returned into ``(objective value, metrics dict)``.
+
+    Raises :class:`~kaizenml.ValidationError` for unusable results; a non-finite value is
+    returned as it is (the caller fails the trial).
+    """
+    if isinstance(metrics, Mapping):
+        if not metrics:
+            raise ValidationError(f"trial {trial_number}: the metrics dict is empty")
+        out: dict[str, float] = {}
+        for k, v in metrics.items():
+            if not isinstance(k, str):
+                raise KaizenTypeError(f"trial {trial_number}: metric names must be str, got {k!r}")
+            if isinstance(v, bool) or not hasattr(v, "__float__"):
+                raise KaizenTypeError(
+                    f"trial {trial_number}: metric {k!r} must be a number, got {v!r}"
+                )
+            out[k] = float(v)
+        if metric is None:
+            if len(out) != 1:
+                raise ValidationError(
+                    f"trial {trial_number} returned several metrics {sorted(out)}; pass "
+                    "metric=<name> to choose the one to optimize"
+                )
+            return next(iter(out.values())), out
+        if metric not in out:
+            raise ValidationError(
+                f"trial {trial_number}: metric={metric!r} is not among the returned metrics "
+                f"{sorted(out)}"
+            )
+        return out[metric], out
+    if isinstance(metrics, bool) or not hasattr(metrics, "__float__"):
+        raise KaizenTypeError(
+            f"trial {trial_number}: the objective must return a number or a dict of metrics, "
+            f"got {type(metrics).__name__}"
+        )
+    value = float(metrics)
+    return value, {metric or "value": value}
+
+
+def _heartbeat_loop(ref: weakref.ReferenceType, stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        opt = ref()
+        if opt is None:
+            return
+        try:
+            numbers = list(opt._owned)
+            if numbers:
+                opt._storage.heartbeat(opt._study.study_id, numbers)
+        except Exception:  # a failed beat is retried at the next interval
+            logger.debug("heartbeat failed", exc_info=True)
+        del opt
+
+
+class HyperparameterOptimizer:
+    """A study driven by ask and tell.
+
+    Parameters
+    ----------
+    space:
+        A :class:`SearchSpace` or a dict of name -> parameter (objects or plain dicts).
+    strategy:
+        ``"bayesian"``, ``"random"``, ``"grid"``, ``"genetic"`` or a :class:`Sampler`.
+    direction:
+        ``"minimize"`` or ``"maximize"``.
+    metric:
+        When trials report a dict of metrics, the one to optimize.
+    pruner:
+        ``"median"``, ``"percentile"``, ``"asha"``, ``"none"``/``None`` or a :class:`Pruner`.
+    seed:
+        Seed of the sampler.
+    storage:
+        ``None`` (in memory), a database URL (``"sqlite:///studies.db"``), an SQLAlchemy Engine
+        or a :class:`StudyStorage`.
+    study_name:
+        Name of the study in the storage (generated when ``None``).
+    load_if_exists:
+        Resume the study of that name instead of failing when it exists.
+    max_trials:
+        Total budget of finished trials of the study (``None``: no limit).
+    timeout:
+        Seconds after which :meth:`should_stop` is true.
+    early_stopping, patience, min_delta:
+        Stop once ``patience`` completed trials in a row did not improve the best value by more
+        than ``min_delta``.
+    sampler_options, pruner_options:
+        Keyword options of the named strategy and pruner.
+    retry_failed:
+        How many times a trial whose process died (lost heartbeat) is put back in the queue
+        before it is marked failed.
+    heartbeat_interval, grace_period:
+        With SQL storage, owned trials are touched every ``heartbeat_interval`` seconds and
+        trials untouched for ``grace_period`` seconds (default 4 intervals) are reclaimed.
+
+    Examples
+    --------
+    >>> from kaizenml.optimize import Float
+    >>> opt = HyperparameterOptimizer({"x": Float(-2.0, 2.0)}, strategy="random", seed=0,
+    ...                               pruner=None, max_trials=20)
+    >>> while not opt.should_stop():
+    ...     trial = opt.ask()
+    ...     _ = opt.complete_trial(trial.number, (trial.params["x"] - 1.0) ** 2)
+    >>> abs(opt.best_trial.params["x"] - 1.0) < 0.3
+    True
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace | Mapping[str, Any],
+        *,
+        strategy: str | Sampler = "bayesian",
+        direction: str = "minimize",
+        metric: str | None = None,
+        pruner: str | Pruner | None = "median",
+        seed: int | None = None,
+        storage: Any = None,
+        study_name: str | None = None,
+        load_if_exists: bool = False,
+        max_trials: int | None = None,
+        timeout: float | None = None,
+        early_stopping: bool = False,
+        patience: int = 10,
+        min_delta: float = 0.0,
+        sampler_options: Mapping[str, Any] | None = None,
+        pruner_options: Mapping[str, Any] | None = None,
+        retry_failed: int = 0,
+        heartbeat_interval: float = 10.0,
+        grace_period: float | None = None,
+    ) -> None:
+        self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+        self.direction = check_choice(direction, "direction", _DIRECTIONS)
+        if metric is not None and (not isinstance(metric, str) or not metric):
+            raise KaizenTypeError(f"metric must be a non-empty str or None, got {metric!r}")
+        self.metric = metric
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        self.seed = seed
+        if sampler_options is not None and not isinstance(sampler_options, Mapping):
+            raise KaizenTypeError(
+                f"sampler_options must be a dict or None, got {type(sampler_options).__name__}"
+            )
+        if isinstance(strategy, Sampler) and seed is not None and strategy.seed is None:
+            logger.debug("seed=%s ignored: the Sampler instance carries its own seed", seed)
+        self.sampler = make_sampler(strategy, seed=seed, **dict(sampler_options or {}))
+        self.pruner = make_pruner(pruner, **dict(pruner_options or {}))
+        self.max_trials = (
+            None if max_trials is None else check_int(max_trials, "max_trials", minimum=1)
+        )
+        self.timeout = None if timeout is None else check_float(timeout, "timeout", minimum=0.0)
+        self.early_stopping = bool(early_stopping)
+        self.patience = check_int(patience, "patience", minimum=1)
+        self.min_delta = check_float(min_delta, "min_delta", minimum=0.0)
+        self.retry_failed = check_int(retry_failed, "retry_failed", minimum=0)
+        self.heartbeat_interval = check_float(
+            heartbeat_interval, "heartbeat_interval", minimum=1e-3
+        )
+        self.grace_period = (
+            4.0 * self.heartbeat_interval
+            if grace_period is None
+            else check_float(grace_period, "grace_period", minimum=0.0)
+        )
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValidationError(
+                f"grace_period={self.grace_period} must exceed heartbeat_interval="
+                f"{self.heartbeat_interval}, or live trials would be reclaimed"
+            )
+
+        self._storage: StudyStorage = make_storage(storage)
+        if study_name is None:
+            study_name = f"study-{uuid.uuid4().hex[:12]}"
+        self.study_name = validate_name(study_name, "study_name")
+        self._study = self._storage.create_study(
+            self.study_name,
+            direction=self.direction,
+            metric=self.metric,
+            space=self.space.to_dict(),
+            sampler=self.sampler.config(),
+            load_if_exists=bool(load_if_exists),
+        )
+        self._check_resumed()
+        self._owner = new_owner_token()
+        self._owned: set[int] = set()
+        self._started_at = time.monotonic()
+        self._exhausted = False
+        self._stop_requested = False
+        self._last_reclaim = -math.inf
+        self._hb_stop: threading.Event | None = None
+        if self._storage.shareable:
+            self.reclaim_stale_trials()
+
+    # setup ---------------------------------------------------------------------------------
+    def _check_resumed(self) -> None:
+        rec = self._study
+        if rec.direction != self.direction:
+            raise ValidationError(
+                f"study {rec.name!r} was created with direction={rec.direction!r}, got "
+                f"direction={self.direction!r}; use the same direction to resume it"
+            )
+        stored = SearchSpace(rec.space) if rec.space else None
+        if stored is not None and stored != self.space:
+            raise ValidationError(
+                f"study {rec.name!r} was created with another search space {rec.space}; resume "
+                "it with the same space or use a new study_name"
+            )
+
+    def _start_heartbeat(self) -> None:
+        if self._hb_stop is not None or not self._storage.shareable:
+            return
+        self._hb_stop = threading.Event()
+        thread = threading.Thread(
+            target=_heartbeat_loop,
+            args=(weakref.ref(self), self._hb_stop, self.heartbeat_interval),
+            name=f"kaizenml-heartbeat-{self.study_name}",
+            daemon=True,
+        )
+        thread.start()
+
+    def close(self) -> None:
+        """Stop the heartbeat thread (trials still owned will be reclaimed by others later)."""
+        if self._hb_stop is not None:
+            self._hb_stop.set()
+            self._hb_stop = None
+
+    def __enter__(self) -> HyperparameterOptimizer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # reading -------------------------------------------------------------------------------
+    @property
+    def storage(self) -> StudyStorage:
+        return self._storage
+
+    @property
+    def study_id(self) -> int:
+        return self._study.study_id
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial of the study, ordered by number."""
+        return self._storage.get_trials(self._study.study_id)
+
+    def get_trial(self, trial_id: int | Trial) -> Trial:
+        return self._storage.get_trial(self._study.study_id, self._number(trial_id))
+
+    @property
+    def best_trial(self) -> Trial | None:
+        """The completed trial with the best value (``None`` before the first one)."""
+        return best_of(self.trials, self.direction)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started_at
+
+    def reclaim_stale_trials(self) -> list[Trial]:
+        """Fail or re-queue trials of the study whose heartbeat stopped; returns them."""
+        self._last_reclaim = time.monotonic()
+        out = self._storage.reclaim_stale(
+            self._study.study_id, self.grace_period, self.retry_failed
+        )
+        for t in out:
+            self._owned.discard(t.number)
+            if t.state == TrialState.FAILED:
+                logger.warning("%s", t.error)
+            else:
+                logger.warning(
+                    "trial %d lost its heartbeat and was put back in the queue", t.number
+                )
+        return out
+
+    def _maybe_reclaim(self) -> None:
+        if (
+            self._storage.shareable
+            and time.monotonic() - self._last_reclaim > self.grace_period / 2
+        ):
+            self.reclaim_stale_trials()
+
+    def budget_left(self, trials: list[Trial] | None = None) -> int | None:
+        """Trials that may still be started within ``max_trials`` (``None``: no limit).
+
+        Finished trials and trials running anywhere count against the budget.
+        """
+        if self.max_trials is None:
+            return None
+        trials = self.trials if trials is None else trials
+        return max(self.max_trials - len(trials), 0)
+
+    def should_stop(self) -> bool:
+        """Whether the study is done: budget used, timeout, grid exhausted, early stopping, or
+        :meth:`stop` called."""
+        if self._stop_requested or self._exhausted:
+            return True
+        if self.timeout is not None and self.elapsed >= self.timeout:
+            return True
+        trials = self.trials
+        if self.max_trials is not None:
+            n_finished = sum(1 for t in trials if t.state.is_finished)
+            if n_finished >= self.max_trials:
+                return True
+        if self.early_stopping and self.early_stopping_triggered(trials):
+            return True
+        return False
+
+    def early_stopping_triggered(self, trials: list[Trial] | None = None) -> bool:
+        """Whether the last ``patience`` completed trials did not improve by more than
+        ``min_delta`` (in trial-number order)."""
+        trials = self.trials if trials is None else trials
+        sign = direction_sign(self.direction)
+        best = math.inf
+        since = 0
+        for t in trials:
+            v = t.objective_value()
+            if v is None:
+                continue
+            v *= sign
+            if v < best - self.min_delta or best == math.inf:
+                best = v
+                since = 0
+            else:
+                best = min(best, v)
+                since += 1
+        return since >= self.patience
+
+    def stop(self) -> None:
+        """Make :meth:`should_stop` true (e.g. from a callback)."""
+        self._stop_requested = True
+
+    # ask -----------------------------------------------------------------------------------
+    def get_next_trial(self) -> Trial:
+        """Ask for a new trial (state waiting); raises :class:`SpaceExhausted` when the
+        strategy has nothing new to propose (e.g. a finished grid)."""
+        trial = self._ask(limit=None)
+        assert trial is not None
+        return trial
+
+    def _claim(self) -> Trial | None:
+        sid = self._study.study_id
+        if not self._storage.has_queued(sid):
+            return None
+        trial = self._storage.claim_waiting(sid, self._owner)
+        if trial is not None:
+            self._owned.add(trial.number)
+            self._start_heartbeat()
+        return trial
+
+    def _ask(self, limit: int | None) -> Trial | None:
+        """Ask; with ``limit``, ``None`` once the study holds ``limit`` trials (checked in the
+        same transaction that allocates the number, so processes sharing a study never
+        overshoot the budget)."""
+        self._maybe_reclaim()
+        sid = self._study.study_id
+        trial = self._claim()
+        if trial is not None:
+            return trial
+        for _ in range(1000):
+            trials = self._storage.get_trials(sid)
+            trial = self._claim()  # the refresh may have revealed re-queued trials
+            if trial is not None:
+                return trial
+            number = trials[-1].number + 1 if trials else 0
+            if limit is not None and number >= limit:
+                return None
+            ctx = SamplerContext(self.space, self.direction, trials, number)
+            try:
+                params = self.sampler.suggest(ctx)
+            except SpaceExhausted:
+                self._exhausted = True
+                raise
+            params = self.space.validate_params(params, "suggested params")
+            trial = self._storage.create_trial(sid, number, params, owner=self._owner, limit=limit)
+            if trial is not None:
+                self._owned.add(number)
+                self._start_heartbeat()
+                return trial
+            # another process took this number (or the budget) first: re-read and retry
+        raise StateError("could not allocate a trial number after 1000 attempts")
+
+    ask = get_next_trial
+
+    def enqueue_trial(self, params: Mapping[str, Any]) -> Trial:
+        """Queue a trial with fixed parameters; the next ask (of any process) returns it."""
+        params = self.space.validate_params(params, "params")
+        return self._storage.enqueue_trial(self._study.study_id, params)
+
+    # tell ----------------------------------------------------------------------------------
+    def _number(self, trial_id: int | Trial) -> int:
+        if isinstance(trial_id, Trial):
+            return trial_id.number
+        if isinstance(trial_id, bool) or not isinstance(trial_id, int):
+            raise KaizenTypeError(
+                f"trial_id must be a trial number (int) or a Trial, got {trial_id!r}"
+            )
+        return trial_id
+
+    def start_trial(self, trial_id: int | Trial) -> Trial:
+        """Mark a waiting trial as running (records its start time)."""
+        return self._storage.start_trial(self._study.study_id, self._number(trial_id))
+
+    def report_intermediate_result(self, trial_id: int | Trial, step: int, value: float) -> bool:
+        """Record ``value`` at ``step``; returns ``True`` when the pruner stopped the trial
+        (it is then finished as pruned)."""
+        number = self._number(trial_id)
+        trial = self._report(number, step, value)
+        if self.pruner.prune(self.trials, trial, self.direction):
+            self._finish_pruned(number, trial.intermediate_values)
+            return True
+        return False
+
+    def _report(self, number: int, step: int, value: float) -> Trial:
+        step = check_int(step, "step", minimum=0)
+        value = check_float(value, "value", finite=False)
+        return self._storage.report(self._study.study_id, number, step, value)
+
+    def should_prune(self, trial_id: int | Trial) -> bool:
+        """The pruner's answer for a running trial, without changing it."""
+        trial = self.get_trial(trial_id)
+        return bool(self.pruner.prune(self.trials, trial, self.direction))
+
+    def _finish_pruned(self, number: int, intermediate: Mapping[int, float] | None) -> Trial:
+        last = None
+        if intermediate:
+            last = intermediate[max(intermediate)]
+        trial = self._storage.finish_trial(
+            self._study.study_id,
+            number,
+            TrialState.PRUNED,
+            value=last if last is not None and math.isfinite(last) else None,
+        )
+        return self._finished(trial)
+
+    def _finish_pruned_with(self, number: int, intermediate: Mapping[int, float] | None) -> Trial:
+        # a worker's own intermediate values (in-memory studies) land with the final state
+        if intermediate is None:
+            intermediate = self.get_trial(number).intermediate_values
+            return self._finish_pruned(number, intermediate)
+        last = intermediate[max(intermediate)] if intermediate else None
+        trial = self._storage.finish_trial(
+            self._study.study_id,
+            number,
+            TrialState.PRUNED,
+            value=last if last is not None and math.isfinite(last) else None,
+            intermediate_values=intermediate,
+        )
+        return self._finished(trial)
+
+    def prune_trial(self, trial_id: int | Trial) -> Trial:
+        """Finish a trial as pruned (what raising :class:`~kaizenml.TrialPruned` does)."""
+        number = self._number(trial_id)
+        return self._finish_pruned(number, self.get_trial(number).intermediate_values)
+
+    def complete_trial(
+        self, trial_id: int | Trial, metrics: float | Mapping[str, float], **kw: Any
+    ) -> Trial:
+        """Finish a trial with its result: a number, or a dict of metrics (``metric`` picks the
+        objective). A NaN or infinite objective value fails the trial instead."""
+        number = self._number(trial_id)
+        value, all_metrics = resolve_value(metrics, self.metric, number)
+        if not math.isfinite(value):
+            return self.fail_trial(
+                number, f"the objective returned a non-finite value ({value})", metrics=all_metrics
+            )
+        trial = self._storage.finish_trial(
+            self._study.study_id,
+            number,
+            TrialState.COMPLETE,
+            value=value,
+            metrics=all_metrics,
+            **kw,
+        )
+        return self._finished(trial)
+
+    def fail_trial(
+        self, trial_id: int | Trial, error: str | BaseException | None = None, **kw: Any
+    ) -> Trial:
+        """Finish a trial as failed, keeping the error text (the traceback of an exception)."""
+        number = self._number(trial_id)
+        if isinstance(error, BaseException):
+            error = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        elif error is not None and not isinstance(error, str):
+            raise KaizenTypeError(f"error must be a str or an exception, got {error!r}")
+        metrics = kw.pop("metrics", None)
+        if metrics is not None:
+            metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        trial = self._storage.finish_trial(
+            self._study.study_id,
+            number,
+            TrialState.FAILED,
+            error=error or "failed",
+            metrics=metrics,
+            **kw,
+        )
+        return self._finished(trial)
+
+    def _finished(self, trial: Trial) -> Trial:
+        self._owned.discard(trial.number)
+        try:
+            ctx = SamplerContext(self.space, self.direction, self.trials, trial.number)
+            self.sampler.on_trial_finished(ctx, trial)
+        except Exception:
+            logger.exception("sampler %s failed in on_trial_finished", self.sampler.name)
+        return trial
+
+    def set_user_attr(self, trial_id: int | Trial, key: str, value: Any) -> None:
+        """Attach a JSON-able attribute to a trial."""
+        if not isinstance(key, str) or not key:
+            raise KaizenTypeError(f"key must be a non-empty str, got {key!r}")
+        self._storage.set_user_attr(self._study.study_id, self._number(trial_id), key, value)
+
+    def result(self) -> Any:
+        """An :class:`~kaizenml.optimize.OptimizationResult` of the study as it stands."""
+        from ._result import OptimizationResult
+
+        return OptimizationResult.from_optimizer(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"HyperparameterOptimizer(study_name={self.study_name!r}, strategy="
+            f"{self.sampler.name!r}, direction={self.direction!r})"
+        )
+
+
+def best_of(trials: list[Trial], direction: str) -> Trial | None:
+    sign = direction_sign(direction)
+    best: Trial | None = None
+    best_v = math.inf
+    for t in trials:
+        v = t.objective_value()
+        if v is not None and sign * v < best_v:
+            best, best_v = t, sign * v
+    return best

@@ -1,0 +1,1301 @@
+"""The model version manager: versions, artifacts, active version, comparison, rollback.
+
+Write protocol of a version (the crash-safety argument):
+
+1. the artifact is written into ``<root>/<model>/.tmp-<uuid>/`` and every file is fsynced;
+2. one transaction chooses the number, inserts the row (the unique key ``(model_name,
+   version)`` is taken here), renames the temporary folder to ``<root>/<model>/<version>/``,
+   fsyncs the model folder, and commits.
+
+A crash before the commit leaves no row (at most an orphan folder, which
+:meth:`ModelVersionManager.clean_orphans` removes and which the next writer of that number
+replaces); a crash after it leaves a complete folder. So a row never points at a missing or
+half-written folder. If the transaction fails, the rename is undone and the folder removed.
+Deleting a version commits the row deletion first and removes the folder after.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .._exceptions import (
+    KaizenTypeError,
+    NotFoundError,
+    StateError,
+    ValidationError,
+)
+from .._validation import check_float, check_int, validate_name
+from ..storage import (
+    default_artifact_dir,
+    default_storage_url,
+    ensure_schema,
+    resolve_engine,
+    retry_on_conflict,
+)
+from ._artifacts import (
+    TEMP_PREFIX,
+    TRASH_PREFIX,
+    check_serializer,
+    load_folder,
+    publish_folder,
+    remove_folder,
+    unpublish_folder,
+    verify_folder,
+    write_temp_folder,
+)
+from ._compare import (
+    SIGNIFICANT_CHANGE,
+    MetricDiff,
+    VersionComparison,
+    check_directions,
+    diff_metrics,
+    metric_direction,
+    recommend,
+)
+from ._records import (
+    DeploymentRecord,
+    ModelVersion,
+    RollbackCheck,
+    RollbackImpact,
+    RollbackPlan,
+    RollbackResult,
+    to_datetime,
+)
+from ._schema import (
+    active_versions,
+    deleted_versions,
+    deployments,
+    model_versions,
+    rollback_plans,
+    version_metrics,
+    version_tags,
+)
+from ._semver import Version
+
+if TYPE_CHECKING:
+    from ._checkpoint import Checkpointer
+
+__all__ = ["CHANGE_TYPES", "ModelVersionManager", "get_model_version_manager"]
+
+logger = logging.getLogger(__name__)
+
+#: Which part of the version each change type bumps.
+CHANGE_TYPES: dict[str, str] = {
+    "architecture": "major",
+    "hyperparameter": "minor",
+    "retrain": "minor",
+    "bugfix": "patch",
+    "data": "patch",
+}
+FIRST_VERSION = Version(1, 0, 0)
+DEFAULT_MAX_DEGRADATION = 0.2
+
+_mv = model_versions
+_av = active_versions
+
+
+# --- argument checks ---------------------------------------------------------------------------
+def _check_text(value: Any, param: str) -> str:
+    if not isinstance(value, str):
+        raise KaizenTypeError(f"{param} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _check_metrics(metrics: Any, param: str = "metrics") -> dict[str, float]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise KaizenTypeError(
+            f"{param} must be a mapping of metric name to number, got {type(metrics).__name__}"
+        )
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not key or len(key) > 256:
+            raise KaizenTypeError(f"{param} keys must be non-empty str (<=256 chars), got {key!r}")
+        out[key] = check_float(value, f"{param}[{key!r}]")
+    return out
+
+
+def _check_tags(tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise KaizenTypeError(f"tags must be a mapping of str to str, got {type(tags).__name__}")
+    out: dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key or len(key) > 256:
+            raise KaizenTypeError(f"tags keys must be non-empty str (<=256 chars), got {key!r}")
+        if isinstance(value, (str, bool, numbers.Number)):
+            text = str(value)
+        else:
+            raise KaizenTypeError(
+                f"tags[{key!r}] must be a str (numbers and bools are stored as text), got "
+                f"{type(value).__name__}"
+            )
+        if len(text) > 1024:
+            raise ValidationError(f"tags[{key!r}] is longer than 1024 characters")
+        out[key] = text
+    return out
+
+
+def _check_version_text(version: Any, param: str = "version") -> str:
+    if isinstance(version, Version):
+        return str(version)
+    if not isinstance(version, str):
+        raise KaizenTypeError(f"{param} must be a version string such as '1.2.0', got {version!r}")
+    if not Version.is_valid(version):
+        raise ValidationError(
+            f"{param}={version!r} is not a Semantic Versioning 2.0.0 number; expected "
+            "MAJOR.MINOR.PATCH such as '1.2.0'"
+        )
+    return version
+
+
+def _change_part(change_type: Any) -> str:
+    if change_type not in CHANGE_TYPES:
+        raise ValidationError(
+            f"change_type={change_type!r} is not supported; use one of {list(CHANGE_TYPES)} "
+            "(architecture -> major, hyperparameter/retrain -> minor, bugfix/data -> patch)"
+        )
+    return CHANGE_TYPES[change_type]
+
+
+def _check_thresholds(value: Any, param: str) -> dict[str, float]:
+    if value is None:
+        return {"*": DEFAULT_MAX_DEGRADATION}
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return {"*": check_float(value, param, minimum=0.0, finite=False)}
+    if isinstance(value, Mapping):
+        out = {str(k): check_float(v, f"{param}[{k!r}]", minimum=0.0, finite=False)
+               for k, v in value.items()}
+        out.setdefault("*", DEFAULT_MAX_DEGRADATION)
+        return out
+    raise KaizenTypeError(
+        f"{param} must be a number (max relative degradation for every metric, e.g. 0.2) or a "
+        f"mapping metric -> number with an optional '*' default, got {type(value).__name__}"
+    )
+
+
+def next_version_number(
+    existing: Callable[[str, Version], set[int]], base: Version | None, part: str
+) -> Version:
+    """The version number of a new version (the documented bump rule).
+
+    ``existing(part, base)`` returns the numbers of that part already used above the base in
+    the base's line: majors above ``base.major``; minors above ``base.minor`` within
+    ``base.major``; patches above ``base.patch`` within ``base.major.base.minor``.
+
+    * no base (first version): ``1.0.0``;
+    * otherwise the base bumped by ``part``; when that line is taken (a version with that
+      major, that major.minor, or that exact number exists), the next higher free number of
+      the same part is used. Example: with 1.0.0, 1.1.0, 1.2.0 and 2.0.0 stored, a minor bump
+      from parent 1.0.0 gives 1.3.0, a major bump from 1.0.0 gives 3.0.0, a patch bump from
+      1.0.0 gives 1.0.1.
+    """
+    if base is None:
+        return FIRST_VERSION
+    used = existing(part, base)
+    if part == "major":
+        n = base.major + 1
+        while n in used:
+            n += 1
+        return Version(n, 0, 0)
+    if part == "minor":
+        n = base.minor + 1
+        while n in used:
+            n += 1
+        return Version(base.major, n, 0)
+    n = base.patch + 1
+    while n in used:
+        n += 1
+    return Version(base.major, base.minor, n)
+
+
+class ModelVersionManager:
+    """Versions of models: artifacts, metadata, active version, comparison and rollback.
+
+    Parameters
+    ----------
+    storage:
+        Database URL (``"sqlite:///path.db"``, ``"postgresql+psycopg://..."``), an SQLAlchemy
+        Engine, or None for the embedded database in ``KAIZENML_HOME``.
+    artifacts:
+        Root folder of the artifacts (``<root>/<model>/<version>/``); None for
+        ``KAIZENML_HOME/artifacts``.
+    metric_directions:
+        ``metric name -> "higher" | "lower"``, overriding the built-in directions used by
+        comparisons, rollback checks and checkpoints.
+    rollback_thresholds:
+        Largest relative degradation of a metric allowed by a rollback check: a number for
+        every metric, or a mapping ``metric -> number`` with an optional ``"*"`` default.
+        Default 0.2 (a metric may get at most 20 % worse).
+    significant_change:
+        Relative change at which a metric counts as full evidence in recommendations (0.05).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> tmp = tempfile.mkdtemp()
+    >>> mgr = ModelVersionManager(f"sqlite:///{tmp}/k.db", f"{tmp}/artifacts")
+    >>> v1 = mgr.create_version("momentum", {"w": np.ones(3), "lags": [1, 5]},
+    ...                         change_type="architecture", metrics={"sharpe": 1.1})
+    >>> v2 = mgr.create_version("momentum", {"w": np.zeros(3), "lags": [1, 5]},
+    ...                         change_type="retrain", metrics={"sharpe": 1.3})
+    >>> v1.version, v2.version
+    ('1.0.0', '1.1.0')
+    >>> mgr.load_artifact("momentum", "1.1.0")["lags"]
+    [1, 5]
+    """
+
+    def __init__(
+        self,
+        storage: str | Engine | None = None,
+        artifacts: str | os.PathLike[str] | None = None,
+        *,
+        metric_directions: Mapping[str, str] | None = None,
+        rollback_thresholds: float | Mapping[str, float] | None = None,
+        significant_change: float = SIGNIFICANT_CHANGE,
+    ) -> None:
+        self._engine = resolve_engine(storage)
+        ensure_schema(self._engine)
+        if artifacts is None:
+            self._root = default_artifact_dir()
+        else:
+            if not isinstance(artifacts, (str, os.PathLike)):
+                raise KaizenTypeError(
+                    f"artifacts must be a folder path, got {type(artifacts).__name__}"
+                )
+            self._root = Path(artifacts).expanduser()
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._root_text = str(self._root)
+        self._directions = check_directions(metric_directions)
+        self._thresholds = _check_thresholds(rollback_thresholds, "rollback_thresholds")
+        self._significant = check_float(significant_change, "significant_change", minimum=1e-12)
+
+    # --- properties -----------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine holding the metadata."""
+        return self._engine
+
+    @property
+    def artifact_root(self) -> Path:
+        """The root folder of the artifacts."""
+        return self._root
+
+    @property
+    def metric_directions(self) -> dict[str, str]:
+        """The configured metric direction overrides."""
+        return dict(self._directions)
+
+    def metric_direction(self, metric: str) -> str | None:
+        """The direction (``"higher"``/``"lower"``/None) this manager uses for ``metric``."""
+        return metric_direction(metric, self._directions)
+
+    # --- internal helpers ---------------------------------------------------------------------
+    @staticmethod
+    def _version_columns() -> tuple[Any, ...]:
+        return (
+            _mv.c.model_name, _mv.c.version, _mv.c.change_type, _mv.c.parent_version,
+            _mv.c.description, _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags,
+            _mv.c.artifact_path, _mv.c.checksum, _mv.c.serializer,
+        )
+
+    def _select_versions(self) -> sa.Select[Any]:
+        return sa.select(
+            *self._version_columns(), _av.c.version.label("active_version"),
+        ).select_from(
+            _mv.outerjoin(
+                _av, sa.and_(_av.c.model_name == _mv.c.model_name, _av.c.version == _mv.c.version)
+            )
+        )
+
+    def _to_version(self, row: Any) -> ModelVersion:
+        # Positional unpacking and a plain string join: history queries build thousands of
+        # these, and Row attribute access and pathlib dominate otherwise.
+        (model_name, version, change_type, parent_version, description, created_by,
+         created_at, metrics, tags, artifact_path, checksum, serializer, active) = row
+        return ModelVersion(
+            model_name=model_name,
+            version=version,
+            change_type=change_type,
+            parent_version=parent_version,
+            description=description,
+            created_by=created_by,
+            created_at=datetime.fromtimestamp(created_at, tz=timezone.utc),
+            metrics={} if metrics == "{}" else json.loads(metrics),
+            tags={} if tags == "{}" else json.loads(tags),
+            artifact_path=os.path.join(self._root_text, artifact_path),
+            checksum=checksum,
+            is_active=active is not None,
+            serializer=serializer,
+        )
+
+    def _fetch_version(self, conn: Connection, name: str, version: str) -> ModelVersion | None:
+        row = conn.execute(
+            self._select_versions().where(_mv.c.model_name == name, _mv.c.version == version)
+        ).first()
+        return None if row is None else self._to_version(row)
+
+    def _require_version(self, conn: Connection, name: str, version: str) -> ModelVersion:
+        found = self._fetch_version(conn, name, version)
+        if found is None:
+            raise NotFoundError(f"model {name!r} has no version {version!r}")
+        return found
+
+    def _latest_number(self, conn: Connection, name: str) -> Version | None:
+        # The highest live version; when every version was deleted, the highest deleted one,
+        # so that numbering continues instead of restarting at 1.0.0.
+        for table in (_mv, deleted_versions):
+            row = conn.execute(
+                sa.select(table.c.version)
+                .where(table.c.model_name == name)
+                .order_by(table.c.major.desc(), table.c.minor.desc(), table.c.patch.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                return Version.parse(row.version)
+        return None
+
+    def _used_numbers(self, conn: Connection, name: str) -> Callable[[str, Version], set[int]]:
+        def existing(part: str, base: Version) -> set[int]:
+            used: set[int] = set()
+            for table in (_mv, deleted_versions):
+                if part == "major":
+                    query = sa.select(table.c.major).where(
+                        table.c.model_name == name, table.c.major > base.major
+                    )
+                elif part == "minor":
+                    query = sa.select(table.c.minor).where(
+                        table.c.model_name == name, table.c.major == base.major,
+                        table.c.minor > base.minor,
+                    )
+                else:
+                    query = sa.select(table.c.patch).where(
+                        table.c.model_name == name, table.c.major == base.major,
+                        table.c.minor == base.minor, table.c.patch > base.patch,
+                    )
+                used.update(conn.execute(query.distinct()).scalars())
+            return used
+
+        return existing
+
+    def _active_number(self, conn: Connection, name: str) -> str | None:
+        return conn.execute(
+            sa.select(_av.c.version).where(_av.c.model_name == name)
+        ).scalar_one_or_none()
+
+    def _model_exists(self, conn: Connection, name: str) -> bool:
+        return conn.execute(
+            sa.select(_mv.c.id).where(_mv.c.model_name == name).limit(1)
+        ).first() is not None
+
+    # --- versions -------------------------------------------------------------------------
+    def create_version(
+        self,
+        model_name: str,
+        artifact: Any,
+        *,
+        change_type: str,
+        description: str = "",
+        created_by: str = "",
+        metrics: Mapping[str, float] | None = None,
+        parent_version: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        serializer: str | None = None,
+    ) -> ModelVersion:
+        """Store a new version of ``model_name`` and return its record.
+
+        The number follows ``change_type``: ``"architecture"`` bumps the major,
+        ``"hyperparameter"`` and ``"retrain"`` the minor, ``"bugfix"`` and ``"data"`` the
+        patch. The first version of a model is ``1.0.0`` whatever the change type. The base is
+        ``parent_version`` if given, else the latest (highest) version. If the bumped number's
+        line is already taken (branching from an older parent), the next free number of the
+        same part is used: see :func:`next_version_number`. The number is chosen and inserted
+        in one transaction under the unique key ``(model_name, version)``, retried on
+        conflict, so concurrent writers get distinct numbers. The number of a deleted version
+        is never given again (it counts as taken).
+
+        Parameters
+        ----------
+        model_name:
+            1-128 letters, digits, ``_``, ``-``, ``.``; no path separators or ``..``.
+        artifact:
+            A mapping of names to numpy arrays and JSON-able values; any object when
+            ``serializer`` is given.
+        change_type:
+            One of ``architecture``, ``hyperparameter``, ``retrain``, ``bugfix``, ``data``.
+        description, created_by:
+            Free text.
+        metrics:
+            ``name -> finite number``.
+        parent_version:
+            An existing version to bump from.
+        tags:
+            ``key -> str`` (numbers and bools are stored as text).
+        serializer:
+            ``"pickle"`` or ``"joblib"`` to store arbitrary objects; loading then needs the
+            same explicit opt-in.
+
+        Returns
+        -------
+        ModelVersion
+
+        Examples
+        --------
+        >>> mgr.create_version("momentum", {"w": np.ones(3)}, change_type="bugfix",
+        ...                    parent_version="1.0.0").version  # doctest: +SKIP
+        '1.0.1'
+        """
+        name = validate_name(model_name, "model_name")
+        part = _change_part(change_type)
+        description = _check_text(description, "description")
+        created_by = _check_text(created_by, "created_by")
+        metric_values = _check_metrics(metrics)
+        tag_values = _check_tags(tags)
+        parent = None if parent_version is None else _check_version_text(
+            parent_version, "parent_version"
+        )
+        serializer = check_serializer(serializer)
+        model_dir = self._root / name
+        temp, checksum = write_temp_folder(model_dir, artifact, serializer)
+        try:
+            return retry_on_conflict(
+                lambda: self._insert_version(
+                    name, part, change_type, parent, description, created_by, metric_values,
+                    tag_values, serializer, temp, checksum,
+                )
+            )
+        finally:
+            # On success the folder was renamed away; on failure nothing may point at it.
+            if temp.exists():
+                remove_folder(temp)
+
+    def _insert_version(
+        self,
+        name: str,
+        part: str,
+        change_type: str,
+        parent: str | None,
+        description: str,
+        created_by: str,
+        metric_values: dict[str, float],
+        tag_values: dict[str, str],
+        serializer: str | None,
+        temp: Path,
+        checksum: str,
+    ) -> ModelVersion:
+        published: Path | None = None
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                if parent is not None:
+                    if self._fetch_version(conn, name, parent) is None:
+                        raise NotFoundError(
+                            f"parent_version={parent!r} does not exist for model {name!r}; "
+                            "pass an existing version or None to bump the latest"
+                        )
+                    base: Version | None = Version.parse(parent)
+                else:
+                    base = self._latest_number(conn, name)
+                number = next_version_number(self._used_numbers(conn, name), base, part)
+                version = str(number)
+                now = time.time()
+                conn.execute(
+                    sa.insert(_mv).values(
+                        model_name=name, version=version, major=number.major,
+                        minor=number.minor, patch=number.patch,
+                        change_type=change_type if base is not None else "initial",
+                        parent_version=None if base is None else str(base),
+                        description=description, created_by=created_by, created_at=now,
+                        metrics=json.dumps(metric_values), tags=json.dumps(tag_values),
+                        artifact_path=f"{name}/{version}", checksum=checksum,
+                        serializer=serializer,
+                    )
+                )
+                if tag_values:
+                    conn.execute(sa.insert(version_tags), [
+                        {"model_name": name, "version": version, "key": k, "value": v}
+                        for k, v in tag_values.items()
+                    ])
+                if metric_values:
+                    conn.execute(sa.insert(version_metrics), [
+                        {"model_name": name, "version": version, "name": k, "value": v}
+                        for k, v in metric_values.items()
+                    ])
+                final = self._root / name / version
+                # The row (and its unique key) is ours inside this transaction, so a folder
+                # already at `final` is an orphan of a crashed writer and may be replaced.
+                publish_folder(temp, final)
+                published = final
+                record = self._require_version(conn, name, version)
+        except BaseException:
+            if published is not None:
+                unpublish_folder(published, temp)
+            raise
+        logger.info("created %s %s (%s)", name, version, change_type)
+        return record
+
+    def get_version(self, model_name: str, version: str) -> ModelVersion:
+        """The record of one version.
+
+        Raises
+        ------
+        NotFoundError
+            If the model or the version does not exist.
+        """
+        name = validate_name(model_name, "model_name")
+        version = _check_version_text(version)
+        with self._engine.connect() as conn:
+            return self._require_version(conn, name, version)
+
+    def get_latest_version(self, model_name: str) -> ModelVersion:
+        """The version with the highest SemVer precedence."""
+        name = validate_name(model_name, "model_name")
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                self._select_versions()
+                .where(_mv.c.model_name == name)
+                .order_by(_mv.c.major.desc(), _mv.c.minor.desc(), _mv.c.patch.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"model {name!r} has no versions")
+        return self._to_version(row)
+
+    def get_version_history(
+        self, model_name: str, *, limit: int | None = None
+    ) -> list[ModelVersion]:
+        """Every version of a model, newest (most recently created) first.
+
+        Parameters
+        ----------
+        limit:
+            Return at most this many versions.
+
+        Raises
+        ------
+        NotFoundError
+            If the model has no versions.
+        """
+        name = validate_name(model_name, "model_name")
+        query = self._select_versions().where(_mv.c.model_name == name).order_by(_mv.c.id.desc())
+        if limit is not None:
+            query = query.limit(check_int(limit, "limit", minimum=1))
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            raise NotFoundError(f"model {name!r} has no versions")
+        return [self._to_version(r) for r in rows]
+
+    def list_models(self) -> list[str]:
+        """The names of every model with at least one version, sorted."""
+        with self._engine.connect() as conn:
+            return sorted(
+                conn.execute(sa.select(_mv.c.model_name).distinct()).scalars()
+            )
+
+    def load_artifact(
+        self, model_name: str, version: str, *, serializer: str | None = None
+    ) -> Any:
+        """Load a version's artifact after verifying every checksum.
+
+        Parameters
+        ----------
+        serializer:
+            Must be given (``"pickle"``/``"joblib"``) to load an artifact stored with that
+            serializer; deserializing such a file can run code, so only opt in for trusted
+            artifacts.
+
+        Raises
+        ------
+        IntegrityError
+            If a file is missing or its checksum does not match (the message names it).
+        """
+        record = self.get_version(model_name, version)
+        return load_folder(Path(record.artifact_path), record.checksum, serializer)
+
+    def verify_version(self, model_name: str, version: str) -> None:
+        """Check a version's files against its checksums; raises IntegrityError if not."""
+        record = self.get_version(model_name, version)
+        verify_folder(Path(record.artifact_path), record.checksum)
+
+    def delete_version(self, model_name: str, version: str) -> None:
+        """Delete a version and its artifact folder; its number is never reused.
+
+        Raises
+        ------
+        StateError
+            If it is the model's active version (activate another version first).
+        NotFoundError
+            If it does not exist.
+        """
+        name = validate_name(model_name, "model_name")
+        version = _check_version_text(version)
+
+        def txn() -> str:
+            with self._engine.connect() as conn, conn.begin():
+                record = self._require_version(conn, name, version)
+                if record.is_active:
+                    raise StateError(
+                        f"version {version!r} is the active version of model {name!r} and "
+                        "cannot be deleted; activate or roll back to another version first"
+                    )
+                for table in (version_tags, version_metrics, _mv):
+                    conn.execute(
+                        sa.delete(table).where(
+                            table.c.model_name == name, table.c.version == version
+                        )
+                    )
+                number = Version.parse(version)
+                conn.execute(sa.insert(deleted_versions).values(
+                    model_name=name, version=version, major=number.major, minor=number.minor,
+                    patch=number.patch, deleted_at=time.time(),
+                ))
+                return name + "/" + version
+
+        relative = retry_on_conflict(txn)
+        # The row is gone first, so no reader can reach a half-removed folder.
+        remove_folder(self._root / relative)
+        logger.info("deleted %s %s", name, version)
+
+    def search(
+        self,
+        model_name: str | None = None,
+        *,
+        tags: Mapping[str, str | None] | None = None,
+        metric: str | None = None,
+        metric_min: float | None = None,
+        metric_max: float | None = None,
+        change_type: str | None = None,
+        limit: int | None = None,
+    ) -> list[ModelVersion]:
+        """Versions matching every given filter, newest first.
+
+        Parameters
+        ----------
+        model_name:
+            Restrict to one model (None: all models).
+        tags:
+            ``key -> value`` that must all match; a value of None only requires the key.
+        metric, metric_min, metric_max:
+            Versions having ``metric``, with ``metric_min <= value <= metric_max`` (either
+            bound optional).
+        change_type:
+            Only versions with this change type.
+        limit:
+            At most this many results.
+
+        Examples
+        --------
+        >>> mgr.search("momentum", tags={"universe": "sp500"}, metric="sharpe",
+        ...            metric_min=1.0)  # doctest: +SKIP
+        """
+        query = self._select_versions()
+        if model_name is not None:
+            query = query.where(_mv.c.model_name == validate_name(model_name, "model_name"))
+        if tags is not None:
+            if not isinstance(tags, Mapping):
+                raise KaizenTypeError(f"tags must be a mapping, got {type(tags).__name__}")
+            for key, value in tags.items():
+                cond = [
+                    version_tags.c.model_name == _mv.c.model_name,
+                    version_tags.c.version == _mv.c.version,
+                    version_tags.c.key == str(key),
+                ]
+                if value is not None:
+                    cond.append(version_tags.c.value == str(value))
+                query = query.where(sa.exists().where(*cond))
+        if metric_min is not None or metric_max is not None:
+            if metric is None:
+                raise ValidationError(
+                    "metric_min/metric_max need metric=, the name of the metric to filter on"
+                )
+        if metric is not None:
+            cond = [
+                version_metrics.c.model_name == _mv.c.model_name,
+                version_metrics.c.version == _mv.c.version,
+                version_metrics.c.name == _check_text(metric, "metric"),
+            ]
+            if metric_min is not None:
+                cond.append(version_metrics.c.value >= check_float(metric_min, "metric_min"))
+            if metric_max is not None:
+                cond.append(version_metrics.c.value <= check_float(metric_max, "metric_max"))
+            query = query.where(sa.exists().where(*cond))
+        if change_type is not None:
+            query = query.where(_mv.c.change_type == _check_text(change_type, "change_type"))
+        query = query.order_by(_mv.c.id.desc())
+        if limit is not None:
+            query = query.limit(check_int(limit, "limit", minimum=1))
+        with self._engine.connect() as conn:
+            return [self._to_version(r) for r in conn.execute(query)]
+
+    # --- active version -------------------------------------------------------------------------
+    def _activate(
+        self,
+        conn: Connection,
+        name: str,
+        version: str,
+        *,
+        expected_from: str | None | object,
+        changed_by: str,
+        reason: str,
+        action: str,
+        plan_id: int | None = None,
+    ) -> tuple[str | None, bool]:
+        """Switch the active version inside the caller's transaction; returns (from, changed)."""
+        self._require_version(conn, name, version)
+        current = self._active_number(conn, name)
+        if expected_from is not _ANY and current != expected_from:
+            raise StateError(
+                f"the active version of {name!r} changed to {current!r} while the operation "
+                f"expected {expected_from!r}; re-check and retry"
+            )
+        if current == version:
+            return current, False
+        now = time.time()
+        if current is None:
+            conn.execute(sa.insert(_av).values(
+                model_name=name, version=version, changed_at=now, changed_by=changed_by
+            ))
+        else:
+            conn.execute(
+                sa.update(_av).where(_av.c.model_name == name)
+                .values(version=version, changed_at=now, changed_by=changed_by)
+            )
+        conn.execute(sa.insert(deployments).values(
+            model_name=name, from_version=current, to_version=version, changed_by=changed_by,
+            changed_at=now, reason=reason, action=action, rollback_plan_id=plan_id,
+        ))
+        return current, True
+
+    def set_active_version(
+        self, model_name: str, version: str, *, changed_by: str = "", reason: str = ""
+    ) -> ModelVersion:
+        """Make ``version`` the active (deployed) version and log the change.
+
+        Setting the version that is already active changes nothing and logs nothing.
+
+        Examples
+        --------
+        >>> mgr.set_active_version("momentum", "1.1.0", changed_by="ana",
+        ...                        reason="better sharpe")  # doctest: +SKIP
+        """
+        name = validate_name(model_name, "model_name")
+        version = _check_version_text(version)
+        changed_by = _check_text(changed_by, "changed_by")
+        reason = _check_text(reason, "reason")
+
+        def txn() -> ModelVersion:
+            with self._engine.connect() as conn, conn.begin():
+                previous, changed = self._activate(
+                    conn, name, version, expected_from=_ANY, changed_by=changed_by,
+                    reason=reason, action="activate",
+                )
+                if changed:
+                    logger.info("active version of %s: %s -> %s", name, previous, version)
+                return self._require_version(conn, name, version)
+
+        return retry_on_conflict(txn)
+
+    def get_active_version(self, model_name: str) -> ModelVersion | None:
+        """The active version, or None if none was ever set.
+
+        Raises
+        ------
+        NotFoundError
+            If the model has no versions.
+        """
+        name = validate_name(model_name, "model_name")
+        # Driven from the active-version table (one primary-key lookup, then the unique key of
+        # the version), so the cost does not grow with the number of versions.
+        query = sa.select(
+            *self._version_columns(), _av.c.version.label("active_version")
+        ).select_from(
+            _av.join(_mv, sa.and_(_mv.c.model_name == _av.c.model_name,
+                                  _mv.c.version == _av.c.version))
+        ).where(_av.c.model_name == name)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+            if row is None and not self._model_exists(conn, name):
+                raise NotFoundError(f"model {name!r} has no versions")
+        return None if row is None else self._to_version(row)
+
+    def get_deployment_history(
+        self, model_name: str, *, limit: int | None = None
+    ) -> list[DeploymentRecord]:
+        """Every change of the active version (who, when, from, to, why), newest first."""
+        name = validate_name(model_name, "model_name")
+        query = (
+            sa.select(deployments).where(deployments.c.model_name == name)
+            .order_by(deployments.c.id.desc())
+        )
+        if limit is not None:
+            query = query.limit(check_int(limit, "limit", minimum=1))
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DeploymentRecord(
+                model_name=r.model_name, from_version=r.from_version, to_version=r.to_version,
+                changed_by=r.changed_by, changed_at=to_datetime(r.changed_at),  # type: ignore[arg-type]
+                reason=r.reason, action=r.action, rollback_plan_id=r.rollback_plan_id,
+            )
+            for r in rows
+        ]
+
+    # --- comparison -----------------------------------------------------------------------
+    def compare_versions(self, model_name: str, v1: str, v2: str) -> VersionComparison:
+        """Compare the metrics of ``v1`` (current) and ``v2`` (candidate).
+
+        Every metric of either version gets a :class:`MetricDiff` (both values, absolute and
+        relative change, better/worse by the metric's direction). The recommendation is
+        ``"upgrade"`` when ``v2`` is newer and better on balance, ``"rollback"`` when it is
+        older and better, else ``"keep"``; its confidence and reasoning are explained in
+        :func:`kaizenml.versioning.recommend`.
+
+        Examples
+        --------
+        >>> cmp = mgr.compare_versions("momentum", "1.0.0", "1.1.0")  # doctest: +SKIP
+        >>> cmp.recommendation.action, cmp.metric("sharpe").relative_change  # doctest: +SKIP
+        ('upgrade', 0.18181818181818182)
+        """
+        name = validate_name(model_name, "model_name")
+        a_text = _check_version_text(v1, "v1")
+        b_text = _check_version_text(v2, "v2")
+        with self._engine.connect() as conn:
+            a = self._require_version(conn, name, a_text)
+            b = self._require_version(conn, name, b_text)
+        diffs = diff_metrics(a.metrics, b.metrics, self._directions)
+        rec = recommend(
+            diffs,
+            b_is_newer=Version.parse(b.version) > Version.parse(a.version),
+            significant_change=self._significant,
+        )
+        return VersionComparison(name, a.version, b.version, diffs, rec)
+
+    # --- rollback -------------------------------------------------------------------------
+    def _rollback_checks(
+        self, name: str, to_version: str, settings: Mapping[str, Any]
+    ) -> tuple[str | None, list[RollbackCheck], RollbackImpact]:
+        thresholds: dict[str, float] = settings["thresholds"]
+        allow_major: bool = settings["allow_major"]
+        with self._engine.connect() as conn:
+            target = self._fetch_version(conn, name, to_version)
+            active_text = self._active_number(conn, name)
+            active = None if active_text is None else self._fetch_version(conn, name, active_text)
+        checks: list[RollbackCheck] = []
+        if target is None:
+            checks.append(RollbackCheck("target_exists", False,
+                                        f"version {to_version!r} of {name!r} does not exist"))
+            checks.append(RollbackCheck("artifact_valid", False, "no target version to verify"))
+        else:
+            checks.append(RollbackCheck("target_exists", True, f"version {to_version} exists"))
+            try:
+                verify_folder(Path(target.artifact_path), target.checksum)
+                checks.append(RollbackCheck(
+                    "artifact_valid", True, "artifact present and every checksum matches"
+                ))
+            except Exception as exc:  # any failure to read the files is a failed check
+                checks.append(RollbackCheck("artifact_valid", False, str(exc)))
+        if active_text == to_version:
+            checks.append(RollbackCheck("not_already_active", False,
+                                        f"version {to_version} is already active"))
+        else:
+            checks.append(RollbackCheck(
+                "not_already_active", True,
+                f"active version is {active_text}" if active_text else "no version is active",
+            ))
+        diffs: list[MetricDiff] = []
+        if target is not None and active is not None:
+            diffs = diff_metrics(active.metrics, target.metrics, self._directions)
+        breaches = []
+        for d in diffs:
+            if d.verdict != "worse":
+                continue
+            limit = thresholds.get(d.name, thresholds["*"])
+            drop = math.inf if d.relative_change is None else abs(d.relative_change)
+            if drop > limit:
+                breaches.append(f"{d.name} {d.value_a:.6g} -> {d.value_b:.6g} "
+                                f"({-drop:+.1%}, limit -{limit:.1%})")
+        if target is None:
+            checks.append(RollbackCheck("metric_thresholds", False, "no target version"))
+        elif active is None:
+            checks.append(RollbackCheck("metric_thresholds", True,
+                                        "no active version to compare metrics against"))
+        elif breaches:
+            checks.append(RollbackCheck("metric_thresholds", False,
+                                        "metrics degrade beyond threshold: " + "; ".join(breaches)))
+        else:
+            checks.append(RollbackCheck("metric_thresholds", True,
+                                        "every metric within its degradation threshold"))
+        jump = "n/a"
+        if target is not None and active is not None:
+            va, vt = Version.parse(active.version), Version.parse(target.version)
+            if va.major != vt.major:
+                jump = "major"
+            elif va.minor != vt.minor:
+                jump = "minor"
+            elif va.compare(vt) != 0:
+                jump = "patch"
+            else:
+                jump = "none"
+        if jump == "major":
+            checks.append(RollbackCheck(
+                "major_version_change", False,
+                f"{active_text} -> {to_version} crosses a major version (architecture change)"
+                + ("" if allow_major else "; refused because allow_major=False"),
+                blocking=not allow_major,
+            ))
+        else:
+            checks.append(RollbackCheck("major_version_change", True,
+                                        "same major version" if jump != "n/a"
+                                        else "no active version to compare against"))
+        risk_rank = {"patch": 0, "none": 0, "minor": 1, "n/a": 1, "major": 2}[jump]
+        if any(d.verdict == "worse" for d in diffs):
+            risk_rank = max(risk_rank, 1)
+        if any(not c.passed and c.blocking for c in checks):
+            risk_rank = 2
+        risk = ("low", "medium", "high")[risk_rank]
+        return active_text, checks, RollbackImpact(diffs, jump, risk)
+
+    def _plan_from_row(self, row: Any) -> RollbackPlan:
+        checks = [RollbackCheck(**c) for c in json.loads(row.checks)]
+        impact_data = json.loads(row.impact)
+        impact = RollbackImpact(
+            [MetricDiff.from_dict(d) for d in impact_data["metric_changes"]],
+            impact_data["version_jump"], impact_data["risk"],
+        )
+        return RollbackPlan(
+            plan_id=row.id, model_name=row.model_name, from_version=row.from_version,
+            to_version=row.to_version, reason=row.reason, created_by=row.created_by,
+            created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
+            status=row.status, checks=checks, impact=impact,
+            executed_at=to_datetime(row.executed_at), result_message=row.result_message,
+            settings=impact_data.get("settings", {}),
+        )
+
+    def _rollback_settings(
+        self, max_degradation: float | Mapping[str, float] | None, allow_major: bool
+    ) -> dict[str, Any]:
+        if not isinstance(allow_major, bool):
+            raise KaizenTypeError(f"allow_major must be a bool, got {allow_major!r}")
+        thresholds = (
+            dict(self._thresholds) if max_degradation is None
+            else _check_thresholds(max_degradation, "max_degradation")
+        )
+        return {"thresholds": thresholds, "allow_major": allow_major}
+
+    def create_rollback_plan(
+        self,
+        model_name: str,
+        to_version: str,
+        reason: str = "",
+        *,
+        created_by: str = "",
+        max_degradation: float | Mapping[str, float] | None = None,
+        allow_major: bool = True,
+    ) -> RollbackPlan:
+        """Validate a rollback to ``to_version`` and persist the plan (status ``"pending"``).
+
+        Checks (each with pass/fail and a message): ``target_exists``; ``artifact_valid``
+        (files present, checksums match); ``not_already_active``; ``metric_thresholds`` (no
+        metric with a known direction worse than the active version's by more than its
+        threshold); ``major_version_change`` (a warning, blocking only with
+        ``allow_major=False``). The impact lists the metric changes from the active version
+        and a risk: high if a blocking check fails or the jump crosses a major version,
+        medium for a minor jump, a metric getting worse or no active version, else low.
+
+        Parameters
+        ----------
+        max_degradation:
+            Overrides the manager's ``rollback_thresholds`` for this plan.
+        allow_major:
+            False makes a major-version change a blocking failure.
+
+        Examples
+        --------
+        >>> plan = mgr.create_rollback_plan("momentum", "1.0.0", "live drawdown")  # doctest: +SKIP
+        >>> plan.status, plan.impact.risk, [c.passed for c in plan.checks]  # doctest: +SKIP
+        ('pending', 'medium', [True, True, True, True, True])
+        """
+        name = validate_name(model_name, "model_name")
+        to_text = _check_version_text(to_version, "to_version")
+        reason = _check_text(reason, "reason")
+        created_by = _check_text(created_by, "created_by")
+        settings = self._rollback_settings(max_degradation, allow_major)
+        if not self._has_any_version(name):
+            raise NotFoundError(f"model {name!r} has no versions")
+        from_version, checks, impact = self._rollback_checks(name, to_text, settings)
+        impact_json = json.dumps({**impact.to_dict(), "settings": settings})
+
+        def txn() -> int:
+            with self._engine.connect() as conn, conn.begin():
+                result = conn.execute(sa.insert(rollback_plans).values(
+                    model_name=name, from_version=from_version, to_version=to_text,
+                    reason=reason, created_by=created_by, created_at=time.time(),
+                    status="pending", checks=json.dumps([c.to_dict() for c in checks]),
+                    impact=impact_json,
+                ))
+                key = result.inserted_primary_key
+                assert key is not None  # an INSERT always reports its primary key
+                return int(key[0])
+
+        return self.get_rollback_plan(retry_on_conflict(txn))
+
+    def _has_any_version(self, name: str) -> bool:
+        with self._engine.connect() as conn:
+            return self._model_exists(conn, name)
+
+    def get_rollback_plan(self, plan_id: int) -> RollbackPlan:
+        """A persisted rollback plan by id."""
+        plan_id = check_int(plan_id, "plan_id", minimum=1)
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(rollback_plans).where(rollback_plans.c.id == plan_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"rollback plan {plan_id} does not exist")
+        return self._plan_from_row(row)
+
+    def list_rollback_plans(self, model_name: str) -> list[RollbackPlan]:
+        """Every rollback plan of a model, newest first."""
+        name = validate_name(model_name, "model_name")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(rollback_plans).where(rollback_plans.c.model_name == name)
+                .order_by(rollback_plans.c.id.desc())
+            ).all()
+        return [self._plan_from_row(r) for r in rows]
+
+    def execute_rollback(
+        self,
+        model_name: str,
+        target: str | RollbackPlan | int,
+        *,
+        reason: str = "",
+        executed_by: str = "",
+        max_degradation: float | Mapping[str, float] | None = None,
+        allow_major: bool = True,
+    ) -> RollbackResult:
+        """Run a rollback: re-check, then switch the active version only if every check passes.
+
+        Parameters
+        ----------
+        target:
+            A version string (a plan is created first with ``reason``), a pending
+            :class:`RollbackPlan` or its id.
+        executed_by:
+            Recorded in the deployment log.
+        max_degradation, allow_major:
+            As in :meth:`create_rollback_plan`, used only when ``target`` is a version.
+
+        Returns
+        -------
+        RollbackResult
+            ``success`` and a message. On failure the active version is untouched and the plan
+            is marked ``"failed"``; on success it is ``"executed"`` and the switch is logged
+            with action ``"rollback"``.
+
+        Examples
+        --------
+        >>> res = mgr.execute_rollback("momentum", "1.0.0",
+        ...                            reason="live drawdown")  # doctest: +SKIP
+        >>> res.success, res.message  # doctest: +SKIP
+        (True, 'rolled back momentum from 1.1.0 to 1.0.0')
+        """
+        name = validate_name(model_name, "model_name")
+        executed_by = _check_text(executed_by, "executed_by")
+        if isinstance(target, RollbackPlan):
+            plan = self.get_rollback_plan(target.plan_id)
+        elif isinstance(target, numbers.Integral) and not isinstance(target, bool):
+            plan = self.get_rollback_plan(int(target))
+        elif isinstance(target, (str, Version)):
+            plan = self.create_rollback_plan(
+                name, str(target), reason, created_by=executed_by,
+                max_degradation=max_degradation, allow_major=allow_major,
+            )
+        else:
+            raise KaizenTypeError(
+                f"target must be a version string, a RollbackPlan or a plan id, got {target!r}"
+            )
+        if plan.model_name != name:
+            raise ValidationError(
+                f"rollback plan {plan.plan_id} is for model {plan.model_name!r}, not {name!r}"
+            )
+        if plan.status != "pending":
+            raise StateError(
+                f"rollback plan {plan.plan_id} is {plan.status!r}; only a pending plan can be "
+                "executed, create a new plan"
+            )
+        settings = plan.settings or self._rollback_settings(None, True)
+        from_version, checks, impact = self._rollback_checks(name, plan.to_version, settings)
+        failed = [c for c in checks if c.blocking and not c.passed]
+        checks_json = json.dumps([c.to_dict() for c in checks])
+        impact_json = json.dumps({**impact.to_dict(), "settings": settings})
+
+        def finish(status: str, message: str, conn: Connection) -> None:
+            done = conn.execute(
+                sa.update(rollback_plans)
+                .where(rollback_plans.c.id == plan.plan_id, rollback_plans.c.status == "pending")
+                .values(status=status, checks=checks_json, impact=impact_json,
+                        executed_at=time.time(), result_message=message)
+            )
+            if done.rowcount != 1:
+                raise StateError(f"rollback plan {plan.plan_id} was executed concurrently")
+
+        if failed:
+            message = "rollback refused: " + "; ".join(f"{c.name}: {c.message}" for c in failed)
+
+            def fail_txn() -> None:
+                with self._engine.connect() as conn, conn.begin():
+                    finish("failed", message, conn)
+
+            retry_on_conflict(fail_txn)
+            logger.warning("%s", message)
+            return RollbackResult(False, name, from_version, plan.to_version, message,
+                                  self.get_rollback_plan(plan.plan_id))
+
+        message = f"rolled back {name} from {from_version} to {plan.to_version}"
+        if impact.risk != "low":
+            message += f" (risk {impact.risk})"
+
+        def txn() -> None:
+            with self._engine.connect() as conn, conn.begin():
+                # The checks ran against `from_version`; refuse if someone switched since.
+                self._activate(
+                    conn, name, plan.to_version, expected_from=from_version,
+                    changed_by=executed_by or plan.created_by,
+                    reason=plan.reason, action="rollback", plan_id=plan.plan_id,
+                )
+                finish("executed", message, conn)
+
+        try:
+            retry_on_conflict(txn)
+        except StateError as exc:
+            message = f"rollback refused: {exc}"
+
+            def race_txn() -> None:
+                with self._engine.connect() as conn, conn.begin():
+                    finish("failed", message, conn)
+
+            retry_on_conflict(race_txn)
+            return RollbackResult(False, name, from_version, plan.to_version, message,
+                                  self.get_rollback_plan(plan.plan_id))
+        logger.info("%s", message)
+        return RollbackResult(True, name, from_version, plan.to_version, message,
+                              self.get_rollback_plan(plan.plan_id))
+
+    # --- checkpoints and housekeeping ---------------------------------------------------------
+    def checkpointer(
+        self,
+        model_name: str,
+        *,
+        every_n_steps: int | None = None,
+        every_seconds: float | None = None,
+        keep_last: int = 3,
+        keep_best: int = 1,
+        metric: str | None = None,
+        direction: str | None = None,
+        serializer: str | None = None,
+    ) -> Checkpointer:
+        """A :class:`Checkpointer` saving training checkpoints of ``model_name``.
+
+        See :class:`Checkpointer` for the parameters.
+
+        Examples
+        --------
+        >>> ckpt = mgr.checkpointer("momentum", every_n_steps=10,
+        ...                         metric="val_loss")  # doctest: +SKIP
+        >>> for step in range(100):  # doctest: +SKIP
+        ...     ckpt.save(step, {"w": weights}, {"val_loss": loss})
+        >>> version = ckpt.promote(change_type="retrain")  # doctest: +SKIP
+        """
+        from ._checkpoint import Checkpointer
+
+        return Checkpointer(
+            self, model_name, every_n_steps=every_n_steps, every_seconds=every_seconds,
+            keep_last=keep_last, keep_best=keep_best, metric=metric, direction=direction,
+            serializer=serializer,
+        )
+
+    def clean_orphans(self, *, older_than: float = 3600.0) -> list[Path]:
+        """Remove leftovers of crashed writers older than ``older_than`` seconds.
+
+        These are temporary and trash folders, and version or checkpoint folders that no row
+        references (a crash between the folder rename and the commit). Young folders are kept
+        because a live writer may still be about to commit them. Returns the removed paths.
+        """
+        from ._schema import checkpoints
+
+        older_than = check_float(older_than, "older_than", minimum=0.0)
+        cutoff = time.time() - older_than
+        with self._engine.connect() as conn:
+            referenced = set(conn.execute(sa.select(_mv.c.artifact_path)).scalars())
+            referenced |= set(conn.execute(sa.select(checkpoints.c.artifact_path)).scalars())
+        removed: list[Path] = []
+        if not self._root.is_dir():
+            return removed
+        for model_dir in self._root.iterdir():
+            if not model_dir.is_dir():
+                continue
+            candidates = list(model_dir.iterdir())
+            ckpt_dir = model_dir / "checkpoints"
+            if ckpt_dir.is_dir():
+                candidates += list(ckpt_dir.iterdir())
+            for folder in candidates:
+                if not folder.is_dir() or folder == ckpt_dir:
+                    continue
+                relative = folder.relative_to(self._root).as_posix()
+                hidden = folder.name.startswith((TEMP_PREFIX, TRASH_PREFIX))
+                is_version = Version.is_valid(folder.name) or folder.parent == ckpt_dir
+                if not hidden and (not is_version or relative in referenced):
+                    continue
+                try:
+                    if folder.stat().st_mtime > cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue
+                if hidden:
+                    shutil.rmtree(folder, ignore_errors=True)
+                else:
+                    remove_folder(folder)
+                removed.append(folder)
+        return removed
+
+
+_ANY = object()
+
+_DEFAULT_MANAGERS: dict[tuple[str, str, int], ModelVersionManager] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def get_model_version_manager() -> ModelVersionManager:
+    """The process-wide default manager on ``KAIZENML_HOME`` (embedded SQLite + artifacts).
+
+    Examples
+    --------
+    >>> mgr = get_model_version_manager()  # doctest: +SKIP
+    """
+    url = default_storage_url()
+    root = str(default_artifact_dir())
+    key = (url, root, os.getpid())
+    with _DEFAULT_LOCK:
+        manager = _DEFAULT_MANAGERS.get(key)
+        if manager is None:
+            manager = ModelVersionManager(url, root)
+            _DEFAULT_MANAGERS[key] = manager
+        return manager
+

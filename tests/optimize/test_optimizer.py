@@ -1,0 +1,191 @@
+"""The ask/tell optimizer: life cycle, errors, metrics, stopping rules, reproducibility."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kaizenml import KaizenTypeError, NotFoundError, StateError, ValidationError
+from kaizenml.optimize import (
+    Categorical,
+    Float,
+    HyperparameterOptimizer,
+    Int,
+    SpaceExhausted,
+    TrialState,
+    optimize_hyperparameters,
+)
+
+SPACE = {"x": Float(-1.0, 1.0), "k": Int(1, 4)}
+
+
+def _opt(**kw):
+    kw.setdefault("strategy", "random")
+    kw.setdefault("pruner", None)
+    kw.setdefault("seed", 0)
+    return HyperparameterOptimizer(SPACE, **kw)
+
+
+def test_ask_tell_life_cycle(storage) -> None:
+    opt = _opt(storage=storage)
+    t = opt.get_next_trial()
+    assert t.state == TrialState.WAITING and t.number == 0
+    assert set(t.params) == {"x", "k"}
+    running = opt.start_trial(t.number)
+    assert running.state == TrialState.RUNNING and running.datetime_start is not None
+    assert opt.report_intermediate_result(t.number, 0, 2.0) is False
+    done = opt.complete_trial(t.number, 1.25)
+    assert done.state == TrialState.COMPLETE and done.value == 1.25
+    assert done.metrics == {"value": 1.25}
+    assert opt.best_trial.number == 0
+    assert opt.trials[0].intermediate_values == {0: 2.0}
+
+
+def test_clear_errors_for_misuse(storage) -> None:
+    opt = _opt(storage=storage)
+    t = opt.ask()
+    opt.complete_trial(t.number, 1.0)
+    with pytest.raises(StateError, match="already complete"):
+        opt.complete_trial(t.number, 2.0)
+    with pytest.raises(StateError, match="already complete"):
+        opt.fail_trial(t.number, "late")
+    with pytest.raises(NotFoundError, match="trial 99"):
+        opt.complete_trial(99, 1.0)
+    t2 = opt.ask()
+    opt.report_intermediate_result(t2, 3, 0.5)  # a Trial is accepted as the id too
+    with pytest.raises(StateError, match="step 3"):
+        opt.report_intermediate_result(t2.number, 3, 0.4)
+    with pytest.raises(ValidationError, match="step"):
+        opt.report_intermediate_result(t2.number, -1, 0.4)
+    with pytest.raises(KaizenTypeError, match="trial_id"):
+        opt.complete_trial("1", 1.0)
+    with pytest.raises(KaizenTypeError, match="number or a dict"):
+        opt.complete_trial(t2.number, "good")
+
+
+def test_constructor_validation() -> None:
+    with pytest.raises(ValidationError, match="direction"):
+        _opt(direction="up")
+    with pytest.raises(ValidationError, match="max_trials"):
+        _opt(max_trials=0)
+    with pytest.raises(ValidationError, match="pruner"):
+        _opt(pruner="sometimes")
+    with pytest.raises(KaizenTypeError, match="storage"):
+        _opt(storage=3.5)
+    with pytest.raises(ValidationError, match="grace_period"):
+        _opt(heartbeat_interval=2.0, grace_period=1.0)
+
+
+def test_metrics_dict_and_metric_choice() -> None:
+    opt = _opt(metric="sharpe", direction="maximize")
+    t = opt.ask()
+    done = opt.complete_trial(t.number, {"sharpe": 1.5, "drawdown": 0.2})
+    assert done.value == 1.5 and done.metrics == {"sharpe": 1.5, "drawdown": 0.2}
+    t = opt.ask()
+    with pytest.raises(ValidationError, match="'sharpe' is not among"):
+        opt.complete_trial(t.number, {"pnl": 3.0})
+    plain = _opt()
+    t = plain.ask()
+    with pytest.raises(ValidationError, match="pass metric="):
+        plain.complete_trial(t.number, {"a": 1.0, "b": 2.0})
+    assert plain.complete_trial(t.number, {"a": 1.0}).value == 1.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_result_fails_the_trial(bad) -> None:
+    opt = _opt()
+    t = opt.ask()
+    out = opt.complete_trial(t.number, bad)
+    assert out.state == TrialState.FAILED and "non-finite" in out.error
+    assert opt.best_trial is None
+
+
+def test_best_trial_follows_the_direction() -> None:
+    for direction, best in (("minimize", 0), ("maximize", 2)):
+        opt = _opt(direction=direction)
+        for v in (-3.0, 1.0, 7.0):
+            opt.complete_trial(opt.ask().number, v)
+        assert opt.best_trial.number == best
+
+
+def test_should_stop_on_budget_and_exhaustion() -> None:
+    opt = _opt(max_trials=3)
+    assert not opt.should_stop()
+    for _ in range(3):
+        opt.complete_trial(opt.ask().number, 1.0)
+    assert opt.should_stop()
+    grid = HyperparameterOptimizer({"c": Categorical(["a", "b"])}, strategy="grid", pruner=None)
+    for _ in range(2):
+        grid.complete_trial(grid.ask().number, 0.0)
+    with pytest.raises(SpaceExhausted):
+        grid.ask()
+    assert grid.should_stop()
+    stopper = _opt()
+    stopper.stop()
+    assert stopper.should_stop()
+
+
+def test_timeout() -> None:
+    opt = _opt(timeout=0.0)
+    assert opt.should_stop()
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_early_stopping_counts_trials_without_improvement(direction) -> None:
+    sign = 1.0 if direction == "minimize" else -1.0
+    # improvements by more than min_delta=0.1 at trials 0, 1, 2, 5; 3, 4 and 6-8 do not count
+    values = [5.0, 4.0, 3.0, 2.95, 3.5, 2.5, 2.45, 2.41, 2.42, 1.0]
+    opt = _opt(direction=direction, early_stopping=True, patience=3, min_delta=0.1)
+    stopped_after = None
+    for i, v in enumerate(values):
+        opt.complete_trial(opt.ask().number, sign * v)
+        if opt.should_stop():
+            stopped_after = i
+            break
+    # after trial 5 (2.5) come 2.45, 2.41, 2.42: three trials without a 0.1 improvement
+    assert stopped_after == 8
+
+
+def test_early_stopping_in_optimize_hyperparameters() -> None:
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        lambda p: 1.0,
+        strategy="random",
+        max_trials=50,
+        early_stopping=True,
+        patience=4,
+        seed=0,
+        pruner=None,
+    )
+    assert res.n_trials == 5  # the first sets the best, four more do not improve it
+
+
+def test_seed_reproduces_a_serial_run() -> None:
+    space = {"x": Float(-2.0, 2.0), "lr": Float(1e-4, 1e-1, log=True), "c": Categorical([1, 2, 3])}
+
+    def run(seed):
+        res = optimize_hyperparameters(
+            space,
+            lambda p: p["x"] ** 2 + p["lr"] * p["c"],
+            strategy="random",
+            max_trials=15,
+            seed=seed,
+            pruner=None,
+        )
+        return [(t.params, t.value) for t in res.trials]
+
+    assert run(11) == run(11)
+    assert run(11) != run(12)
+
+
+def test_user_attrs_and_prune_trial(storage) -> None:
+    opt = _opt(storage=storage)
+    t = opt.ask()
+    opt.set_user_attr(t.number, "fold", 3)
+    opt.report_intermediate_result(t.number, 0, 9.0)
+    pruned = opt.prune_trial(t.number)
+    assert pruned.state == TrialState.PRUNED and pruned.value == 9.0
+    assert opt.get_trial(t.number).user_attrs == {"fold": 3}
+    with pytest.raises(StateError, match="already pruned"):
+        opt.complete_trial(t.number, 1.0)

@@ -1,0 +1,215 @@
+"""optimize_hyperparameters: failures, interrupts, parallel workers, executors, progress."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import math
+import os
+
+import pytest
+
+from kaizenml import KaizenTypeError, TrialPruned, ValidationError
+from kaizenml.optimize import (
+    Categorical,
+    Float,
+    Int,
+    SQLStorage,
+    TrialState,
+    optimize_hyperparameters,
+)
+
+
+def test_exceptions_and_nan_fail_only_their_trial() -> None:
+    def objective(p):
+        if p["k"] == 2:
+            raise ZeroDivisionError("k=2 is broken")
+        if p["k"] == 3:
+            return math.nan
+        return float(p["k"])
+
+    res = optimize_hyperparameters(
+        {"k": Int(0, 5)}, objective, strategy="grid", max_trials=10, pruner=None
+    )
+    states = {t.params["k"]: t.state for t in res.trials}
+    assert states == {
+        0: "complete",
+        1: "complete",
+        2: "failed",
+        3: "failed",
+        4: "complete",
+        5: "complete",
+    }
+    err = res.trials[2].error
+    assert "Traceback" in err and "ZeroDivisionError: k=2 is broken" in err
+    assert "non-finite" in res.trials[3].error
+    assert (res.n_complete, res.n_failed, res.best_value) == (4, 2, 0.0)
+
+
+def test_keyboard_interrupt_stops_cleanly_keeping_finished_trials() -> None:
+    def objective(p):
+        if p["k"] == 3:
+            raise KeyboardInterrupt
+        return float(p["k"])
+
+    res = optimize_hyperparameters(
+        {"k": Int(0, 9)}, objective, strategy="grid", max_trials=10, pruner=None
+    )
+    assert res.interrupted
+    assert [t.state for t in res.trials] == ["complete"] * 3 + ["failed"]
+    assert "KeyboardInterrupt" in res.trials[3].error
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(KaizenTypeError, match="objective"):
+        optimize_hyperparameters({"x": Float(0, 1)}, 3, strategy="random", max_trials=2)
+    with pytest.raises(ValidationError, match="n_jobs"):
+        optimize_hyperparameters(
+            {"x": Float(0, 1)}, lambda p: 0.0, strategy="random", max_trials=2, n_jobs=0
+        )
+    with pytest.raises(KaizenTypeError, match="executor"):
+        optimize_hyperparameters(
+            {"x": Float(0, 1)}, lambda p: 0.0, strategy="random", max_trials=2, executor="pool"
+        )
+    with pytest.raises(ValidationError, match="space"):
+        optimize_hyperparameters({}, lambda p: 0.0, strategy="random", max_trials=2)
+
+
+def test_objective_returning_metrics_dict() -> None:
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        lambda p: {"sharpe": 2.0 * p["x"], "turnover": 1.0 - p["x"]},
+        strategy="random",
+        max_trials=12,
+        seed=0,
+        direction="maximize",
+        metric="sharpe",
+        pruner=None,
+    )
+    best = res.best_trial
+    assert best.value == best.metrics["sharpe"] == max(t.metrics["sharpe"] for t in res.trials)
+
+
+def test_callbacks_logging_and_progress_bar(caplog, capsys) -> None:
+    seen = []
+
+    def cb(opt, trial):
+        seen.append(trial.number)
+        if trial.number == 4:
+            opt.stop()
+
+    with caplog.at_level(logging.INFO, logger="kaizenml.optimize"):
+        res = optimize_hyperparameters(
+            {"x": Float(0.0, 1.0)},
+            lambda p: p["x"],
+            strategy="random",
+            max_trials=20,
+            seed=0,
+            callbacks=[cb],
+            show_progress_bar=True,
+            pruner=None,
+        )
+    assert seen == [0, 1, 2, 3, 4] and res.n_trials == 5
+    assert "trial 0 complete" in caplog.text
+    err = capsys.readouterr().err
+    assert "best=" in err and "5/20" in err
+
+
+def test_parallel_loky_runs_lambdas_and_closures() -> None:
+    offset = 0.25  # captured by the closure below
+
+    def objective(p):
+        return (p["x"] - offset) ** 2 + p["k"]
+
+    res = optimize_hyperparameters(
+        {"x": Float(-1.0, 1.0), "k": Int(0, 3)},
+        objective,
+        strategy="random",
+        max_trials=12,
+        n_jobs=2,
+        seed=0,
+        pruner=None,
+    )
+    assert res.n_complete == 12 and [t.number for t in res.trials] == list(range(12))
+    for t in res.trials:
+        assert t.value == pytest.approx((t.params["x"] - 0.25) ** 2 + t.params["k"])
+    assert len({(t.params["x"], t.params["k"]) for t in res.trials}) == 12
+    lam = optimize_hyperparameters(
+        {"c": Categorical(["a", "bb", "ccc"])},
+        lambda p: len(p["c"]),
+        strategy="grid",
+        max_trials=3,
+        n_jobs=2,
+        pruner=None,
+    )
+    assert sorted(t.value for t in lam.trials) == [1.0, 2.0, 3.0]
+
+
+def test_dead_worker_fails_only_its_trial() -> None:
+    def objective(p):
+        if p["k"] == 2:
+            os._exit(3)  # the worker process dies without a word
+        return float(p["k"])
+
+    res = optimize_hyperparameters(
+        {"k": Int(0, 5)}, objective, strategy="grid", max_trials=6, n_jobs=2, pruner=None
+    )
+    states = {t.params["k"]: t.state for t in res.trials}
+    assert states == {
+        0: "complete",
+        1: "complete",
+        2: "failed",
+        3: "complete",
+        4: "complete",
+        5: "complete",
+    }
+    assert "died" in res.trials[2].error
+
+
+def _curve_objective(params, trial):
+    for step in range(4):
+        trial.report(step, params["q"] + 1.0 / (step + 1))
+        if trial.should_prune():
+            raise TrialPruned()
+    trial.set_user_attr("pid", os.getpid())
+    return params["q"]
+
+
+def test_thread_executor_in_memory_prunes_against_the_snapshot() -> None:
+    # one worker, so one trial in flight: every task's snapshot holds all earlier trials and the
+    # decisions equal the serial ones (trials 4 and 6 pruned, see test_pruners)
+    qs = [3.0, 1.0, 4.0, 1.5, 5.0, 2.0, 6.0, 0.5]
+    with cf.ThreadPoolExecutor(max_workers=1) as ex:
+        res = optimize_hyperparameters(
+            {"q": Categorical(qs)},
+            _curve_objective,
+            strategy="grid",
+            max_trials=8,
+            executor=ex,
+            pruner="median",
+            pruner_options={"n_startup_trials": 3},
+        )
+    assert [t.number for t in res.trials if t.state == TrialState.PRUNED] == [4, 6]
+    assert all(t.user_attrs["pid"] == os.getpid() for t in res.trials if t.state == "complete")
+    assert res.trials[qs.index(6.0)].intermediate_values == {0: 7.0}
+
+
+def test_process_executor_with_sql_storage_writes_reports_from_workers(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'par.db'}"
+    with cf.ProcessPoolExecutor(max_workers=2) as ex:
+        res = optimize_hyperparameters(
+            {"q": Categorical([3.0, 1.0, 4.0, 9.0])},
+            _curve_objective,
+            strategy="grid",
+            max_trials=4,
+            executor=ex,
+            storage=url,
+            study_name="par",
+            pruner=None,
+        )
+    assert res.n_complete == 4
+    stored = SQLStorage(url)
+    trials = stored.get_trials(stored.get_study("par").study_id)
+    for t in trials:
+        assert t.intermediate_values == {s: t.params["q"] + 1.0 / (s + 1) for s in range(4)}
+        assert t.user_attrs["pid"] != os.getpid()

@@ -1,0 +1,331 @@
+"""Artifact folders: format, checksums, serializer opt-in, atomic writes and crash safety."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from kaizenml import IntegrityError, KaizenTypeError, ValidationError
+from kaizenml.versioning import ModelVersionManager
+
+
+def _artifact() -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "weights": rng.normal(size=(4, 3)),
+        "bias": np.arange(3, dtype=np.int32),
+        "mask": np.array([True, False]),
+        "names": np.array(["rsi", "macd"]),
+        "config": {"lr": 0.01, "layers": [16, 8], "act": "relu", "dropout": None},
+        "features": ["rsi_14", "macd"],
+        "seed": 7,
+    }
+
+
+def test_round_trip_and_folder_layout(manager: ModelVersionManager, art_root: Path) -> None:
+    art = _artifact()
+    v = manager.create_version("alpha", art, change_type="architecture")
+    folder = art_root / "alpha" / "1.0.0"
+    assert Path(v.artifact_path) == folder
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["arrays.npz", "manifest.json", "values.json"]
+    loaded = manager.load_artifact("alpha", "1.0.0")
+    assert set(loaded) == set(art)
+    for key in ("weights", "bias", "mask", "names"):
+        assert loaded[key].dtype == art[key].dtype
+        np.testing.assert_array_equal(loaded[key], art[key])
+    assert loaded["config"] == art["config"] and loaded["features"] == art["features"]
+    assert loaded["seed"] == 7
+    # the files are plain formats readable by their own tools
+    with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["weights"], art["weights"])
+    assert json.loads((folder / "values.json").read_text())["config"]["layers"] == [16, 8]
+    # the manifest holds the sha256 of every file; the row holds the manifest's
+    manifest_bytes = (folder / "manifest.json").read_bytes()
+    assert v.checksum == hashlib.sha256(manifest_bytes).hexdigest()
+    manifest = json.loads(manifest_bytes)
+    for name in ("arrays.npz", "values.json"):
+        data = (folder / name).read_bytes()
+        assert manifest["files"][name] == {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+        }
+    assert manifest["serializer"] is None
+    # no temporary folders left behind
+    assert [p.name for p in (art_root / "alpha").iterdir()] == ["1.0.0"]
+
+
+@pytest.mark.parametrize("victim", ["arrays.npz", "values.json", "manifest.json"])
+def test_corruption_raises_integrity_error_naming_file(
+    manager: ModelVersionManager, art_root: Path, victim: str
+) -> None:
+    manager.create_version("alpha", _artifact(), change_type="architecture")
+    path = art_root / "alpha" / "1.0.0" / victim
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # a single flipped bit
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=victim):
+        manager.load_artifact("alpha", "1.0.0")
+    with pytest.raises(IntegrityError, match=victim):
+        manager.verify_version("alpha", "1.0.0")
+
+
+def test_missing_file_and_folder(manager: ModelVersionManager, art_root: Path) -> None:
+    manager.create_version("alpha", _artifact(), change_type="architecture")
+    (art_root / "alpha" / "1.0.0" / "values.json").unlink()
+    with pytest.raises(IntegrityError, match=r"values\.json is missing"):
+        manager.load_artifact("alpha", "1.0.0")
+    manager.create_version("alpha", _artifact(), change_type="bugfix")
+    import shutil
+
+    shutil.rmtree(art_root / "alpha" / "1.0.1")
+    with pytest.raises(IntegrityError, match="missing"):
+        manager.load_artifact("alpha", "1.0.1")
+
+
+def test_rewritten_manifest_is_detected(manager: ModelVersionManager, art_root: Path) -> None:
+    # someone replaces a file and updates the manifest to match: the row's checksum catches it
+    manager.create_version("alpha", {"w": np.ones(3)}, change_type="architecture")
+    folder = art_root / "alpha" / "1.0.0"
+    np.savez(folder / "arrays.npz", w=np.zeros(3))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["arrays.npz"]["sha256"] = hashlib.sha256(
+        (folder / "arrays.npz").read_bytes()
+    ).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="manifest.json"):
+        manager.load_artifact("alpha", "1.0.0")
+
+
+def test_bad_artifacts_refused(manager: ModelVersionManager, art_root: Path) -> None:
+    with pytest.raises(KaizenTypeError, match="serializer='pickle'"):
+        manager.create_version("alpha", {"obj": object()}, change_type="architecture")
+    with pytest.raises(KaizenTypeError, match="dtype object"):
+        manager.create_version(
+            "alpha", {"a": np.array([{"x": 1}], dtype=object)}, change_type="architecture"
+        )
+    with pytest.raises(KaizenTypeError, match="mapping"):
+        manager.create_version("alpha", [1, 2, 3], change_type="architecture")
+    with pytest.raises(ValidationError, match="serializer"):
+        manager.create_version("alpha", {"a": 1}, change_type="architecture", serializer="json")
+    # nothing was written for the refused artifacts
+    assert not (art_root / "alpha").exists() or not any((art_root / "alpha").iterdir())
+    assert manager.list_models() == []
+
+
+class _Sentinel:
+    """Unpickling this writes a file: proof of whether pickle code ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (Path(self.path),))
+
+
+def test_pickle_needs_opt_in_at_save_and_load(
+    manager: ModelVersionManager, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pickle-ran"
+    v = manager.create_version(
+        "alpha", {"model": _Sentinel(str(marker))}, change_type="architecture",
+        serializer="pickle",
+    )
+    assert v.serializer == "pickle"
+    assert (Path(v.artifact_path) / "artifact.pkl").exists()
+    with pytest.raises(ValidationError, match="serializer='pickle'"):
+        manager.load_artifact("alpha", "1.0.0")
+    with pytest.raises(ValidationError, match="serializer='pickle'"):
+        manager.load_artifact("alpha", "1.0.0", serializer="joblib")
+    assert not marker.exists()  # refused loads ran no code
+    manager.load_artifact("alpha", "1.0.0", serializer="pickle")
+    assert marker.exists()
+
+
+def test_joblib_round_trip(manager: ModelVersionManager) -> None:
+    pytest.importorskip("joblib")
+    obj = {"coef": np.linspace(0, 1, 5), "meta": ({1, 2}, "x")}
+    manager.create_version("alpha", obj, change_type="architecture", serializer="joblib")
+    back = manager.load_artifact("alpha", "1.0.0", serializer="joblib")
+    np.testing.assert_array_equal(back["coef"], obj["coef"])
+    assert back["meta"] == ({1, 2}, "x")
+    with pytest.raises(ValidationError):
+        manager.load_artifact("alpha", "1.0.0")
+
+
+def test_plain_artifact_loads_with_any_serializer_opt_in(manager: ModelVersionManager) -> None:
+    manager.create_version("alpha", {"w": np.ones(2)}, change_type="architecture")
+    np.testing.assert_array_equal(
+        manager.load_artifact("alpha", "1.0.0", serializer="pickle")["w"], np.ones(2)
+    )
+
+
+def test_npz_holding_pickled_objects_is_refused(manager: ModelVersionManager, art_root: Path,
+                                               tmp_path: Path) -> None:
+    # an artifact folder whose npz holds an object array (with a matching manifest and row)
+    # must not unpickle it: np.load runs with allow_pickle=False
+    v = manager.create_version("alpha", {"w": np.ones(2)}, change_type="architecture")
+    folder = Path(v.artifact_path)
+    marker = tmp_path / "ran"
+    np.savez(folder / "arrays.npz", w=np.array([_Sentinel(str(marker))], dtype=object))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["arrays.npz"]["sha256"] = hashlib.sha256(
+        (folder / "arrays.npz").read_bytes()
+    ).hexdigest()
+    data = json.dumps(manifest).encode()
+    (folder / "manifest.json").write_bytes(data)
+    with manager.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE kz_model_versions SET checksum = :c WHERE version = '1.0.0'"),
+            {"c": hashlib.sha256(data).hexdigest()},
+        )
+    with pytest.raises(ValueError, match="allow_pickle"):
+        manager.load_artifact("alpha", "1.0.0")
+    assert not marker.exists()
+
+
+def test_failed_row_insert_removes_folder(
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.create_version("alpha", {"w": np.ones(2)}, change_type="architecture")
+
+    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(manager, "_require_version", boom)  # fails after the rename
+    with pytest.raises(RuntimeError, match="went away"):
+        manager.create_version("alpha", {"w": np.zeros(2)}, change_type="retrain")
+    monkeypatch.undo()
+    assert sorted(p.name for p in (art_root / "alpha").iterdir()) == ["1.0.0"]
+    assert [v.version for v in manager.get_version_history("alpha")] == ["1.0.0"]
+    # the next write gets the number that failed, with the new content
+    v = manager.create_version("alpha", {"w": np.full(2, 3.0)}, change_type="retrain")
+    assert v.version == "1.1.0"
+    np.testing.assert_array_equal(manager.load_artifact("alpha", "1.1.0")["w"], [3.0, 3.0])
+
+
+def test_orphan_final_folder_is_replaced_and_cleaned(
+    manager: ModelVersionManager, art_root: Path
+) -> None:
+    manager.create_version("alpha", {"w": np.ones(2)}, change_type="architecture")
+    # what a crash between the rename and the commit leaves: a folder without a row
+    orphan = art_root / "alpha" / "1.1.0"
+    orphan.mkdir()
+    (orphan / "arrays.npz").write_bytes(b"half")
+    tmp_left = art_root / "alpha" / ".tmp-deadbeef"
+    tmp_left.mkdir()
+    v = manager.create_version("alpha", {"w": np.zeros(2)}, change_type="retrain")
+    assert v.version == "1.1.0"
+    np.testing.assert_array_equal(manager.load_artifact("alpha", "1.1.0")["w"], [0.0, 0.0])
+    other_orphan = art_root / "alpha" / "7.0.0"
+    other_orphan.mkdir()
+    assert manager.clean_orphans(older_than=3600) == []  # young folders are kept
+    removed = manager.clean_orphans(older_than=0)
+    assert sorted(p.name for p in removed) == [".tmp-deadbeef", "7.0.0"]
+    assert sorted(p.name for p in (art_root / "alpha").iterdir()) == ["1.0.0", "1.1.0"]
+
+
+_WRITER = """
+import os, sys, numpy as np
+from kaizenml.versioning import ModelVersionManager, _manager
+url, root, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+mgr = ModelVersionManager(url, root)
+if mode == "after-rename":
+    # die at the worst moment: folder renamed into place, transaction not committed
+    real = _manager.publish_folder
+    def publish_then_die(temp, final):
+        real(temp, final)
+        os.kill(os.getpid(), 9)
+    _manager.publish_folder = publish_then_die
+if mode == "mid-write":
+    from kaizenml.versioning import _artifacts
+    real_write = _artifacts._write_file
+    def write_then_die(path, data):
+        if path.name == "values.json":
+            os.kill(os.getpid(), 9)
+        return real_write(path, data)
+    _artifacts._write_file = write_then_die
+print("ready", flush=True)
+rng = np.random.default_rng(os.getpid())
+while True:
+    mgr.create_version("crashy", {"w": rng.normal(size=131072), "n": 1}, change_type="bugfix")
+"""
+
+
+def _check_consistent(url: str, root: Path) -> list[str]:
+    mgr = ModelVersionManager(url, root)
+    try:
+        versions = [v.version for v in mgr.get_version_history("crashy")]
+    except KeyError:
+        versions = []
+    for version in versions:  # every row points to a complete, verified folder
+        art = mgr.load_artifact("crashy", version)
+        assert art["w"].shape == (131072,) and art["n"] == 1
+    return versions
+
+
+@pytest.mark.parametrize("mode", ["after-rename", "mid-write"])
+def test_deterministic_crash_points(child, db_url: str, art_root: Path, mode: str) -> None:
+    proc = child(_WRITER, db_url, str(art_root), mode)
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    assert _check_consistent(db_url, art_root) == []
+    leftovers = sorted(p.name for p in (art_root / "crashy").iterdir())
+    if mode == "after-rename":
+        assert leftovers == ["1.0.0"]  # the orphan, which no row references
+    else:
+        assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-")
+    mgr = ModelVersionManager(db_url, art_root)
+    v = mgr.create_version("crashy", {"w": np.ones(131072), "n": 1}, change_type="bugfix")
+    assert v.version == "1.0.0"
+    np.testing.assert_array_equal(mgr.load_artifact("crashy", "1.0.0")["w"], 1.0)
+    mgr.clean_orphans(older_than=0)
+    assert sorted(p.name for p in (art_root / "crashy").iterdir()) == ["1.0.0"]
+
+
+def test_sigkill_at_random_times_never_leaves_broken_rows(
+    child, db_url: str, art_root: Path
+) -> None:
+    rng = random.Random(3)
+    for _ in range(4):
+        proc = child(_WRITER, db_url, str(art_root), "plain")
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        _check_consistent(db_url, art_root)
+    versions = _check_consistent(db_url, art_root)
+    assert versions, "the writers were killed before creating any version"
+    mgr = ModelVersionManager(db_url, art_root)
+    mgr.clean_orphans(older_than=0)
+    on_disk = {p.name for p in (art_root / "crashy").iterdir()}
+    assert on_disk == set(versions)
+
+
+def test_keys_that_are_numpy_keyword_names(manager: ModelVersionManager) -> None:
+    art = {"file": np.arange(3), "allow_pickle": np.ones(2), "args": [1], "kwds": {"a": 1}}
+    manager.create_version("alpha", art, change_type="architecture")
+    back = manager.load_artifact("alpha", "1.0.0")
+    np.testing.assert_array_equal(back["file"], [0, 1, 2])
+    np.testing.assert_array_equal(back["allow_pickle"], [1.0, 1.0])
+    assert back["args"] == [1] and back["kwds"] == {"a": 1}
+
+
+def test_empty_and_large_arrays_round_trip(manager: ModelVersionManager) -> None:
+    rng = np.random.default_rng(1)
+    art = {"empty": np.zeros((0, 3)), "big": rng.normal(size=(300, 500)).astype(np.float32),
+           "fortran": np.asfortranarray(rng.normal(size=(7, 5))), "c": np.array(3 + 4j)}
+    manager.create_version("alpha", art, change_type="architecture")
+    back = manager.load_artifact("alpha", "1.0.0")
+    for key, value in art.items():
+        assert back[key].dtype == value.dtype and back[key].shape == value.shape
+        np.testing.assert_array_equal(back[key], value)
