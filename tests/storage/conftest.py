@@ -53,11 +53,11 @@ def run_workers() -> Callable[..., list[str]]:
     """Start ``n`` copies of a worker script at once; return their stdout, failing on errors."""
 
     def run(script: str, n: int, *args: str, timeout: float = 120.0) -> list[str]:
+        # Workers import kaizenml as this process did: installed, or from PYTHONPATH.
         env = dict(os.environ)
-        src = Path(__file__).resolve().parents[2] / "src"
-        if (src / "kaizenml").is_dir():
+        if env.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(src), env.get("PYTHONPATH", "")) if p
+                str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p
             )
         procs = [
             subprocess.Popen(
