@@ -24,6 +24,7 @@ from kaizenml.storage import (
     resolve_engine,
     retry_on_conflict,
     schema_versions,
+    transaction_lock,
 )
 
 
@@ -275,3 +276,76 @@ def test_naive_timestamps_are_refused(conf_store) -> None:
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         with engine.begin() as conn:
             conn.execute(t["docs"].insert().values(name="n", at=dt.datetime(2024, 1, 1)))
+
+
+def test_transaction_lock_serializes_read_then_write(conf_store) -> None:
+    _url, engine, t = conf_store
+    counter = t["counter"]
+    with engine.begin() as conn:
+        conn.execute(counter.insert().values(number=0, writer="start"))
+    first_holds = threading.Event()
+    order: list[str] = []
+    seen_by_second: list[int] = []
+
+    def second() -> None:
+        first_holds.wait()
+        with engine.begin() as conn:
+            transaction_lock(conn, "counter")
+            order.append("second got the lock")
+            top = conn.execute(sa.select(sa.func.max(counter.c.number))).scalar_one()
+            seen_by_second.append(int(top))
+            conn.execute(counter.insert().values(number=top + 1, writer="second"))
+
+    th = threading.Thread(target=second)
+    th.start()
+    with engine.begin() as conn:
+        transaction_lock(conn, "counter")
+        top = conn.execute(sa.select(sa.func.max(counter.c.number))).scalar_one()
+        first_holds.set()
+        th.join(timeout=0.5)
+        assert th.is_alive(), "the second writer did not wait for the lock"
+        order.append("first writes")
+        conn.execute(counter.insert().values(number=top + 1, writer="first"))
+    th.join(timeout=30)
+    assert not th.is_alive()
+    assert order == ["first writes", "second got the lock"]
+    assert seen_by_second == [1]  # it read the first writer's committed row
+
+
+def test_transaction_lock_prevents_lost_updates(conf_store) -> None:
+    _url, engine, t = conf_store
+    docs = t["docs"]
+    with engine.begin() as conn:
+        conn.execute(docs.insert().values(name="balance", x=0.0))
+    n_threads, per_thread = 4, 15
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(per_thread):
+                with engine.begin() as conn:
+                    transaction_lock(conn, "balance")
+                    x = conn.execute(sa.select(docs.c.x).where(docs.c.name == "balance"))
+                    value = x.scalar_one()
+                    conn.execute(
+                        docs.update().where(docs.c.name == "balance").values(x=value + 1.0)
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    with engine.connect() as conn:
+        final = conn.execute(sa.select(docs.c.x).where(docs.c.name == "balance")).scalar_one()
+    assert final == n_threads * per_thread
+
+
+def test_transaction_lock_validates_key(conf_store) -> None:
+    _url, engine, _t = conf_store
+    with engine.begin() as conn:
+        with pytest.raises(KaizenTypeError, match="key must be a non-empty str"):
+            transaction_lock(conn, "")

@@ -20,6 +20,7 @@ from ._engine import (
     metadata,
     resolve_engine,
     retry_on_conflict,
+    transaction_lock,
 )
 from ._files import atomic_write_bytes, atomic_write_text, fsync_dir, sha256_file
 from ._migrations import Migration, SchemaComponent, register_component, schema_versions
@@ -44,4 +45,5 @@ __all__ = [
     "retry_on_conflict",
     "schema_versions",
     "sha256_file",
+    "transaction_lock",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import random
@@ -205,6 +206,33 @@ def ensure_schema(engine: Engine) -> None:
         return
     retry_on_conflict(lambda: upgrade_schema(engine, metadata=metadata))
     _SCHEMA_READY.add(key)
+
+
+def transaction_lock(conn: sa.Connection, key: str) -> None:
+    """Serialize the transactions that take the same ``key`` lock, until each one ends.
+
+    Call it first in a transaction that reads a value and writes something derived from it
+    (the next version number of a model, the next trial number of a study), so concurrent
+    writers take turns instead of both deriving from the same read. On PostgreSQL this is a
+    transaction-level advisory lock on a 64-bit hash of ``key`` (released at commit or
+    rollback; other keys are not blocked). On SQLite it is a no-op: the engine's
+    ``BEGIN IMMEDIATE`` already holds the database's single write lock.
+
+    Examples
+    --------
+    >>> from kaizenml.storage import get_engine, transaction_lock
+    >>> engine = get_engine("sqlite://")
+    >>> with engine.begin() as conn:
+    ...     transaction_lock(conn, "model:momentum")
+    """
+    if not isinstance(key, str) or not key:
+        raise KaizenTypeError(f"key must be a non-empty str, got {key!r}")
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k)"),
+            {"k": int.from_bytes(digest[:8], "big", signed=True)},
+        )
 
 
 def _is_transient(exc: BaseException) -> bool:
