@@ -73,9 +73,7 @@ def run_versions(worker: int, url: str, artifacts: str, model: str, count: int) 
 
 
 def _crash_at(k: int, engine) -> None:  # type: ignore[no-untyped-def]
-    """SIGKILL this process at its k-th fsync, rename or commit."""
-    import sqlalchemy as sa
-
+    """SIGKILL this process just before or just after its k-th fsync, rename or commit."""
     state = {"n": 0}
 
     def step(name: str) -> None:
@@ -95,7 +93,8 @@ def _crash_at(k: int, engine) -> None:  # type: ignore[no-untyped-def]
     os.fsync = wrap(os.fsync, "fsync")
     os.replace = wrap(os.replace, "replace")
     os.rename = wrap(os.rename, "rename")
-    sa.event.listen(engine, "commit", lambda conn: step("commit"))
+    # the database commit itself: crash just before it, and just after it returned
+    engine.dialect.do_commit = wrap(engine.dialect.do_commit, "commit")
 
 
 def crash_sweep(url: str, artifacts: str, model: str) -> None:

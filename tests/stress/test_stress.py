@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from kaizenml.versioning import ModelVersionManager, Version
 
 N_PROCS = 8
@@ -89,9 +87,8 @@ def _folders(root: Path, model: str) -> set[str]:
     return {p.name for p in (root / model).iterdir() if p.is_dir()}
 
 
-@pytest.mark.parametrize("backend", ["storage_url"])
 def test_kill_during_create_version_leaves_no_half_version(
-    storage_url, tmp_path, run_parallel, backend
+    storage_url, tmp_path, run_parallel
 ) -> None:
     artifacts = tmp_path / "artifacts"
     (sweep,) = run_parallel("crash-sweep", 1, storage_url, str(artifacts), "crashy")
