@@ -27,7 +27,7 @@ def test_eight_processes_fifty_trials_each(storage_url, run_parallel, report_fig
     # None lost, none duplicated: every trial is stored once under a unique number, finished,
     # and matches exactly one objective call made by one worker.
     assert [t.number for t in trials] == list(range(len(trials)))
-    assert total <= len(trials) <= total + N_PROCS - 1
+    assert len(trials) == total  # the shared budget is never overshot
     assert all(t.state.value == "complete" for t in trials)
     calls = [tuple(call) for r in results for call in r["ran"]]
     assert len(calls) == len(trials)
