@@ -285,3 +285,70 @@ def test_register_component_validates_numbering() -> None:
         )
     with pytest.raises(ValidationError, match="name must be"):
         register_component("", tables=["x"])
+
+
+@pytest.fixture
+def study_store_before_heartbeats(storage_url: str, tmp_path: Path) -> str:
+    """A store whose study tables predate heartbeats, loaded into the test's private store."""
+    name = "optimize_before_heartbeats"
+    if storage_url.startswith("sqlite"):
+        shutil.copy(FIXTURES / f"{name}.sqlite", tmp_path / "kaizenml.db")
+        return storage_url
+    engine = get_engine(storage_url)
+    with engine.begin() as conn:
+        for line in (FIXTURES / f"{name}.sql").read_text().splitlines():
+            if line.strip() and not line.startswith("--"):
+                conn.exec_driver_sql(line.replace("{serial_pk}", "SERIAL PRIMARY KEY"))
+    return storage_url
+
+
+def test_study_store_from_before_heartbeats_is_upgraded_and_resumed(
+    study_store_before_heartbeats: str,
+) -> None:
+    from kaizenml.optimize import Categorical, Float, Int, optimize_hyperparameters
+
+    url = study_store_before_heartbeats
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        old = conn.execute(
+            sa.text("SELECT number, params_json, value FROM optimize_trials ORDER BY number")
+        ).all()
+    assert len(old) == 6
+    assert "heartbeat" not in {c["name"] for c in sa.inspect(engine).get_columns("optimize_trials")}
+
+    space = {"x": Float(-3, 3), "k": Int(1, 5), "kind": Categorical(["ema", "sma"])}
+
+    def objective(p):  # type: ignore[no-untyped-def]
+        return (p["x"] - 1) ** 2 + p["k"] + (p["kind"] == "sma")
+
+    result = optimize_hyperparameters(
+        space,
+        objective,
+        strategy="random",
+        seed=3,
+        max_trials=10,
+        pruner=None,
+        storage=url,
+        study_name="legacy-study",
+        load_if_exists=True,
+        retry_failed=1,
+        heartbeat_interval=0.5,
+    )
+    # Upgraded in place: the heartbeat columns and the index exist, the old rows are intact.
+    inspector = sa.inspect(engine)
+    cols = {c["name"] for c in inspector.get_columns("optimize_trials")}
+    assert {"heartbeat", "owner"} <= cols
+    assert "ix_optimize_trials_study_state" in {
+        ix["name"] for ix in inspector.get_indexes("optimize_trials")
+    }
+    assert "kaizenml_schema_version" in inspector.get_table_names()
+    trials = sorted(result.trials, key=lambda t: t.number)
+    assert [t.number for t in trials] == list(range(10))
+    for (number, params_json, value), t in zip(old, trials[:6], strict=True):
+        assert t.number == number and t.params == json.loads(params_json)
+        assert t.value == value and t.state.value == "complete"
+    # The study went on from where it stopped, the new trials in the same space.
+    for t in trials[6:]:
+        assert t.state.value == "complete" and t.value == objective(t.params)
+        assert -3 <= t.params["x"] <= 3 and t.params["kind"] in ("ema", "sma")
+    assert result.best_value == min(t.value for t in trials)
