@@ -213,3 +213,91 @@ def test_process_executor_with_sql_storage_writes_reports_from_workers(tmp_path)
     for t in trials:
         assert t.intermediate_values == {s: t.params["q"] + 1.0 / (s + 1) for s in range(4)}
         assert t.user_attrs["pid"] != os.getpid()
+
+
+def test_timeout_stops_starting_trials() -> None:
+    import time
+
+    def slow(p):
+        time.sleep(0.05)
+        return p["x"]
+
+    t0 = time.monotonic()
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        slow,
+        strategy="random",
+        max_trials=1000,
+        timeout=0.3,
+        seed=0,
+        pruner=None,
+    )
+    # every trial takes >= 0.05 s and none starts after 0.3 s
+    assert 1 <= res.n_trials <= 7
+    assert time.monotonic() - t0 < 5.0
+
+
+def test_sobol_random_search_through_sampler_options() -> None:
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        lambda p: p["x"],
+        strategy="random",
+        max_trials=64,
+        sampler_options={"qmc": True},
+        seed=5,
+        pruner=None,
+    )
+    xs = sorted(t.params["x"] for t in res.trials)
+    # the first 64 points of a scrambled Sobol sequence: one per 1/64 slab
+    assert [int(x * 64) for x in xs] == list(range(64))
+
+
+def _die_on_two(p):
+    if p["k"] == 2:
+        os._exit(3)
+    return float(p["k"])
+
+
+def test_dead_worker_in_a_user_executor_never_hangs_nor_leaves_running_trials() -> None:
+    # a standard ProcessPoolExecutor may not recover once a worker died: the trials it held
+    # fail (the study stops if it refuses new work), the others completed, nothing stays
+    # "running"
+    with cf.ProcessPoolExecutor(max_workers=2) as ex:
+        res = optimize_hyperparameters(
+            {"k": Int(0, 9)},
+            _die_on_two,
+            strategy="grid",
+            max_trials=10,
+            executor=ex,
+            pruner=None,
+        )
+    by_k = {t.params["k"]: t for t in res.trials}
+    assert by_k[2].state == TrialState.FAILED and "died" in by_k[2].error
+    assert all(t.state.is_finished for t in res.trials)
+    for t in res.trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.value == float(t.params["k"]) and t.params["k"] != 2
+        else:
+            assert "died" in t.error or "refused" in t.error
+    # trial 2 is sent only once trial 0 or 1 has finished
+    assert TrialState.COMPLETE in (by_k[0].state, by_k[1].state)
+
+
+def test_dask_client_executor(tmp_path) -> None:
+    distributed = pytest.importorskip("distributed")
+    url = f"sqlite:///{tmp_path / 'dask.db'}"
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        res = optimize_hyperparameters(
+            {"q": Categorical([3.0, 1.0, 4.0, 9.0, 0.5])},
+            _curve_objective,
+            strategy="grid",
+            max_trials=5,
+            executor=client.get_executor(),
+            storage=url,
+            study_name="dask",
+            pruner=None,
+        )
+    assert res.n_complete == 5 and res.best_value == 0.5
+    assert all(len(t.intermediate_values) == 4 for t in res.trials)

@@ -13,8 +13,6 @@ import pytest
 
 from kaizenml.versioning import ModelVersionManager
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:

@@ -243,3 +243,16 @@ def test_concurrent_switch_during_rollback_is_refused(
     assert not result.success and "changed to '1.1.1'" in result.message
     assert result.plan.status == "failed"
     assert deployed.get_active_version("m").version == "1.1.1"
+
+
+def test_threshold_and_author_validation(db_url: str, art_root: Path,
+                                         deployed: ModelVersionManager) -> None:
+    with pytest.raises(ValidationError, match="nan"):
+        ModelVersionManager(db_url, art_root, rollback_thresholds=float("nan"))
+    with pytest.raises(ValidationError, match=r"max_degradation\['sharpe'\]"):
+        deployed.create_rollback_plan("m", "1.1.0", max_degradation={"sharpe": -0.1})
+    with pytest.raises(ValidationError, match="created_by"):
+        deployed.create_rollback_plan("m", "1.1.0", created_by="x" * 300)
+    # an infinite threshold disables the metric check
+    plan = deployed.create_rollback_plan("m", "1.0.0", max_degradation=float("inf"))
+    assert next(c for c in plan.checks if c.name == "metric_thresholds").passed

@@ -315,3 +315,37 @@ def test_rows_store_json_and_relative_paths(manager: ModelVersionManager) -> Non
     assert row.artifact_path == "m/1.0.0"
     assert json.loads(row.metrics) == {"auc": 0.7}
     assert (row.major, row.minor, row.patch) == (1, 0, 0)
+
+
+def test_hot_queries_use_indexes(manager: ModelVersionManager) -> None:
+    """History, latest, active and numbering queries must not scan the versions table."""
+    from sqlalchemy import event
+
+    _populate(manager)
+    manager.set_active_version("m", "1.1.0")
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    event.listen(manager.engine, "before_cursor_execute", capture)
+    try:
+        manager.get_version_history("m", limit=10)
+        manager.get_latest_version("m")
+        manager.get_active_version("m")
+        manager.get_version("m", "1.0.0")
+        manager.create_version("m", W, change_type="retrain")
+    finally:
+        event.remove(manager.engine, "before_cursor_execute", capture)
+    assert len(captured) >= 6
+    with manager.engine.connect() as conn:
+        for statement, parameters in captured:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+            details = " | ".join(str(row[-1]) for row in plan)
+            assert "TEMP B-TREE" not in details, (statement, details)  # no sort of all rows
+            for line in details.split(" | "):
+                if any(t in line for t in ("kz_model_versions", "kz_model_active",
+                                           "kz_model_deleted")):
+                    # SEARCH ... USING INDEX / PRIMARY KEY: a lookup, never a full SCAN
+                    assert line.startswith("SEARCH") and "USING" in line, (statement, details)

@@ -48,12 +48,13 @@ def _param_values(p: Parameter, grid_points: int, max_levels: int | None) -> lis
             return [int(v) for v in vals]
         return [p.level_value(int(i)) for i in idx]
     assert isinstance(p, Float)
-    if p.log:
-        vals = np.geomspace(p.low, p.high, grid_points)
-    else:
-        vals = np.linspace(p.low, p.high, grid_points)
-    vals[0], vals[-1] = p.low, p.high  # exact ends despite rounding
-    return [float(v) for v in vals]
+    points = (
+        np.geomspace(p.low, p.high, grid_points)
+        if p.log
+        else np.linspace(p.low, p.high, grid_points)
+    )
+    points[0], points[-1] = p.low, p.high  # exact ends despite rounding
+    return [float(v) for v in points]
 
 
 def grid_values(
@@ -113,6 +114,8 @@ class GridSampler(Sampler):
     """
 
     name = "grid"
+    # suggestions are grid values of the space itself, valid by construction
+    _valid_by_construction = True
 
     def __init__(
         self,
@@ -164,8 +167,7 @@ class GridSampler(Sampler):
                     f"grid of {total} points is too large to shuffle; lower grid_points or "
                     "max_int_points, or use shuffle=False"
                 )
-            seq = np.random.SeedSequence([int(self._entropy), 0x6121D])
-            self._order = np.random.default_rng(seq).permutation(total)
+            self._order = self.rng_for(0, stream=0x6121D).permutation(total)
         self._cursor = 0
 
     @property

@@ -80,7 +80,7 @@ def _heartbeat_loop(ref: weakref.ReferenceType, stop: threading.Event, interval:
         if opt is None:
             return
         try:
-            numbers = list(opt._owned)
+            numbers = list(opt._owned.copy())  # copy() is atomic; iterating a live set is not
             if numbers:
                 opt._storage.heartbeat(opt._study.study_id, numbers)
         except Exception:  # a failed beat is retried at the next interval
@@ -345,22 +345,25 @@ class HyperparameterOptimizer:
         return False
 
     def early_stopping_triggered(self, trials: list[Trial] | None = None) -> bool:
-        """Whether the last ``patience`` completed trials did not improve by more than
-        ``min_delta`` (in trial-number order)."""
+        """Whether the last ``patience`` completed trials (in trial-number order) did not
+        improve by more than ``min_delta``.
+
+        The reference is the value of the last counted improvement, so several small gains
+        that add up to more than ``min_delta`` count as one improvement.
+        """
         trials = self.trials if trials is None else trials
         sign = direction_sign(self.direction)
-        best = math.inf
+        reference = math.inf
         since = 0
         for t in trials:
             v = t.objective_value()
             if v is None:
                 continue
             v *= sign
-            if v < best - self.min_delta or best == math.inf:
-                best = v
+            if reference == math.inf or v < reference - self.min_delta:
+                reference = v
                 since = 0
             else:
-                best = min(best, v)
                 since += 1
         return since >= self.patience
 
@@ -409,7 +412,8 @@ class HyperparameterOptimizer:
             except SpaceExhausted:
                 self._exhausted = True
                 raise
-            params = self.space.validate_params(params, "suggested params")
+            if not getattr(self.sampler, "_valid_by_construction", False):
+                params = self.space.validate_params(params, "suggested params")
             trial = self._storage.create_trial(sid, number, params, owner=self._owner, limit=limit)
             if trial is not None:
                 self._owned.add(number)
@@ -536,6 +540,8 @@ class HyperparameterOptimizer:
 
     def _finished(self, trial: Trial) -> Trial:
         self._owned.discard(trial.number)
+        if type(self.sampler).on_trial_finished is Sampler.on_trial_finished:
+            return trial  # the sampler does not listen: skip building its context
         try:
             ctx = SamplerContext(self.space, self.direction, self.trials, trial.number)
             self.sampler.on_trial_finished(ctx, trial)

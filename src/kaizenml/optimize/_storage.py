@@ -325,12 +325,9 @@ class InMemoryStorage(StudyStorage):
             return self._insert(study_id, params, None, None)
 
     def has_queued(self, study_id: int) -> bool:
-        with self._lock:
-            owners = self._owners[study_id]
-            return any(
-                owner is None and self._trials[study_id][n].state == TrialState.WAITING
-                for n, owner in owners.items()
-            )
+        # unowned entries are exactly the queued trials (finishing removes the entry)
+        owners = self._owners[study_id]
+        return len(owners) > 0 and None in owners.values()
 
     def claim_waiting(self, study_id: int, owner: str) -> Trial | None:
         with self._lock:

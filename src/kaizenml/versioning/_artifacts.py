@@ -77,7 +77,8 @@ def _write_file(path: Path, data: bytes) -> dict[str, Any]:
 
 def _fsync_path(path: Path, errors: list[BaseException]) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # Windows can only flush a file opened for writing; POSIX folders open read-only.
+        fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)
         try:
             os.fsync(fd)
         finally:
@@ -312,9 +313,15 @@ def load_folder(folder: Path, checksum: str, serializer: str | None = None) -> A
         arrays_bytes = _read_verified(folder, ARRAYS, files[ARRAYS]["sha256"])
         values_bytes = _read_verified(folder, VALUES, files[VALUES]["sha256"])
         result: dict[str, Any] = dict(json.loads(values_bytes))
-        with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
-            for key in npz.files:
-                result[key] = npz[key]
+        try:
+            with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
+                for key in npz.files:
+                    result[key] = npz[key]
+        except ValueError as exc:  # object arrays: refused rather than unpickled
+            raise IntegrityError(
+                f"artifact file {folder / ARRAYS} holds data that needs pickle to load ({exc}); "
+                "it was not written by kaizenml and is refused"
+            ) from exc
         return result
     if stored not in SERIALIZERS:
         raise IntegrityError(f"artifact file {folder / MANIFEST} names unknown serializer")
