@@ -106,3 +106,27 @@ def test_killed_dask_worker_trial_completes(
     assert reruns[1]["params"] == hanging["params"]
     done = [e for e in read_log(tmp_path / "events.jsonl") if e["event"] == "done"]
     assert done and done[0]["complete"] == 8
+
+
+def test_running_survivor_waits_for_and_reruns_a_dead_workers_trial(
+    storage_url, tmp_path, spawn_worker, finish, wait_for_file, read_log, study_trials
+) -> None:
+    """Both workers run when one dies holding the last of the budget: the survivor does not
+    leave with the study short, it reclaims the trial after the grace period and runs it."""
+    cfg = _config(storage_url, tmp_path, max_trials=4, retry_failed=1, sleep=0.0)
+    workers = [spawn_worker(i, cfg) for i in range(2)]
+    hanging = wait_for_file(tmp_path / "hanging.json", workers)
+    victim = next(w for w in workers if w.pid == hanging["pid"])
+    survivor = next(w for w in workers if w is not victim)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    finish(survivor)
+
+    trials = study_trials(storage_url, "faults")
+    assert [t.number for t in trials] == list(range(4))
+    assert all(t.state.value == "complete" for t in trials), [t.state for t in trials]
+    lost = trials[hanging["number"]]
+    assert lost.params == hanging["params"] and lost.system_attrs.get("retries") == 1
+    runs = [e for e in read_log(tmp_path / "events.jsonl") if e["event"] == "run"]
+    rerun = [e for e in runs if e["number"] == hanging["number"]]
+    assert len(rerun) == 2 and rerun[1]["pid"] == survivor.pid
