@@ -5,7 +5,8 @@ Usage: python _study_worker.py WORKER_INDEX CONFIG_JSON
 CONFIG_JSON keys: url, study, max_trials, seed, log (a JSON-lines file this worker appends to),
 objective ("quadratic", "pruning", "hang_once"), sleep (seconds per trial), pruner,
 pruner_options, retry_failed, heartbeat_interval, grace_period, marker (for "hang_once"),
-dask_workers (run trials on a dask LocalCluster of that many worker processes).
+dask_workers (run trials on a dask LocalCluster of that many worker processes),
+dask_allowed_failures (the scheduler's re-runs of a task whose worker died).
 
 Every suggestion the sampler makes is logged with the trials it saw, and every trial the
 objective runs is logged with the process that ran it, so the tests can check what each worker
@@ -126,7 +127,13 @@ def main() -> None:
     objective = make_objective(cfg, worker)
     started = time.time()
     if cfg.get("dask_workers"):
+        import dask
         from dask.distributed import Client, LocalCluster
+
+        if "dask_allowed_failures" in cfg:  # how often dask re-runs a task whose worker died
+            dask.config.set(
+                {"distributed.scheduler.allowed-failures": cfg["dask_allowed_failures"]}
+            )
 
         with (
             LocalCluster(

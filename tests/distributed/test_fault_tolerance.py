@@ -130,3 +130,27 @@ def test_running_survivor_waits_for_and_reruns_a_dead_workers_trial(
     runs = [e for e in read_log(tmp_path / "events.jsonl") if e["event"] == "run"]
     rerun = [e for e in runs if e["number"] == hanging["number"]]
     assert len(rerun) == 2 and rerun[1]["pid"] == survivor.pid
+
+
+def test_dask_giving_up_on_a_killed_worker_fails_that_trial_only(
+    tmp_path, spawn_worker, finish, wait_for_file, read_log, study_trials
+) -> None:
+    """With dask's re-runs disabled, the killed worker's task ends in KilledWorker: that trial
+    alone is failed (with the reason), and the study still ends with max_trials finished."""
+    pytest.importorskip("dask.distributed")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cfg = _config(url, tmp_path, max_trials=6, dask_workers=2, dask_allowed_failures=0)
+    driver = spawn_worker(0, cfg)
+    hanging = wait_for_file(tmp_path / "hanging.json", [driver])
+    assert hanging["pid"] != driver.pid
+    os.kill(hanging["pid"], signal.SIGKILL)
+    finish(driver)
+
+    trials = study_trials(url, "faults")
+    assert [t.number for t in trials] == list(range(6))
+    lost = trials[hanging["number"]]
+    assert lost.state.value == "failed" and lost.params == hanging["params"]
+    assert "died" in lost.error
+    assert sum(t.state.value == "complete" for t in trials) == 5
+    runs = [e for e in read_log(tmp_path / "events.jsonl") if e["event"] == "run"]
+    assert sum(e["number"] == hanging["number"] for e in runs) == 1  # not re-run by dask
