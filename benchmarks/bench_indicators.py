@@ -1,0 +1,296 @@
+"""Speed of kaizenml.indicators against TA-Lib and pandas, timed in the same run.
+
+Two ways to run it:
+
+* ``PYTHONPATH=src python -m pytest benchmarks/bench_indicators.py`` (pytest-benchmark): one
+  group per indicator and workload, ours next to the peer.
+* ``PYTHONPATH=src python benchmarks/bench_indicators.py`` prints the markdown tables of
+  benchmarks/indicators.md with ratios (ours / peer, lower is better), using the minimum of
+  several whole calls (allocation included).
+
+Workloads: one series of 10**6 points; a batch of 2000 series x 5000 points (a 2-D array for
+the loop over TA-Lib, a DataFrame with one column per series for pandas); the cold start of a
+fresh interpreter that imports kaizenml and computes its first RSI with a warm numba cache.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kaizenml import indicators as ki
+
+talib = pytest.importorskip("talib") if "pytest" in sys.modules else __import__("talib")
+pd = pytest.importorskip("pandas") if "pytest" in sys.modules else __import__("pandas")
+
+N_SINGLE = 1_000_000
+N_SERIES, N_POINTS = 2000, 5000
+
+
+def _bars(shape: tuple[int, ...], seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, shape), axis=-1))
+    spread = close * rng.uniform(0.0, 0.02, shape)
+    return {
+        "close": close,
+        "high": close + spread * rng.uniform(0.0, 1.0, shape),
+        "low": close - spread * rng.uniform(0.0, 1.0, shape),
+        "volume": rng.lognormal(10.0, 1.0, shape).round(),
+    }
+
+
+# name -> (ours(d), TA-Lib on one 1-D series(d))
+Pair = tuple[Callable[[dict], Any], Callable[[dict], Any]]
+TALIB: dict[str, Pair] = {
+    "sma": (lambda d: ki.sma(d["close"], 30), lambda d: talib.SMA(d["close"], 30)),
+    "ema": (lambda d: ki.ema(d["close"], 30), lambda d: talib.EMA(d["close"], 30)),
+    "rsi": (lambda d: ki.rsi(d["close"], 14), lambda d: talib.RSI(d["close"], 14)),
+    "macd": (lambda d: ki.macd(d["close"]), lambda d: talib.MACD(d["close"], 12, 26, 9)),
+    "bollinger": (
+        lambda d: ki.bollinger(d["close"], 20, 2.0),
+        lambda d: talib.BBANDS(d["close"], 20, 2.0, 2.0, 0),
+    ),
+    "rolling_std": (
+        lambda d: ki.rolling_std(d["close"], 5),
+        lambda d: talib.STDDEV(d["close"], 5, 1.0),
+    ),
+    "momentum": (lambda d: ki.momentum(d["close"], 10), lambda d: talib.MOM(d["close"], 10)),
+    "roc": (lambda d: ki.roc(d["close"], 10), lambda d: talib.ROC(d["close"], 10)),
+    "returns": (lambda d: ki.returns(d["close"], 1), lambda d: talib.ROCP(d["close"], 1)),
+    "atr": (
+        lambda d: ki.atr(d["high"], d["low"], d["close"], 14),
+        lambda d: talib.ATR(d["high"], d["low"], d["close"], 14),
+    ),
+    "stochastic": (
+        lambda d: ki.stochastic(d["high"], d["low"], d["close"]),
+        lambda d: talib.STOCH(d["high"], d["low"], d["close"], 5, 3, 0, 3, 0),
+    ),
+    "obv": (
+        lambda d: ki.obv(d["close"], d["volume"]),
+        lambda d: talib.OBV(d["close"], d["volume"]),
+    ),
+}
+_ROWS: dict[int, list[dict[str, np.ndarray]]] = {}
+
+
+def _rows(d: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The batch as one dict of row views per series, built once outside the timings."""
+    if id(d) not in _ROWS:
+        _ROWS[id(d)] = [{k: v[i] for k, v in d.items()} for i in range(len(d["close"]))]
+    return _ROWS[id(d)]
+
+
+def _loop(one_series: Callable[[dict], Any]) -> Callable[[dict], Any]:
+    return lambda d: [one_series(row) for row in _rows(d)]
+
+
+# the Python loop over the rows of the batch, calling TA-Lib once per series
+TALIB_LOOP: dict[str, Callable[[dict], Any]] = {
+    name: _loop(pair[1]) for name, pair in TALIB.items()
+}
+
+
+def _pd_rsi(c: Any, w: int) -> Any:
+    delta = c.diff()
+    up = delta.clip(lower=0.0).ewm(alpha=1.0 / w, adjust=False).mean()
+    down = (-delta).clip(lower=0.0).ewm(alpha=1.0 / w, adjust=False).mean()
+    return 100.0 * up / (up + down)
+
+
+def _pd_macd(c: Any) -> tuple:
+    line = c.ewm(span=12, adjust=False).mean() - c.ewm(span=26, adjust=False).mean()
+    signal = line.ewm(span=9, adjust=False).mean()
+    return line, signal, line - signal
+
+
+def _pd_bollinger(c: Any, w: int = 20, k: float = 2.0) -> tuple:
+    roll = c.rolling(w)
+    mid = roll.mean()
+    sd = roll.std(ddof=0)
+    up, lo = mid + k * sd, mid - k * sd
+    return mid, up, lo, (c - lo) / (up - lo), (up - lo) / mid
+
+
+def _pd_true_range(h: Any, lo: Any, c: Any) -> Any:
+    prev = c.shift(1)
+    return np.maximum(h - lo, np.maximum((h - prev).abs(), (lo - prev).abs()))
+
+
+def _pd_stoch(h: Any, lo: Any, c: Any) -> tuple:
+    hh = h.rolling(5).max()
+    ll = lo.rolling(5).min()
+    k = (100.0 * (c - ll) / (hh - ll)).rolling(3).mean()
+    return k, k.rolling(3).mean()
+
+
+# name -> (ours on DataFrames, the pandas equivalent on DataFrames)
+PANDAS: dict[str, Pair] = {
+    "sma": (lambda f: ki.sma(f["close"], 30), lambda f: f["close"].rolling(30).mean()),
+    "ema": (
+        lambda f: ki.ema(f["close"], 30),
+        lambda f: f["close"].ewm(span=30, adjust=False).mean(),
+    ),
+    "rsi": (lambda f: ki.rsi(f["close"], 14), lambda f: _pd_rsi(f["close"], 14)),
+    "macd": (lambda f: ki.macd(f["close"]), lambda f: _pd_macd(f["close"])),
+    "bollinger": (lambda f: ki.bollinger(f["close"]), lambda f: _pd_bollinger(f["close"])),
+    "rolling_std": (
+        lambda f: ki.rolling_std(f["close"], 5),
+        lambda f: f["close"].rolling(5).std(ddof=0),
+    ),
+    "zscore": (
+        lambda f: ki.zscore(f["close"], 20),
+        lambda f: (f["close"] - f["close"].rolling(20).mean()) / f["close"].rolling(20).std(ddof=0),
+    ),
+    "volatility": (
+        lambda f: ki.volatility(f["close"], 20),
+        lambda f: np.log(f["close"]).diff().rolling(20).std(),
+    ),
+    "returns": (lambda f: ki.returns(f["close"]), lambda f: f["close"].pct_change()),
+    "momentum": (lambda f: ki.momentum(f["close"], 10), lambda f: f["close"].diff(10)),
+    "roc": (lambda f: ki.roc(f["close"], 10), lambda f: f["close"].pct_change(10) * 100.0),
+    "volume_ratio": (
+        lambda f: ki.volume_ratio(f["volume"], 20),
+        lambda f: f["volume"] / f["volume"].rolling(20).mean(),
+    ),
+    "atr": (
+        lambda f: ki.atr(f["high"], f["low"], f["close"], 14),
+        lambda f: (
+            _pd_true_range(f["high"], f["low"], f["close"]).ewm(alpha=1.0 / 14, adjust=False).mean()
+        ),
+    ),
+    "stochastic": (
+        lambda f: ki.stochastic(f["high"], f["low"], f["close"]),
+        lambda f: _pd_stoch(f["high"], f["low"], f["close"]),
+    ),
+    "obv": (
+        lambda f: ki.obv(f["close"], f["volume"]),
+        lambda f: (np.sign(f["close"].diff()).fillna(0.0) * f["volume"]).cumsum(),
+    ),
+}
+
+_DATA: dict[str, Any] = {}
+
+
+def single() -> dict[str, np.ndarray]:
+    if "single" not in _DATA:
+        _DATA["single"] = _bars((N_SINGLE,))
+    return _DATA["single"]
+
+
+def batch() -> dict[str, np.ndarray]:
+    if "batch" not in _DATA:
+        _DATA["batch"] = _bars((N_SERIES, N_POINTS), seed=1)
+    return _DATA["batch"]
+
+
+def frames() -> dict[str, Any]:
+    if "frames" not in _DATA:
+        _DATA["frames"] = {k: pd.DataFrame(v.T) for k, v in batch().items()}
+    return _DATA["frames"]
+
+
+COLD_START = "import numpy as np\nimport kaizenml.indicators as ki\nki.rsi(np.arange(1000.0))\n"
+
+
+def cold_start(repeats: int = 7) -> tuple[float, float]:
+    """Best wall and CPU seconds of a fresh interpreter's import + first RSI (warm cache)."""
+    env = dict(os.environ)
+    subprocess.run([sys.executable, "-c", COLD_START], env=env, check=True)  # warm the cache
+    walls, cpus = [], []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", COLD_START], env=env, check=True)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return min(walls), min(cpus)
+
+
+# --------------------------------------------------------------------------- pytest-benchmark
+
+
+@pytest.mark.parametrize("side", ["kaizenml", "talib"])
+@pytest.mark.parametrize("name", list(TALIB))
+def test_single_series(benchmark, name: str, side: str) -> None:
+    benchmark.group = f"single 1e6: {name}"
+    fn = TALIB[name][0 if side == "kaizenml" else 1]
+    benchmark(fn, single())
+
+
+@pytest.mark.parametrize("side", ["kaizenml", "talib-loop"])
+@pytest.mark.parametrize("name", ["rsi", "ema", "sma", "macd", "bollinger", "atr"])
+def test_batch_vs_talib(benchmark, name: str, side: str) -> None:
+    benchmark.group = f"batch 2000x5000 vs TA-Lib: {name}"
+    _rows(batch())
+    fn = TALIB[name][0] if side == "kaizenml" else TALIB_LOOP[name]
+    benchmark.pedantic(fn, args=(batch(),), rounds=3, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("side", ["kaizenml", "pandas"])
+@pytest.mark.parametrize("name", ["rsi", "ema", "sma", "macd", "bollinger", "zscore"])
+def test_batch_vs_pandas(benchmark, name: str, side: str) -> None:
+    benchmark.group = f"batch 2000x5000 vs pandas: {name}"
+    fn = PANDAS[name][0 if side == "kaizenml" else 1]
+    benchmark.pedantic(fn, args=(frames(),), rounds=2, warmup_rounds=1)
+
+
+def test_cold_start() -> None:
+    wall, cpu = cold_start(repeats=3)
+    print(f"cold start: wall {wall:.3f} s, cpu {cpu:.3f} s")
+
+
+# --------------------------------------------------------------------------- table mode
+
+
+def _best(fn: Callable[[Any], Any], arg: Any, repeats: int) -> float:
+    fn(arg)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(arg)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    import numba
+
+    print(
+        f"numba {numba.__version__}, threads {numba.get_num_threads()}, "
+        f"TA-Lib {talib.__version__} (C {talib.__ta_version__.decode().split()[0]}), "
+        f"pandas {pd.__version__}, load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| indicator | kaizenml (ms) | TA-Lib (ms) | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, (ours, theirs) in TALIB.items():
+        a = _best(ours, single(), 25)
+        b = _best(theirs, single(), 25)
+        print(f"| {name} | {a * 1e3:.2f} | {b * 1e3:.2f} | {a / b:.2f} |")
+    print("\n| indicator | kaizenml (ms) | TA-Lib loop (ms) | speed-up |")
+    print("|---|---:|---:|---:|")
+    _rows(batch())
+    for name, (ours, _) in TALIB.items():
+        a = _best(ours, batch(), 3)
+        b = _best(TALIB_LOOP[name], batch(), 3)
+        print(f"| {name} | {a * 1e3:.0f} | {b * 1e3:.0f} | {b / a:.1f}x |")
+    print("\n| indicator | kaizenml (ms) | pandas (ms) | speed-up |")
+    print("|---|---:|---:|---:|")
+    for name, (ours, theirs) in PANDAS.items():
+        a = _best(ours, frames(), 3)
+        b = _best(theirs, frames(), 2)
+        print(f"| {name} | {a * 1e3:.0f} | {b * 1e3:.0f} | {b / a:.1f}x |")
+    wall, cpu = cold_start()
+    print(f"\ncold start (import + first RSI, warm cache): wall {wall:.3f} s, CPU {cpu:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Tables of the feature store on the shared :data:`kaizenml.storage.metadata`."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..storage import metadata
+
+__all__ = ["feature_definitions", "feature_lineage", "feature_statistics"]
+
+feature_definitions = sa.Table(
+    "feature_definitions",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("definition_hash", sa.String(64), nullable=False),
+    sa.Column("definition", sa.Text, nullable=False),  # JSON of FeatureDefinition.to_dict()
+    sa.Column("deprecated", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.String(40), nullable=False),  # ISO 8601 UTC
+)
+
+feature_statistics = sa.Table(
+    "feature_statistics",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("column_name", sa.String(160), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("missing", sa.BigInteger, nullable=False),
+    # NULL stands for NaN (SQLite has no NaN)
+    sa.Column("mean", sa.Float),
+    sa.Column("std", sa.Float),
+    sa.Column("min", sa.Float),
+    sa.Column("max", sa.Float),
+    sa.Column("p5", sa.Float),
+    sa.Column("p25", sa.Float),
+    sa.Column("p50", sa.Float),
+    sa.Column("p75", sa.Float),
+    sa.Column("p95", sa.Float),
+    sa.Column("reference", sa.Text, nullable=False),  # JSON: decile edges and bin fractions
+    sa.Column("computed_at", sa.String(40), nullable=False),
+)
+
+feature_lineage = sa.Table(
+    "feature_lineage",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("lineage", sa.Text, nullable=False),  # JSON of FeatureLineage.to_dict()
+    sa.Column("computed_at", sa.String(40), nullable=False),
+)

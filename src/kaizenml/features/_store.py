@@ -1,0 +1,1411 @@
+"""The feature store: registry, dependency resolution, computation, cache, statistics, lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+import threading
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .._exceptions import KaizenTypeError, NotFoundError, StorageError, ValidationError
+from .._validation import check_choice, check_float, check_int, validate_name
+from ..storage import (
+    default_storage_url,
+    ensure_schema,
+    kaizenml_home,
+    resolve_engine,
+    retry_on_conflict,
+)
+from . import _kernels as K
+from ._builtins import BUILTIN_DEFINITIONS, BUILTIN_FUNCTIONS
+from ._cache import FeatureCache
+from ._definition import ComputationConfig, FeatureDefinition, parse_version, split_name_version
+from ._frame import FrameData
+from ._schema import feature_definitions, feature_lineage, feature_statistics
+from ._stats import (
+    PERCENTILES,
+    DriftReport,
+    FeatureStatistics,
+    column_statistics,
+    population_stability_index,
+)
+
+__all__ = ["FeatureLineage", "FeatureStore", "get_feature_store"]
+
+logger = logging.getLogger(__name__)
+
+FUNCTION_MODES = ("series", "batch", "elementwise")
+BUILTIN_VERSION = "1.0.0"
+DEFAULT_CACHE_BYTES = 512 * 2**20
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest()
+
+
+def _function_token(fn: Callable[..., Any]) -> str:
+    """A fingerprint of a function's code, so re-registering a changed function misses the cache.
+
+    Bytecode, constants, defaults and closure values are hashed; a function that reads mutable
+    globals can still change behind the store's back, which the docs warn about.
+    """
+    parts: list[Any] = [getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn))]
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a callable object: fingerprint its __call__
+        code = getattr(type(fn).__call__, "__code__", None)
+    if code is not None:
+        parts.append(code.co_code.hex())
+        parts.append(repr(code.co_consts))
+        parts.append(repr(code.co_names))
+    parts.append(repr(getattr(fn, "__defaults__", None)))
+    parts.append(repr(getattr(fn, "__kwdefaults__", None)))
+    closure = getattr(fn, "__closure__", None) or ()
+    cells = []
+    for cell in closure:
+        try:
+            cells.append(repr(cell.cell_contents))
+        except ValueError:
+            cells.append("<empty>")
+    parts.append(cells)
+    return _digest(parts)
+
+
+@dataclass(frozen=True)
+class _Function:
+    name: str
+    fn: Callable[..., Any]
+    mode: str
+    token: str
+    builtin: bool
+    accepts: frozenset[str] | None  # keyword names it takes; None when it has **kwargs
+    thread_safe: bool = False
+
+
+@dataclass
+class _Dep:
+    keyword: str
+    raw: str | None = None  # raw column name
+    ref: str | None = None  # upstream feature "name@version"
+    column: str | None = None  # the upstream column used
+
+
+@dataclass
+class _Node:
+    definition: FeatureDefinition
+    function: _Function
+    deps: list[_Dep]
+    key: str = ""
+    upstream: list[str] = field(default_factory=list)  # transitive, dependency order
+    sources: list[str] = field(default_factory=list)  # transitive raw columns
+
+
+@dataclass(frozen=True)
+class FeatureLineage:
+    """Where a feature's last computed values came from.
+
+    ``transformations`` lists every step in the order it ran, upstream features first; each step
+    is a dict with ``feature``, ``step`` (``compute``, ``aggregation``, ``fill_missing`` or
+    ``normalize``) and its parameters.
+    """
+
+    feature: str
+    version: str
+    definition_hash: str
+    compute_function: str
+    source_columns: tuple[str, ...]
+    upstream_features: tuple[str, ...]
+    transformations: tuple[dict[str, Any], ...]
+    input_fingerprints: dict[str, str]
+    input_fingerprint: str
+    n_rows: int
+    n_symbols: int
+    causal: bool
+    computed_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "version": self.version,
+            "definition_hash": self.definition_hash,
+            "compute_function": self.compute_function,
+            "source_columns": list(self.source_columns),
+            "upstream_features": list(self.upstream_features),
+            "transformations": [dict(t) for t in self.transformations],
+            "input_fingerprints": dict(self.input_fingerprints),
+            "input_fingerprint": self.input_fingerprint,
+            "n_rows": self.n_rows,
+            "n_symbols": self.n_symbols,
+            "causal": self.causal,
+            "computed_at": self.computed_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureLineage:
+        return cls(
+            feature=d["feature"],
+            version=d["version"],
+            definition_hash=d["definition_hash"],
+            compute_function=d["compute_function"],
+            source_columns=tuple(d["source_columns"]),
+            upstream_features=tuple(d["upstream_features"]),
+            transformations=tuple(d["transformations"]),
+            input_fingerprints=dict(d["input_fingerprints"]),
+            input_fingerprint=d["input_fingerprint"],
+            n_rows=int(d["n_rows"]),
+            n_symbols=int(d["n_symbols"]),
+            causal=bool(d["causal"]),
+            computed_at=d["computed_at"],
+        )
+
+
+def _steps(definition: FeatureDefinition, function: _Function) -> list[dict[str, Any]]:
+    cfg = definition.computation_config
+    assert isinstance(cfg, ComputationConfig)
+    ref = definition.ref
+    steps: list[dict[str, Any]] = [
+        {
+            "feature": ref,
+            "step": "compute",
+            "function": function.name,
+            "params": dict(cfg.params),
+            "window_size": cfg.window_size,
+            "inputs": list(definition.dependencies),
+        }
+    ]
+    if cfg.aggregation is not None:
+        steps.append(
+            {
+                "feature": ref,
+                "step": "aggregation",
+                "method": cfg.aggregation,
+                "window": cfg.window_size,
+            }
+        )
+    if cfg.fill_missing is not None:
+        steps.append({"feature": ref, "step": "fill_missing", "method": cfg.fill_missing})
+    if cfg.normalize:
+        steps.append(
+            {
+                "feature": ref,
+                "step": "normalize",
+                "method": cfg.normalize,
+                "window": cfg.normalize_window if cfg.normalize_window else "expanding",
+            }
+        )
+    return steps
+
+
+def _postprocess(y: np.ndarray, cfg: ComputationConfig, offsets: np.ndarray) -> np.ndarray:
+    """aggregation -> fill_missing -> normalize, each per segment and (except backward) causal."""
+    if cfg.aggregation is not None:
+        w = int(cfg.window_size)  # type: ignore[arg-type]
+        out = np.empty_like(y)
+        agg = cfg.aggregation
+        if agg in ("mean", "sum"):
+            K.rolling_sum(y, offsets, w, agg == "mean", out)
+        elif agg == "std":
+            K.rolling_std(y, offsets, w, 1, np.empty_like(y), out)
+        elif agg in ("min", "max"):
+            K.rolling_extreme(y, offsets, w, agg == "max", out)
+        else:
+            K.rolling_last(y, offsets, w, out)
+        y = out
+    if cfg.fill_missing is not None:
+        out = np.empty_like(y)
+        fill = cfg.fill_missing
+        if fill == "zero":
+            K.fill_value(y, 0.0, out)
+        elif fill == "forward":
+            K.fill_forward(y, offsets, out)
+        elif fill == "mean":
+            K.fill_expanding_mean(y, offsets, out)
+        else:
+            K.fill_backward(y, offsets, out)
+        y = out
+    if cfg.normalize:
+        out = np.empty_like(y)
+        nw = cfg.normalize_window
+        if cfg.normalize == "zscore":
+            if nw is None:
+                K.expanding_zscore(y, offsets, 1, out)
+            else:
+                mean = np.empty_like(y)
+                std = np.empty_like(y)
+                K.rolling_std(y, offsets, nw, 1, mean, std)
+                K.combine_zscore(y, mean, std, out)
+        else:
+            if nw is None:
+                K.expanding_minmax(y, offsets, out)
+            else:
+                lo = np.empty_like(y)
+                hi = np.empty_like(y)
+                K.rolling_extreme(y, offsets, nw, False, lo)
+                K.rolling_extreme(y, offsets, nw, True, hi)
+                K.combine_minmax(y, lo, hi, out)
+        y = out
+    return y
+
+
+_DELETE_LINEAGE = feature_lineage.delete().where(
+    feature_lineage.c.name == sa.bindparam("b_name"),
+    feature_lineage.c.version == sa.bindparam("b_version"),
+)
+_DELETE_STATISTICS = feature_statistics.delete().where(
+    feature_statistics.c.name == sa.bindparam("b_name"),
+    feature_statistics.c.version == sa.bindparam("b_version"),
+    feature_statistics.c.column_name == sa.bindparam("b_col"),
+)
+
+
+def _nan_to_none(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _none_to_nan(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+class FeatureStore:
+    """Registered, versioned, causal features with a cache, statistics and lineage.
+
+    Parameters
+    ----------
+    storage : str, sqlalchemy Engine or None
+        Database for definitions, statistics and lineage (None: the embedded SQLite database in
+        ``$KAIZENML_HOME``).
+    cache_dir : str, Path, True or None
+        Folder of the on-disk cache (``.npz`` files that survive restarts); True puts it beside
+        the SQLite file (or in ``$KAIZENML_HOME``); None keeps the cache in memory only.
+    cache_bytes : int
+        Bound of the in-memory LRU cache in bytes.
+    statistics : bool
+        Record statistics of every computed column (can be overridden per call).
+    n_threads : int, optional
+        Threads for computing independent features of one series at once (default: the CPU
+        count, at most 8; 1 computes everything on the calling thread). Many symbols are
+        spread over threads inside the indicators' 2-D kernels instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> store = FeatureStore("sqlite:///:memory:")
+    >>> close = 100 + np.cumsum(np.random.default_rng(0).normal(size=200))
+    >>> rsi = store.compute_feature("rsi_14", {"close": close})
+    >>> bool(np.isnan(rsi[:14]).all() and (rsi[14:] >= 0).all())
+    True
+    """
+
+    def __init__(
+        self,
+        storage: str | Engine | None = None,
+        *,
+        cache_dir: str | Path | bool | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        statistics: bool = True,
+        n_threads: int | None = None,
+    ) -> None:
+        self._n_threads = (
+            min(os.cpu_count() or 1, 8)
+            if n_threads is None
+            else check_int(n_threads, "n_threads", minimum=1)
+        )
+        self._executor: ThreadPoolExecutor | None = None
+        self._engine = resolve_engine(storage)
+        ensure_schema(self._engine)
+        cache_bytes = check_int(cache_bytes, "cache_bytes", minimum=0)
+        if not isinstance(statistics, bool):
+            raise KaizenTypeError(f"statistics must be a bool, got {statistics!r}")
+        self._record_statistics = statistics
+        self._cache = FeatureCache(cache_bytes, self._resolve_cache_dir(cache_dir))
+        self._lock = threading.RLock()
+        self._functions: dict[str, _Function] = {}
+        self._definitions: dict[str, dict[str, FeatureDefinition]] = {}
+        self._builtin_refs: set[str] = set()
+        self._last_recorded: dict[str, str] = {}
+        for fname, (fn, mode) in BUILTIN_FUNCTIONS.items():
+            self._add_function(fname, fn, mode, builtin=True)
+        for spec in BUILTIN_DEFINITIONS:
+            d = FeatureDefinition.from_dict({"version": BUILTIN_VERSION, **spec})
+            self._definitions.setdefault(d.name, {})[d.version] = d
+            self._builtin_refs.add(d.ref)
+        self._load_definitions()
+
+    # ------------------------------------------------------------------ configuration
+    def _resolve_cache_dir(self, cache_dir: str | Path | bool | None) -> Path | None:
+        if cache_dir is None or cache_dir is False:
+            return None
+        if cache_dir is True:
+            url = self._engine.url
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                return Path(url.database).expanduser().resolve().parent / "feature-cache"
+            return kaizenml_home() / "feature-cache"
+        if isinstance(cache_dir, (str, Path)):
+            return Path(cache_dir).expanduser()
+        raise KaizenTypeError(
+            f"cache_dir must be a folder path, True or None, got {type(cache_dir).__name__}"
+        )
+
+    def _pool(self) -> ThreadPoolExecutor | None:
+        if self._n_threads <= 1:
+            return None
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._n_threads, thread_name_prefix="kaizenml-features"
+                )
+            return self._executor
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine holding definitions, statistics and lineage."""
+        return self._engine
+
+    # ------------------------------------------------------------------ functions
+    def _add_function(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        mode: str,
+        *,
+        builtin: bool,
+        thread_safe: bool = False,
+    ) -> None:
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            accepts = None
+        else:
+            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+                accepts = None
+            else:
+                accepts = frozenset(
+                    n
+                    for n, p in sig.parameters.items()
+                    if p.kind
+                    in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                )
+        self._functions[name] = _Function(
+            name, fn, mode, _function_token(fn), builtin, accepts, thread_safe or builtin
+        )
+
+    def register_function(
+        self, name: str, fn: Callable[..., Any], *, mode: str = "series", thread_safe: bool = False
+    ) -> Callable[..., Any]:
+        """Register ``fn`` as compute function ``name`` (functions are code, not stored).
+
+        Parameters
+        ----------
+        name : str
+            The name definitions refer to in ``compute_function``.
+        fn : callable
+            Called with each dependency as a keyword argument, ``window_size`` and the config's
+            ``params``; returns an array of the input's length (or, for ``outputs``, a tuple or
+            dict of arrays).
+        mode : {"series", "batch", "elementwise"}
+            ``"series"``: called once per symbol with 1-D arrays. ``"batch"``: called once with
+            2-D arrays, one NaN-padded row per symbol (must be causal along rows).
+            ``"elementwise"``: called once with all rows (only for pointwise functions).
+        thread_safe : bool
+            True lets the store run this function on a worker thread beside other features
+            (worth it when it spends its time in code that releases the GIL, such as numba
+            ``nogil`` kernels or numpy); it must not mutate shared state.
+
+        Examples
+        --------
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> _ = store.register_function("spread", lambda high, low, window_size=None: high - low)
+        """
+        validate_name(name, "name")
+        if not callable(fn):
+            raise KaizenTypeError(f"fn must be callable, got {type(fn).__name__}")
+        check_choice(mode, "mode", FUNCTION_MODES)
+        with self._lock:
+            existing = self._functions.get(name)
+            if existing is not None and existing.builtin:
+                raise ValidationError(
+                    f"compute function {name!r} is built in and cannot be replaced; register "
+                    "yours under another name"
+                )
+            if not isinstance(thread_safe, bool):
+                raise KaizenTypeError(f"thread_safe must be a bool, got {thread_safe!r}")
+            self._add_function(name, fn, mode, builtin=False, thread_safe=thread_safe)
+        return fn
+
+    def compute_function(
+        self, name: str, *, mode: str = "series", thread_safe: bool = False
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator form of :meth:`register_function`.
+
+        Examples
+        --------
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> @store.compute_function("range_")
+        ... def range_(high, low, *, window_size=None):
+        ...     return high - low
+        """
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return self.register_function(name, fn, mode=mode, thread_safe=thread_safe)
+
+        return decorator
+
+    def list_functions(self) -> list[str]:
+        """Names of the registered compute functions (built-ins included)."""
+        return sorted(self._functions)
+
+    def _check_params(self, definition: FeatureDefinition, function: _Function) -> None:
+        if function.accepts is None:
+            return
+        cfg = definition.computation_config
+        assert isinstance(cfg, ComputationConfig)
+        wanted = {split_name_version(d)[0] for d in definition.dependencies} | set(cfg.params)
+        wanted.add("window_size")
+        unknown = sorted(wanted - function.accepts)
+        if unknown:
+            raise ValidationError(
+                f"feature {definition.ref!r}: compute function {function.name!r} does not take "
+                f"{unknown}; it accepts {sorted(function.accepts)} (dependencies and params are "
+                "passed as keyword arguments, plus window_size)"
+            )
+
+    # ------------------------------------------------------------------ definitions
+    def _load_definitions(self) -> None:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(feature_definitions.c.definition, feature_definitions.c.name)
+            ).all()
+        for text, name in rows:
+            try:
+                d = FeatureDefinition.from_dict(json.loads(text))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise StorageError(
+                    f"stored definition of feature {name!r} is unreadable: {exc}"
+                ) from exc
+            self._definitions.setdefault(d.name, {})[d.version] = d
+
+    def _column_owner(self, column: str) -> str | None:
+        for name, versions in self._definitions.items():
+            for d in versions.values():
+                if column in d.outputs:
+                    return name
+        return None
+
+    def _column_definition(self, column: str, version: str | None) -> FeatureDefinition | None:
+        """The definition providing output ``column``: the pinned version of its feature, or
+        the newest version that still has that column."""
+        owner = self._column_owner(column)
+        if owner is None:
+            return None
+        if version is not None:
+            d = self._lookup(owner, version)
+            return d if d is not None and column in d.columns else None
+        having = [d for d in self._definitions[owner].values() if column in d.columns]
+        return max(having, key=lambda d: d.version_key) if having else None
+
+    def register_feature(
+        self, definition: FeatureDefinition | Mapping[str, Any]
+    ) -> FeatureDefinition:
+        """Register (and persist) a definition; several versions of one name coexist.
+
+        Re-registering an identical ``name@version`` is a no-op; a changed description, tags or
+        deprecation flag updates it; any change to what is computed needs a new version.
+
+        Examples
+        --------
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> d = store.register_feature(FeatureDefinition(
+        ...     "rsi_7", "1.0.0", dependencies=["close"], compute_function="rsi",
+        ...     computation_config={"params": {"window": 7}}))
+        >>> d.ref
+        'rsi_7@1.0.0'
+        """
+        if isinstance(definition, Mapping):
+            definition = FeatureDefinition.from_dict(definition)
+        if not isinstance(definition, FeatureDefinition):
+            raise KaizenTypeError(
+                f"definition must be a FeatureDefinition or a dict, got {type(definition).__name__}"
+            )
+        function = self._functions.get(definition.compute_function)
+        if function is None:
+            raise NotFoundError(
+                f"feature {definition.ref!r} names compute function "
+                f"{definition.compute_function!r}, which is not registered; register it first "
+                f"with store.register_function({definition.compute_function!r}, fn) "
+                f"(registered: {self.list_functions()})"
+            )
+        self._check_params(definition, function)
+        with self._lock:
+            if definition.ref in self._builtin_refs:
+                raise ValidationError(
+                    f"{definition.ref!r} is a built-in feature; register a new version or name"
+                )
+            for col in definition.outputs:
+                owner = self._column_owner(col)
+                if (owner is not None and owner != definition.name) or (
+                    col != definition.name and col in self._definitions
+                ):
+                    raise ValidationError(
+                        f"output column {col!r} of {definition.ref!r} is already a feature or "
+                        f"a column of feature {owner or col!r}; choose another column name"
+                    )
+            owner = self._column_owner(definition.name)
+            if definition.name not in self._definitions and owner is not None:
+                raise ValidationError(
+                    f"name {definition.name!r} is already an output column of feature {owner!r}"
+                )
+            new_hash = definition.definition_hash()
+            payload = json.dumps(definition.to_dict(), sort_keys=True)
+
+            def txn() -> FeatureDefinition:
+                with self._engine.begin() as conn:
+                    row = conn.execute(
+                        sa.select(
+                            feature_definitions.c.definition_hash, feature_definitions.c.definition
+                        ).where(
+                            feature_definitions.c.name == definition.name,
+                            feature_definitions.c.version == definition.version,
+                        )
+                    ).first()
+                    if row is None:
+                        conn.execute(
+                            feature_definitions.insert().values(
+                                name=definition.name,
+                                version=definition.version,
+                                definition_hash=new_hash,
+                                definition=payload,
+                                deprecated=definition.deprecated,
+                                created_at=_now(),
+                            )
+                        )
+                    elif row.definition_hash != new_hash:
+                        raise ValidationError(
+                            f"feature {definition.ref!r} is already registered with a different "
+                            "computation; register the change under a new version "
+                            "(e.g. bump the minor version)"
+                        )
+                    elif row.definition != payload:
+                        conn.execute(
+                            feature_definitions.update()
+                            .where(
+                                feature_definitions.c.name == definition.name,
+                                feature_definitions.c.version == definition.version,
+                            )
+                            .values(definition=payload, deprecated=definition.deprecated)
+                        )
+                return definition
+
+            # versions that differ only by spelling ("1.0" vs "1.0.0") are the same version
+            for other in self._definitions.get(definition.name, {}).values():
+                if (
+                    other.version != definition.version
+                    and other.version_key == definition.version_key
+                ):
+                    raise ValidationError(
+                        f"version {definition.version!r} of {definition.name!r} equals the "
+                        f"registered version {other.version!r}; use that spelling or a new version"
+                    )
+            retry_on_conflict(txn)
+            self._definitions.setdefault(definition.name, {})[definition.version] = definition
+        return definition
+
+    def deprecate(self, ref: str) -> FeatureDefinition:
+        """Mark ``name@version`` (default: the newest) deprecated; computing it then warns."""
+        d = self.get_definition(ref)
+        if d.ref in self._builtin_refs:
+            raise ValidationError(f"built-in feature {d.ref!r} cannot be deprecated")
+        new = FeatureDefinition.from_dict({**d.to_dict(), "deprecated": True})
+        return self.register_feature(new)
+
+    def list_features(self, *, include_deprecated: bool = True) -> list[FeatureDefinition]:
+        """Every registered definition and version, by name then semantic version.
+
+        Examples
+        --------
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> "rsi_14@1.0.0" in [d.ref for d in store.list_features()]
+        True
+        """
+        with self._lock:
+            self._load_definitions()
+            out = [
+                d
+                for name in sorted(self._definitions)
+                for d in sorted(self._definitions[name].values(), key=lambda d: d.version_key)
+            ]
+        if not include_deprecated:
+            out = [d for d in out if not d.deprecated]
+        return out
+
+    def _pick(self, name: str, version: str | None) -> FeatureDefinition | None:
+        versions = self._definitions.get(name)
+        if not versions:
+            return None
+        if version is None:
+            return max(versions.values(), key=lambda d: d.version_key)
+        key = parse_version(version)
+        for d in versions.values():
+            if d.version_key == key:
+                return d
+        return None
+
+    def _lookup(self, name: str, version: str | None) -> FeatureDefinition | None:
+        d = self._pick(name, version)
+        if d is None:  # another process may have registered it since
+            self._load_definitions()
+            d = self._pick(name, version)
+        return d
+
+    def get_definition(self, ref: str) -> FeatureDefinition:
+        """The definition of ``"name"`` (newest version) or ``"name@version"``."""
+        name, version = split_name_version(ref, "name")
+        d = self._lookup(name, version)
+        if d is None:
+            known = sorted(self._definitions.get(name, {}))
+            hint = f"registered versions: {known}" if known else "no such feature is registered"
+            raise NotFoundError(f"feature {ref!r} not found ({hint})")
+        return d
+
+    def _resolve_output(
+        self, ref: str, param: str = "name"
+    ) -> tuple[FeatureDefinition, tuple[str, ...]]:
+        """A requested name: a feature (all its columns) or one output column of a feature."""
+        name, version = split_name_version(ref, param)
+        d = self._lookup(name, version)
+        if d is not None:
+            return d, d.columns
+        d = self._column_definition(name, version)
+        if d is not None:
+            return d, (name,)
+        known = sorted(self._definitions.get(name, {}))
+        if known:
+            raise NotFoundError(f"feature {name!r} has no version {version!r}; registered: {known}")
+        raise NotFoundError(
+            f"{param}={ref!r} is neither a registered feature nor an output column; see "
+            "store.list_features()"
+        )
+
+    # ------------------------------------------------------------------ planning
+    def _plan(
+        self, requests: list[tuple[FeatureDefinition, tuple[str, ...]]], frame: FrameData
+    ) -> dict[str, _Node]:
+        nodes: dict[str, _Node] = {}
+        on_stack: list[str] = []
+
+        def visit(d: FeatureDefinition) -> _Node:
+            if d.ref in nodes:
+                return nodes[d.ref]
+            if d.ref in on_stack:
+                cycle = on_stack[on_stack.index(d.ref) :] + [d.ref]
+                raise ValidationError("dependency cycle: " + " -> ".join(cycle))
+            on_stack.append(d.ref)
+            function = self._functions.get(d.compute_function)
+            if function is None:
+                raise NotFoundError(
+                    f"feature {d.ref!r} needs compute function {d.compute_function!r}, which is "
+                    "not "
+                    "registered in this process; functions are code and are not stored, so "
+                    f"register it again with store.register_function({d.compute_function!r}, fn)"
+                )
+            self._check_params(d, function)
+            deps: list[_Dep] = []
+            upstream: list[str] = []
+            sources: list[str] = []
+            for dep in d.dependencies:
+                base, version = split_name_version(dep, "dependency")
+                if version is None and frame.has(base):
+                    deps.append(_Dep(base, raw=base))
+                    if base not in sources:
+                        sources.append(base)
+                    continue
+                up: FeatureDefinition | None = self._lookup(base, version)
+                column = None
+                if up is not None:
+                    if len(up.columns) == 1:
+                        column = up.columns[0]
+                    elif base in up.columns:
+                        column = base
+                    else:
+                        raise ValidationError(
+                            f"feature {d.ref!r} depends on {dep!r}, which has several columns "
+                            f"{list(up.columns)}; depend on one of them"
+                        )
+                else:
+                    up = self._column_definition(base, version)
+                    column = base if up is not None else None
+                if up is None or column is None:
+                    chain = " -> ".join([*on_stack, dep])
+                    raise NotFoundError(
+                        f"missing input {dep!r} (chain: {chain}): it is neither a column of the "
+                        f"data (columns: {frame.columns}) nor a registered feature"
+                    )
+                node = visit(up)
+                deps.append(_Dep(base, ref=up.ref, column=column))
+                for r in [*node.upstream, up.ref]:
+                    if r not in upstream:
+                        upstream.append(r)
+                for s in node.sources:
+                    if s not in sources:
+                        sources.append(s)
+            on_stack.pop()
+            node = _Node(d, function, deps, upstream=upstream, sources=sources)
+            node.key = _digest(
+                [
+                    d.ref,
+                    d.definition_hash(),
+                    function.token,
+                    function.mode,
+                    frame.layout_fp,
+                    [
+                        [p.keyword, "raw", frame.fingerprint(p.raw)]
+                        if p.raw is not None
+                        else [p.keyword, nodes[p.ref].key, p.column]  # type: ignore[index]
+                        for p in deps
+                    ],
+                ]
+            )
+            nodes[d.ref] = node
+            return node
+
+        for d, _cols in requests:
+            visit(d)
+        return nodes
+
+    # ------------------------------------------------------------------ computing
+    def _call(
+        self, node: _Node, inputs: dict[str, np.ndarray], frame: FrameData
+    ) -> dict[str, np.ndarray]:
+        """Run the compute function on segment-ordered inputs; return segment-ordered columns."""
+        d = node.definition
+        cfg = d.computation_config
+        assert isinstance(cfg, ComputationConfig)
+        fn = node.function
+        kwargs = {"window_size": cfg.window_size, **cfg.params}
+        offsets = frame.offsets
+        n = frame.n_rows
+        mode = fn.mode
+        if mode == "batch" and any(a.dtype.kind != "f" for a in inputs.values()):
+            mode = "series"  # NaN padding needs float inputs
+        if mode == "batch" and frame.n_segments > 1:
+            lengths = np.diff(offsets)
+            width = int(lengths.max()) if lengths.size else 0
+            if frame.n_segments * width > 2 * n + 1024:
+                mode = "series"  # very uneven symbols: padding would waste too much memory
+        if mode == "elementwise" or (mode == "batch" and frame.n_segments <= 1):
+            args = inputs
+            if mode == "batch":
+                args = {k: v.reshape(1, -1) for k, v in inputs.items()}
+            return self._split_outputs(node, fn.fn(**args, **kwargs), (n,), 1)
+        if mode == "batch":
+            lengths = np.diff(offsets)
+            width = int(lengths.max())
+            # equal lengths: the segment-ordered column already is the (symbols, rows) block
+            uniform = bool(np.all(lengths == width))
+            padded = {}
+            for k, v in inputs.items():
+                if uniform:
+                    padded[k] = v.reshape(frame.n_segments, width)
+                    continue
+                block = frame.padded.get(id(v))
+                if block is None:
+                    block = K.pad_segments(v, offsets, np.empty((frame.n_segments, width)))
+                    frame.padded[id(v)] = block
+                padded[k] = block
+            cols2d = self._split_outputs(
+                node, fn.fn(**padded, **kwargs), (frame.n_segments, width), 0
+            )
+            if uniform:
+                return {c: a.reshape(-1) for c, a in cols2d.items()}
+            return {c: K.unpad_segments(a, offsets, np.empty(n)) for c, a in cols2d.items()}
+        out = {c: np.empty(n) for c in d.columns}
+        for s in range(frame.n_segments):
+            lo, hi = int(offsets[s]), int(offsets[s + 1])
+            part = self._split_outputs(
+                node, fn.fn(**{k: v[lo:hi] for k, v in inputs.items()}, **kwargs), (hi - lo,), 0
+            )
+            for c, a in part.items():
+                out[c][lo:hi] = a
+        return out
+
+    def _split_outputs(
+        self, node: _Node, result: Any, shape: tuple[int, ...], flatten_rows: int
+    ) -> dict[str, np.ndarray]:
+        d = node.definition
+        where = f"compute function {node.function.name!r} of feature {d.ref!r}"
+        if d.outputs:
+            if isinstance(result, Mapping):
+                missing = [c for c in d.outputs if c not in result]
+                if missing:
+                    raise ValidationError(
+                        f"{where} returned no {missing}; it must return {list(d.outputs)}"
+                    )
+                values = [result[c] for c in d.outputs]
+            elif isinstance(result, (tuple, list)) and len(result) == len(d.outputs):
+                values = list(result)
+            else:
+                raise ValidationError(
+                    f"{where} must return {len(d.outputs)} arrays {list(d.outputs)} (a tuple in "
+                    f"that order or a dict), got {type(result).__name__}"
+                )
+        else:
+            if isinstance(result, (tuple, Mapping)):
+                raise ValidationError(
+                    f"{where} returned a {type(result).__name__}; a one-column feature returns "
+                    "one array (declare outputs=[...] for several)"
+                )
+            values = [result]
+        out = {}
+        for col, v in zip(d.columns, values, strict=True):
+            if type(v).__module__.startswith(("pandas", "polars")):
+                v = v.to_numpy()
+            arr = np.asarray(v)
+            if arr.dtype.kind not in "biuf":
+                raise KaizenTypeError(
+                    f"{where} returned dtype {arr.dtype} for {col!r}; return numbers"
+                )
+            arr = np.ascontiguousarray(arr, dtype=np.float64)
+            if flatten_rows and arr.ndim == 2 and arr.shape[0] == 1:
+                arr = arr.reshape(-1)
+            if arr.shape != shape:
+                raise ValidationError(
+                    f"{where} returned shape {arr.shape} for {col!r}, expected {shape} "
+                    "(one value per input row)"
+                )
+            out[col] = arr
+        return out
+
+    def _compute(
+        self,
+        refs: Sequence[str],
+        data: Any,
+        *,
+        symbol: str | None,
+        use_cache: bool,
+        statistics: bool | None,
+        record: bool = True,
+    ) -> tuple[
+        FrameData, list[tuple[FeatureDefinition, tuple[str, ...]]], dict[str, dict[str, np.ndarray]]
+    ]:
+        frame = data if isinstance(data, FrameData) else FrameData(data, symbol=symbol)
+        requests = [self._resolve_output(r, "names") for r in refs]
+        nodes = self._plan(requests, frame)
+        for node in nodes.values():
+            d = node.definition
+            if d.deprecated:
+                warnings.warn(
+                    f"feature {d.ref!r} is deprecated; see store.list_features() for newer "
+                    "versions",
+                    DeprecationWarning,
+                    stacklevel=4,
+                )
+            cfg = d.computation_config
+            assert isinstance(cfg, ComputationConfig)
+            if not cfg.causal:
+                logger.warning("feature %s is marked non-causal (it may look ahead)", d.ref)
+        results: dict[str, dict[str, np.ndarray]] = {}
+        segmented: dict[tuple[str, str], np.ndarray] = {}
+        fresh: list[str] = []
+
+        # 1. top-down: which features must be computed (a cache hit needs nothing upstream)
+        level: dict[str, int] = {}
+
+        def plan(ref: str) -> None:
+            if ref in results or ref in level:
+                return
+            node = nodes[ref]
+            if use_cache:
+                hit = self._cache.get(node.key)
+                if hit is not None:
+                    results[ref] = hit
+                    return
+            depth = 0
+            for dep in node.deps:
+                if dep.ref is not None:
+                    plan(dep.ref)
+                    depth = max(depth, level.get(dep.ref, -1) + 1)
+            level[ref] = depth
+
+        for d, _cols in requests:
+            plan(d.ref)
+
+        def compute(ref: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            node = nodes[ref]
+            cfg = node.definition.computation_config
+            assert isinstance(cfg, ComputationConfig)
+            raw_cols = self._call(node, inputs, frame)
+            return {c: _postprocess(y, cfg, frame.offsets) for c, y in raw_cols.items()}
+
+        # 2. level by level (every input of a level is ready); independent thread-safe features
+        # of one series run on the thread pool, since the numba kernels release the GIL
+        for depth in range(max(level.values(), default=-1) + 1):
+            batch = [ref for ref, lv in level.items() if lv == depth]
+            jobs: list[tuple[str, dict[str, np.ndarray]]] = []
+            for ref in batch:
+                inputs = {}
+                for dep in nodes[ref].deps:
+                    if dep.raw is not None:
+                        inputs[dep.keyword] = frame.segmented(dep.raw)
+                    else:
+                        assert dep.ref is not None and dep.column is not None
+                        key = (dep.ref, dep.column)
+                        if key not in segmented:
+                            segmented[key] = frame.to_segment_order(results[dep.ref][dep.column])
+                        inputs[dep.keyword] = segmented[key]
+                jobs.append((ref, inputs))
+            pool = self._pool() if frame.n_segments == 1 else None
+            parallel = [j for j in jobs if pool is not None and nodes[j[0]].function.thread_safe]
+            futures = {}
+            if len(parallel) > 1 and pool is not None:
+                futures = {ref: pool.submit(compute, ref, inputs) for ref, inputs in parallel}
+            outputs = {}
+            for ref, inputs in jobs:
+                if ref not in futures:
+                    outputs[ref] = compute(ref, inputs)
+            for ref, future in futures.items():
+                outputs[ref] = future.result()
+            for ref in batch:
+                cols = {}
+                for c, y in outputs[ref].items():
+                    segmented[(ref, c)] = y
+                    cols[c] = frame.to_input_order(y)
+                if use_cache:
+                    cols = self._cache.put(nodes[ref].key, cols)
+                else:
+                    for a in cols.values():
+                        a.flags.writeable = False
+                results[ref] = cols
+                fresh.append(ref)
+        if record:
+            want_stats = self._record_statistics if statistics is None else bool(statistics)
+            to_record = [
+                ref
+                for ref in results
+                if ref in fresh or self._last_recorded.get(ref) != nodes[ref].key
+            ]
+            if to_record:
+                self._record(to_record, nodes, results, frame, want_stats)
+        return frame, requests, results
+
+    def _record(
+        self,
+        refs: list[str],
+        nodes: dict[str, _Node],
+        results: dict[str, dict[str, np.ndarray]],
+        frame: FrameData,
+        want_stats: bool,
+    ) -> None:
+        now = _now()
+        lineage_rows = []
+        stats_rows = []
+        column_stats: dict[tuple[str, str], dict[str, Any]] = {}
+        if want_stats:
+            # one column per task: the statistics kernels release the GIL
+            keys = [(ref, col) for ref in refs for col in results[ref]]
+            pool = self._pool() if len(keys) > 1 else None
+            arrays = [results[ref][col] for ref, col in keys]
+            stats = pool.map(column_statistics, arrays) if pool else map(column_statistics, arrays)
+            column_stats = dict(zip(keys, stats, strict=True))
+        for ref in refs:
+            node = nodes[ref]
+            d = node.definition
+            cfg = d.computation_config
+            assert isinstance(cfg, ComputationConfig)
+            transformations: list[dict[str, Any]] = []
+            for up in node.upstream:
+                transformations.extend(_steps(nodes[up].definition, nodes[up].function))
+            transformations.extend(_steps(d, node.function))
+            causal = cfg.causal and all(
+                nodes[u].definition.computation_config.causal  # type: ignore[union-attr]
+                for u in node.upstream
+            )
+            lineage = FeatureLineage(
+                feature=d.name,
+                version=d.version,
+                definition_hash=d.definition_hash(),
+                compute_function=d.compute_function,
+                source_columns=tuple(node.sources),
+                upstream_features=tuple(node.upstream),
+                transformations=tuple(transformations),
+                input_fingerprints={c: frame.fingerprint(c) for c in node.sources},
+                input_fingerprint=node.key,
+                n_rows=frame.n_rows,
+                n_symbols=frame.n_segments,
+                causal=causal,
+                computed_at=now,
+            )
+            lineage_rows.append(
+                {
+                    "name": d.name,
+                    "version": d.version,
+                    "lineage": json.dumps(lineage.to_dict(), sort_keys=True),
+                    "computed_at": now,
+                }
+            )
+            if want_stats:
+                for col in results[ref]:
+                    st = column_stats[(ref, col)]
+                    stats_rows.append(
+                        {
+                            "name": d.name,
+                            "version": d.version,
+                            "column_name": col,
+                            "count": st["count"],
+                            "missing": st["missing"],
+                            "mean": _nan_to_none(st["mean"]),
+                            "std": _nan_to_none(st["std"]),
+                            "min": _nan_to_none(st["min"]),
+                            "max": _nan_to_none(st["max"]),
+                            **{f"p{q}": _nan_to_none(st["percentiles"][q]) for q in PERCENTILES},
+                            "reference": json.dumps(
+                                {
+                                    "edges": [_nan_to_none(e) for e in st["reference_edges"]],
+                                    "fractions": list(st["reference_fractions"]),
+                                }
+                            ),
+                            "computed_at": now,
+                        }
+                    )
+
+        def txn() -> None:
+            # one executemany per statement: the rows replace the previous computation's
+            with self._engine.begin() as conn:
+                if lineage_rows:
+                    conn.execute(
+                        _DELETE_LINEAGE,
+                        [{"b_name": r["name"], "b_version": r["version"]} for r in lineage_rows],
+                    )
+                    conn.execute(feature_lineage.insert(), lineage_rows)
+                if stats_rows:
+                    conn.execute(
+                        _DELETE_STATISTICS,
+                        [
+                            {
+                                "b_name": r["name"],
+                                "b_version": r["version"],
+                                "b_col": r["column_name"],
+                            }
+                            for r in stats_rows
+                        ],
+                    )
+                    conn.execute(feature_statistics.insert(), stats_rows)
+
+        retry_on_conflict(txn)
+        for ref in refs:
+            self._last_recorded[ref] = nodes[ref].key
+
+    def compute_feature(
+        self,
+        name: str,
+        data: Any,
+        *,
+        symbol: str | None = None,
+        use_cache: bool = True,
+        statistics: bool | None = None,
+        copy: bool = False,
+    ) -> Any:
+        """Compute one feature (or one output column) aligned with the rows of ``data``.
+
+        Parameters
+        ----------
+        name : str
+            ``"feature"``, ``"feature@version"`` or an output column such as ``"macd_signal"``.
+        data : mapping of column -> array, pandas.DataFrame, polars.DataFrame or dict of frames
+            The raw columns; rows in time order (within each symbol).
+        symbol : str, optional
+            Column of symbol ids; each symbol's rows are one series.
+        use_cache : bool
+            Look up and store the result in the cache.
+        statistics : bool, optional
+            Record statistics (default: the store's setting).
+        copy : bool
+            Return a writable copy instead of a read-only view of the cached values.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, one value per input row (shape ``(n, k)`` for a feature with k columns),
+            read-only unless ``copy``; for a dict of frames, a dict of symbol -> array.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> close = np.arange(100.0, 150.0)
+        >>> store.compute_feature("price_momentum", {"close": close})[9:12]
+        array([nan, 10., 10.])
+        """
+        frame, requests, results = self._compute(
+            [name], data, symbol=symbol, use_cache=use_cache, statistics=statistics
+        )
+        d, cols = requests[0]
+        values = results[d.ref]
+        if len(cols) == 1:
+            value = values[cols[0]]
+            return frame.wrap_array(value.copy() if copy else value)
+        # rows of a (k, n) block, transposed: an (n, k) view without an interleaving copy
+        block = np.empty((len(cols), frame.n_rows))
+        for i, c in enumerate(cols):
+            block[i] = values[c]
+        stacked = block.T
+        stacked.flags.writeable = copy
+        return frame.wrap_array(stacked)
+
+    def compute_features(
+        self,
+        names: Sequence[str],
+        data: Any,
+        *,
+        symbol: str | None = None,
+        use_cache: bool = True,
+        statistics: bool | None = None,
+        copy: bool = False,
+    ) -> Any:
+        """Compute several features; shared dependencies are computed once.
+
+        Returns a table like the input: a pandas DataFrame (same index) for pandas, a polars
+        DataFrame for polars, a dict of column -> array for a mapping, and a dict of symbol ->
+        table for a dict of frames. Multi-column features contribute all their columns. The
+        columns are read-only views of the cached values (a cache hit costs no copy); pass
+        ``copy=True`` for writable columns, e.g. to modify a pandas result in place.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> close = 100 + np.cumsum(np.random.default_rng(1).normal(size=100))
+        >>> out = store.compute_features(["rsi_14", "macd"], {"close": close})
+        >>> sorted(out)
+        ['macd', 'macd_hist', 'macd_signal', 'rsi_14']
+        """
+        if isinstance(names, str) or not isinstance(names, Sequence):
+            raise KaizenTypeError(f"names must be a list of feature names, got {names!r}")
+        frame, requests, results = self._compute(
+            list(names), data, symbol=symbol, use_cache=use_cache, statistics=statistics
+        )
+        columns: dict[str, np.ndarray] = {}
+        for d, cols in requests:
+            for c in cols:
+                columns[c] = results[d.ref][c].copy() if copy else results[d.ref][c]
+        return frame.wrap_columns(columns)
+
+    # ------------------------------------------------------------------ cache
+    def clear_cache(self, *, disk: bool = True) -> None:
+        """Empty the in-memory cache (and the on-disk one when ``disk``); counters restart."""
+        self._cache.clear(disk=disk)
+
+    def cache_info(self) -> dict[str, Any]:
+        """Cache counters: hits, misses, disk_hits, entries, bytes, max_bytes, cache_dir."""
+        c = self._cache
+        return {
+            "hits": c.hits,
+            "misses": c.misses,
+            "disk_hits": c.disk_hits,
+            "entries": len(c),
+            "bytes": c.current_bytes,
+            "max_bytes": c.max_bytes,
+            "cache_dir": str(c.cache_dir) if c.cache_dir else None,
+        }
+
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def cache_misses(self) -> int:
+        return self._cache.misses
+
+    # ------------------------------------------------------------------ statistics & lineage
+    def _column_ref(self, ref: str) -> tuple[FeatureDefinition, str]:
+        d, cols = self._resolve_output(ref)
+        if len(cols) != 1:
+            raise ValidationError(
+                f"feature {d.ref!r} has several columns {list(cols)}; ask for one of them"
+            )
+        return d, cols[0]
+
+    def get_statistics(self, name: str) -> FeatureStatistics:
+        """Statistics of the last computation of a feature column (persisted in storage).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 11.0)})
+        >>> store.get_statistics("price_return").count
+        9
+        """
+        d, col = self._column_ref(name)
+        t = feature_statistics
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(t).where(
+                        t.c.name == d.name, t.c.version == d.version, t.c.column_name == col
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFoundError(
+                f"no statistics for {col!r} of {d.ref!r}: compute the feature first (with "
+                "statistics enabled)"
+            )
+        ref = json.loads(row["reference"])
+        return FeatureStatistics(
+            feature=d.name,
+            version=d.version,
+            column=col,
+            count=int(row["count"]),
+            missing=int(row["missing"]),
+            mean=_none_to_nan(row["mean"]),
+            std=_none_to_nan(row["std"]),
+            min=_none_to_nan(row["min"]),
+            max=_none_to_nan(row["max"]),
+            percentiles={q: _none_to_nan(row[f"p{q}"]) for q in PERCENTILES},
+            reference_edges=tuple(_none_to_nan(e) for e in ref["edges"]),
+            reference_fractions=tuple(float(f) for f in ref["fractions"]),
+            computed_at=row["computed_at"],
+        )
+
+    def check_drift(
+        self,
+        name: str,
+        new: Any,
+        *,
+        symbol: str | None = None,
+        threshold: float = 0.2,
+    ) -> DriftReport:
+        """Population stability index of new values against the stored statistics.
+
+        ``new`` is either the new values of the column (array-like) or raw data the feature is
+        computed from (without overwriting the stored statistics). Bins are the stored deciles;
+        the PSI is ``sum((a - e) * ln(a / e))`` over the 10 bins with shares floored at 1e-6.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> rng = np.random.default_rng(0)
+        >>> _ = store.compute_feature("price_return", {"close": 100 + rng.random(500)})
+        >>> store.check_drift("price_return", {"close": 100 + rng.random(500)}).drifted
+        False
+        """
+        threshold = check_float(threshold, "threshold", minimum=0.0)
+        stats = self.get_statistics(name)
+        d, col = self._column_ref(name)
+        if isinstance(new, Mapping) or type(new).__name__ == "DataFrame":
+            _f, _r, results = self._compute(
+                [col], new, symbol=symbol, use_cache=True, statistics=False, record=False
+            )
+            values = results[d.ref][col]
+        else:
+            if type(new).__module__.startswith(("pandas", "polars")):
+                new = new.to_numpy()
+            values = np.asarray(new, dtype=np.float64)
+            if values.ndim != 1:
+                raise ValidationError(
+                    f"new must be 1-D values or a table, got shape {values.shape}"
+                )
+        if not stats.reference_edges:
+            raise ValidationError(
+                f"the stored statistics of {name!r} hold no values to compare with"
+            )
+        edges = np.array(stats.reference_edges, dtype=np.float64)
+        counts = K.bin_counts(
+            np.ascontiguousarray(values), edges, np.zeros(edges.size + 1, np.int64)
+        )
+        total = int(counts.sum())
+        if total == 0:
+            raise ValidationError(f"new data for {name!r} has no non-missing values")
+        actual = counts / total
+        expected = np.array(stats.reference_fractions)
+        psi, contrib = population_stability_index(expected, actual)
+        return DriftReport(
+            feature=d.ref,
+            column=col,
+            psi=psi,
+            threshold=threshold,
+            drifted=psi > threshold,
+            edges=tuple(stats.reference_edges),
+            expected=tuple(float(e) for e in expected),
+            actual=tuple(float(a) for a in actual),
+            n_values=total,
+            contributions=tuple(float(c) for c in contrib),
+        )
+
+    def get_lineage(self, name: str) -> FeatureLineage:
+        """Where the last computed values of a feature came from (persisted in storage).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> _ = store.compute_feature("rsi_14", {"close": np.arange(1.0, 40.0)})
+        >>> lin = store.get_lineage("rsi_14")
+        >>> lin.source_columns, lin.transformations[0]["params"]
+        (('close',), {'window': 14})
+        """
+        d, _cols = self._resolve_output(name)
+        t = feature_lineage
+        with self._engine.connect() as conn:
+            text = conn.execute(
+                sa.select(t.c.lineage).where(t.c.name == d.name, t.c.version == d.version)
+            ).scalar()
+        if text is None:
+            raise NotFoundError(
+                f"feature {d.ref!r} has not been computed yet, so it has no lineage"
+            )
+        return FeatureLineage.from_dict(json.loads(text))
+
+
+_DEFAULT_STORES: dict[str, FeatureStore] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def get_feature_store(
+    storage: str | None = None,
+    *,
+    cache_dir: str | Path | bool | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> FeatureStore:
+    """The process-wide feature store for ``storage`` (default: SQLite in ``$KAIZENML_HOME``).
+
+    The same URL always returns the same store, so registered functions and the cache are shared
+    across a program; ``cache_dir``/``cache_bytes`` apply when the store is first created.
+
+    Examples
+    --------
+    >>> store = get_feature_store("sqlite:///:memory:")
+    >>> store is get_feature_store("sqlite:///:memory:")
+    True
+    """
+    url = default_storage_url() if storage is None else storage
+    if not isinstance(url, str):
+        raise KaizenTypeError(
+            f"storage must be a database URL string or None, got {type(url).__name__}"
+        )
+    with _DEFAULT_LOCK:
+        store = _DEFAULT_STORES.get(url)
+        if store is None:
+            store = FeatureStore(url, cache_dir=cache_dir, cache_bytes=cache_bytes)
+            _DEFAULT_STORES[url] = store
+        return store
