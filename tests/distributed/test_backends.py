@@ -264,3 +264,52 @@ def test_concurrent_writers_in_threads_get_ordered_versions(manager: ModelVersio
     for i, g in enumerate(got):
         for j, version in enumerate(g):
             assert manager.load_artifact("m", version)["w"][0] == i * 100 + j
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def test_feature_metadata_statistics_and_lineage_persist(storage_url: str) -> None:
+    from kaizenml.features import FeatureDefinition, FeatureStore
+
+    rng = np.random.default_rng(5)
+    low = 100 + np.cumsum(rng.normal(size=400))
+    data = {"high": low + rng.random(400) * 2, "low": low}
+
+    def spread(high, low, *, window_size=None, scale=1.0):  # type: ignore[no-untyped-def]
+        return (high - low) * scale
+
+    def define(version: str, scale: float) -> FeatureDefinition:
+        return FeatureDefinition(
+            "spread",
+            version,
+            dependencies=["high", "low"],
+            compute_function="spread",
+            computation_config={"params": {"scale": scale}},
+        )
+
+    writer = FeatureStore(storage_url, n_threads=1)
+    writer.register_function("spread", spread)
+    for version, scale in (("1.0.0", 1.0), ("1.10.0", 3.0), ("1.9.0", 2.0)):
+        writer.register_feature(define(version, scale))
+    values = writer.compute_feature("spread@1.9.0", data)
+    np.testing.assert_array_equal(values, (data["high"] - data["low"]) * 2.0)
+    writer.deprecate("spread@1.0.0")
+
+    # Another store object on the same database (as another process would open it).
+    reader = FeatureStore(storage_url, n_threads=1)
+    refs = [d.ref for d in reader.list_features() if d.name == "spread"]
+    assert refs == ["spread@1.0.0", "spread@1.9.0", "spread@1.10.0"]  # semantic order
+    assert reader.get_definition("spread").version == "1.10.0"
+    assert reader.get_definition("spread@1.0.0").deprecated is True
+    assert reader.get_definition("spread@1.9.0").deprecated is False
+
+    stats = reader.get_statistics("spread@1.9.0")
+    assert (stats.version, stats.count, stats.missing) == ("1.9.0", 400, 0)
+    assert stats.min == values.min() and stats.max == values.max()
+    assert stats.mean == pytest.approx(values.mean(), rel=1e-12)
+    assert stats.std == pytest.approx(values.std(ddof=1), rel=1e-12)
+    assert stats.percentiles[50] == pytest.approx(np.percentile(values, 50), rel=1e-12)
+    lineage = reader.get_lineage("spread@1.9.0")
+    assert lineage.version == "1.9.0" and lineage.compute_function == "spread"
+    assert set(lineage.source_columns) == {"high", "low"} and lineage.n_rows == 400
