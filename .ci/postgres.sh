@@ -14,16 +14,21 @@ KAIZENML_PG_USER=""
 
 _kaizenml_pg_bindir() {
     local dir
+    # Debian/Ubuntu keep the server binaries off PATH; elsewhere (Homebrew, other distributions)
+    # initdb is on PATH.
     dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [[ -z "$dir" ]] && command -v initdb >/dev/null 2>&1; then
+        dir="$(dirname "$(command -v initdb)")"
+    fi
     if [[ -n "$dir" && -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then
         echo "$dir"
     fi
 }
 
 _kaizenml_pg_install() {
-    if [[ "$(id -u)" -ne 0 ]]; then
-        echo "postgres.sh: PostgreSQL server binaries are missing and we are not root;" \
-             "install Debian's 'postgresql' package" >&2
+    if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "postgres.sh: PostgreSQL server binaries (initdb, pg_ctl) are missing; install" \
+             "PostgreSQL (Debian: the 'postgresql' package, as root)" >&2
         return 1
     fi
     echo "postgres.sh: installing PostgreSQL from Debian's packages" >&2
@@ -81,7 +86,7 @@ kaizenml_pg_start() {
     _kaizenml_pg_as bash -c "umask 077; printf '%s\n' '$password' > '$KAIZENML_PG_DATA/pwfile'"
     _kaizenml_pg_as "$KAIZENML_PG_BIN/initdb" -D "$KAIZENML_PG_DATA/data" -U kaizenml \
         --pwfile="$KAIZENML_PG_DATA/pwfile" --auth-local=trust --auth-host=scram-sha-256 \
-        -E UTF8 --locale=C.UTF-8 >"$KAIZENML_PG_DATA/initdb.log" 2>&1 \
+        -E UTF8 --no-locale >"$KAIZENML_PG_DATA/initdb.log" 2>&1 \
         || { cat "$KAIZENML_PG_DATA/initdb.log" >&2; return 1; }
 
     # A throw-away cluster: durability settings off for speed; enough connections for the
