@@ -301,3 +301,111 @@ def test_dask_client_executor(tmp_path) -> None:
         )
     assert res.n_complete == 5 and res.best_value == 0.5
     assert all(len(t.intermediate_values) == 4 for t in res.trials)
+
+
+def test_keyboard_interrupt_in_a_parallel_run() -> None:
+    import time
+
+    def objective(p):
+        time.sleep(0.3 if p["k"] else 0.0)
+        return float(p["k"])
+
+    def interrupt(opt, trial):
+        raise KeyboardInterrupt  # as if Ctrl-C arrived while waiting for workers
+
+    with cf.ThreadPoolExecutor(max_workers=2) as ex:
+        res = optimize_hyperparameters(
+            {"k": Int(0, 9)},
+            objective,
+            strategy="grid",
+            max_trials=10,
+            executor=ex,
+            callbacks=[interrupt],
+            pruner=None,
+        )
+    assert res.interrupted
+    assert res.trials[0].state == TrialState.COMPLETE  # finished first, kept
+    assert res.n_trials == 2  # trial 1 was in flight: marked failed, nothing else started
+    assert res.trials[1].state == TrialState.FAILED
+    assert "KeyboardInterrupt" in res.trials[1].error
+
+
+def test_workers_prune_against_the_sql_study(tmp_path) -> None:
+    # worker processes read their peers' curves from the database: with one worker the
+    # decisions equal the serial ones (trials 4 and 6 pruned, see test_pruners)
+    qs = [3.0, 1.0, 4.0, 1.5, 5.0, 2.0, 6.0, 0.5]
+    with cf.ProcessPoolExecutor(max_workers=1) as ex:
+        res = optimize_hyperparameters(
+            {"q": Categorical(qs)},
+            _curve_objective,
+            strategy="grid",
+            max_trials=8,
+            executor=ex,
+            storage=f"sqlite:///{tmp_path / 'prune.db'}",
+            study_name="prune",
+            pruner="median",
+            pruner_options={"n_startup_trials": 3},
+        )
+    assert [t.number for t in res.trials if t.state == TrialState.PRUNED] == [4, 6]
+    assert res.trials[6].intermediate_values == {0: 7.0}
+
+
+def test_an_error_in_a_callback_propagates_without_leaving_running_trials() -> None:
+    import time
+
+    from kaizenml.optimize import HyperparameterOptimizer, InMemoryStorage
+
+    def objective(p):
+        time.sleep(0.3 if p["k"] else 0.0)
+        return float(p["k"])
+
+    def broken_callback(opt, trial):
+        raise ValueError("callback bug")
+
+    storage = InMemoryStorage()
+    with cf.ThreadPoolExecutor(max_workers=2) as ex:
+        with pytest.raises(ValueError, match="callback bug"):
+            optimize_hyperparameters(
+                {"k": Int(0, 9)},
+                objective,
+                strategy="grid",
+                max_trials=10,
+                executor=ex,
+                callbacks=[broken_callback],
+                pruner=None,
+                storage=storage,
+                study_name="cb",
+            )
+    trials = HyperparameterOptimizer(
+        {"k": Int(0, 9)},
+        strategy="grid",
+        storage=storage,
+        study_name="cb",
+        load_if_exists=True,
+    ).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED]
+    assert "callback bug" in trials[1].error
+
+
+def test_system_exit_in_a_serial_objective_fails_its_trial_and_propagates() -> None:
+    from kaizenml.optimize import InMemoryStorage
+
+    def objective(p):
+        if p["k"] == 1:
+            raise SystemExit(2)
+        return 0.0
+
+    storage = InMemoryStorage()
+    with pytest.raises(SystemExit):
+        optimize_hyperparameters(
+            {"k": Int(0, 3)},
+            objective,
+            strategy="grid",
+            max_trials=4,
+            pruner=None,
+            storage=storage,
+            study_name="exit",
+        )
+    trials = storage.get_trials(storage.get_study("exit").study_id)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED]
+    assert "SystemExit" in trials[1].error

@@ -139,6 +139,9 @@ class GridSampler(Sampler):
         self._sizes: list[int] = []
         self._order: np.ndarray | None = None
         self._cursor = 0  # every position before it is known to be taken
+        # grid indices of the leading run of finished trials (they never change again)
+        self._finished_taken: set[int] = set()
+        self._finished_upto = 0
 
     def config(self) -> dict[str, Any]:
         return {
@@ -168,7 +171,12 @@ class GridSampler(Sampler):
                     "max_int_points, or use shuffle=False"
                 )
             self._order = self.rng_for(0, stream=0x6121D).permutation(total)
+        self._reset_scan()
+
+    def _reset_scan(self) -> None:
         self._cursor = 0
+        self._finished_taken = set()
+        self._finished_upto = 0
 
     @property
     def grid_size(self) -> int:
@@ -197,8 +205,18 @@ class GridSampler(Sampler):
 
     def suggest(self, ctx: SamplerContext) -> dict[str, Any]:
         self._prepare(ctx.space)
+        trials = ctx.trials
+        if self._finished_upto > len(trials):  # another study's trials: start over
+            self._reset_scan()
+        # fold the leading finished trials once; rescan only the rest on each call
+        while self._finished_upto < len(trials) and trials[self._finished_upto].state.is_finished:
+            idx = self._index_of(trials[self._finished_upto].params)
+            if idx is not None:
+                self._finished_taken.add(idx)
+            self._finished_upto += 1
+        done = self._finished_taken
         taken = set()
-        for t in ctx.trials:
+        for t in trials[self._finished_upto :]:
             idx = self._index_of(t.params)
             if idx is not None:
                 taken.add(idx)
@@ -206,7 +224,7 @@ class GridSampler(Sampler):
         pos = self._cursor
         while pos < total:
             index = int(self._order[pos]) if self._order is not None else pos
-            if index not in taken:
+            if index not in done and index not in taken:
                 self._cursor = pos
                 return self._point(index)
             pos += 1

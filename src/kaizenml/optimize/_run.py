@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._exceptions import KaizenTypeError, StateError, TrialPruned, ValidationError
-from .._validation import check_int
+from .._validation import check_float, check_int
 from ._optimizer import HyperparameterOptimizer, resolve_value
 from ._pruners import NopPruner, Pruner
 from ._sampler import Sampler, SpaceExhausted
@@ -119,8 +119,6 @@ class _SQLWorkerBackend:
         self._last: Trial | None = None
 
     def report(self, number: int, step: int, value: float) -> None:
-        from .._validation import check_float
-
         step = check_int(step, "step", minimum=0)
         value = check_float(value, "value", finite=False)
         self._last = self.storage.report(self.study_id, number, step, value)
@@ -148,8 +146,6 @@ class _SnapshotBackend:
         self.values: dict[int, float] = {}
 
     def report(self, number: int, step: int, value: float) -> None:
-        from .._validation import check_float
-
         step = check_int(step, "step", minimum=0)
         value = check_float(value, "value", finite=False)
         if step in self.values:
@@ -523,12 +519,22 @@ def _run_serial(
             finished = _apply_outcome(opt, trial, out)
             trial = None
             _after_trial(opt, finished, progress, callbacks)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        # a KeyboardInterrupt ends the study cleanly; anything else (SystemExit, an error in a
+        # callback) propagates, but never leaves the current trial "running"
+        interrupted = isinstance(exc, KeyboardInterrupt)
         if trial is not None:
+            reason = (
+                "interrupted by KeyboardInterrupt"
+                if interrupted
+                else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            )
             try:
-                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+                opt.fail_trial(trial.number, reason)
             except StateError:
                 pass
+        if not interrupted:
+            raise
         logger.warning("interrupted: stopping the study, finished trials are kept")
         return True
 
@@ -665,22 +671,32 @@ def _run_parallel(
                     )
                     logger.warning("trial %d failed in its worker: %s", trial.number, err)
                 _after_trial(opt, finished, progress, callbacks)
-    except KeyboardInterrupt:
-        logger.warning("interrupted: stopping the study, finished trials are kept")
+    except BaseException as exc:
+        # nothing may stay "running" behind us: in-flight trials fail with the reason
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        reason = (
+            "interrupted by KeyboardInterrupt"
+            if interrupted
+            else f"the study loop stopped before this trial returned: {exc!r}"
+        )
+        if interrupted:
+            logger.warning("interrupted: stopping the study, finished trials are kept")
         for fut, trial in list(in_flight.items()):
             fut.cancel()
             try:
-                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+                opt.fail_trial(trial.number, reason)
             except StateError:
                 pass
         for trial in suspects:
             try:
-                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+                opt.fail_trial(trial.number, reason)
             except StateError:
                 pass
-        if own_executor:
+        if own_executor and interrupted:
             try:
                 ex.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
             except TypeError:  # pragma: no cover
                 ex.shutdown(wait=False)
+        if not interrupted:
+            raise
         return True
