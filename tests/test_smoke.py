@@ -47,3 +47,10 @@ def test_cibuildwheel_config() -> None:
     assert "pp*" in cfg["skip"] and "musllinux" in cfg["skip"]
     assert cfg["linux"]["archs"] == ["x86_64", "aarch64"]
     assert "test-command" in cfg
+
+
+def test_every_public_name_resolves() -> None:
+    for name in kaizenml.__all__:
+        assert getattr(kaizenml, name) is not None, name
+    assert kaizenml.Float is kaizenml.optimize.Float
+    assert kaizenml.FeatureStore is kaizenml.features.FeatureStore

@@ -8,7 +8,7 @@ safe rollback (``kaizenml.versioning``), on one embedded or shared storage layer
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import (
     IntegrityError,
@@ -24,9 +24,69 @@ from ._exceptions import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # what the lazy __getattr__ below resolves, for type checkers and IDEs
+    from . import demo, features, indicators, loop, optimize, plot, storage, versioning
+    from .features import ComputationConfig, FeatureDefinition, FeatureStore, get_feature_store
+    from .loop import ImprovementReport, improve_model
+    from .optimize import (
+        Categorical,
+        Float,
+        GeneticResult,
+        GeneticSearch,
+        HyperparameterOptimizer,
+        Int,
+        OptimizationResult,
+        SearchSpace,
+        optimize_hyperparameters,
+        param_importances,
+    )
+    from .versioning import (
+        Checkpointer,
+        ModelVersion,
+        ModelVersionManager,
+        RollbackPlan,
+        get_model_version_manager,
+    )
+
 # Subpackages load on first attribute access, so `import kaizenml` stays fast and an
 # indicator call does not pay for the optimizer's imports.
-_SUBPACKAGES = ("indicators", "optimize", "features", "versioning", "storage")
+_SUBPACKAGES = (
+    "indicators",
+    "optimize",
+    "features",
+    "versioning",
+    "storage",
+    "loop",
+    "plot",
+    "demo",
+)
+
+
+# public names re-exported from subpackages: name -> subpackage
+_EXPORTS: dict[str, str] = {
+    "optimize_hyperparameters": "optimize",
+    "HyperparameterOptimizer": "optimize",
+    "OptimizationResult": "optimize",
+    "Float": "optimize",
+    "Int": "optimize",
+    "Categorical": "optimize",
+    "SearchSpace": "optimize",
+    "param_importances": "optimize",
+    "GeneticSearch": "optimize",
+    "GeneticResult": "optimize",
+    "FeatureStore": "features",
+    "FeatureDefinition": "features",
+    "ComputationConfig": "features",
+    "get_feature_store": "features",
+    "ModelVersionManager": "versioning",
+    "get_model_version_manager": "versioning",
+    "ModelVersion": "versioning",
+    "RollbackPlan": "versioning",
+    "Checkpointer": "versioning",
+    "improve_model": "loop",
+    "ImprovementReport": "loop",
+}
+
 
 __all__ = [
     "IntegrityError",
@@ -40,10 +100,8 @@ __all__ = [
     "ValidationError",
     "__version__",
     *_SUBPACKAGES,
+    *_EXPORTS,
 ]
-
-# public names re-exported from subpackages: name -> subpackage
-_EXPORTS: dict[str, str] = {}
 
 
 def __getattr__(name: str) -> Any:

@@ -322,18 +322,20 @@ def test_disk_cache_survives_restart_and_rejects_corruption(db_url: str, tmp_pat
     np.testing.assert_array_equal(a, c)
 
 
-def test_cache_hit_on_a_million_rows_is_fast(store: FeatureStore) -> None:
+def test_cache_hit_on_a_million_rows_returns_the_stored_result(store: FeatureStore) -> None:
+    # the speed of a hit is measured in benchmarks/bench_features.py; here: a hit is a hit
     rng = np.random.default_rng(0)
     close = 100 + np.cumsum(rng.normal(size=1_000_000))
     data = {"close": close}
-    store.compute_feature("rsi_14", data, statistics=False)
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        store.compute_feature("rsi_14", data)
-        times.append(time.perf_counter() - t0)
-    assert store.cache_hits == 5
-    assert min(times) < 0.005
+    first = store.compute_feature("rsi_14", data, statistics=False)
+    for _ in range(3):
+        again = store.compute_feature("rsi_14", data)
+        np.testing.assert_array_equal(again, first)
+    assert store.cache_hits == 3 and store.cache_misses == 1
+    close[-1] += 1.0  # same object, new content: a miss, not a stale hit
+    changed = store.compute_feature("rsi_14", data)
+    assert store.cache_misses == 2
+    assert changed[-1] != first[-1]
 
 
 # ------------------------------------------------------------------ statistics, drift, persistence

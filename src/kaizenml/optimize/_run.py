@@ -470,16 +470,30 @@ def _after_trial(
         cb(opt, trial)
 
 
-def _next_trial(opt: HyperparameterOptimizer) -> Trial | None:
-    if opt.should_stop():
-        return None
-    try:
-        # None once the study holds max_trials trials: the rest of the budget is running
-        # in other processes (or was used)
-        return opt._ask(limit=opt.max_trials)
-    except SpaceExhausted:
-        logger.info("the %s strategy has no new point to propose; stopping", opt.sampler.name)
-        return None
+def _running_elsewhere(opt: HyperparameterOptimizer) -> bool:
+    if not opt.storage.shareable:
+        return False
+    return any(not t.state.is_finished and t.number not in opt._owned for t in opt.trials)
+
+
+def _next_trial(opt: HyperparameterOptimizer, *, wait_for_others: bool = True) -> Trial | None:
+    while True:
+        if opt.should_stop():
+            return None
+        try:
+            # None once the study holds max_trials trials: the rest of the budget is running
+            # in other processes (or was used)
+            trial = opt._ask(limit=opt.max_trials)
+        except SpaceExhausted:
+            logger.info("the %s strategy has no new point to propose; stopping", opt.sampler.name)
+            return None
+        if trial is not None or not wait_for_others or not _running_elsewhere(opt):
+            return trial
+        # The rest of the budget is held by trials running in other processes. Wait until
+        # they finish or their heartbeat stops (each ask reclaims stale trials: failed, or
+        # re-queued for this worker to run), so a worker that dies never leaves the study
+        # short of max_trials finished trials.
+        time.sleep(max(0.05, min(opt.heartbeat_interval, opt.grace_period / 4)))
 
 
 def _run_serial(
@@ -623,7 +637,8 @@ def _run_parallel(
             else:
                 isolating = False
                 while not executor_dead and len(in_flight) < n_slots:
-                    asked = _next_trial(opt)
+                    # wait for other processes' trials only once ours are collected
+                    asked = _next_trial(opt, wait_for_others=not in_flight)
                     if asked is None:
                         break
                     if not submit(opt.start_trial(asked.number)):

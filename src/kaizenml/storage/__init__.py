@@ -9,28 +9,41 @@ atomic, checksummed files. Domain modules define their own tables on :data:`meta
 from __future__ import annotations
 
 from ._engine import (
+    JSONText,
+    UTCDateTime,
     default_artifact_dir,
     default_storage_url,
+    dispose_engine,
     ensure_schema,
     get_engine,
     kaizenml_home,
     metadata,
     resolve_engine,
     retry_on_conflict,
+    transaction_lock,
 )
 from ._files import atomic_write_bytes, atomic_write_text, fsync_dir, sha256_file
+from ._migrations import Migration, SchemaComponent, register_component, schema_versions
 
 __all__ = [
+    "JSONText",
+    "Migration",
+    "SchemaComponent",
+    "UTCDateTime",
     "atomic_write_bytes",
     "atomic_write_text",
     "default_artifact_dir",
     "default_storage_url",
+    "dispose_engine",
     "ensure_schema",
     "fsync_dir",
     "get_engine",
     "kaizenml_home",
     "metadata",
+    "register_component",
     "resolve_engine",
     "retry_on_conflict",
+    "schema_versions",
     "sha256_file",
+    "transaction_lock",
 ]

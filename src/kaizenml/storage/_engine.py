@@ -1,7 +1,10 @@
-"""Engines, the shared schema metadata and transaction retries."""
+"""Engines, the shared schema metadata, portable column types and transaction retries."""
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
 import os
 import random
 import threading
@@ -16,15 +19,71 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .._exceptions import KaizenTypeError, StorageError
+from ._migrations import upgrade_schema, version_table
 
 T = TypeVar("T")
 
 #: Every kaizenml table is declared on this one MetaData, so one ``create_all`` makes the schema.
 metadata = sa.MetaData()
+# The table recording which schema version of each component a store holds.
+version_table(metadata)
 
 _ENGINES: dict[tuple[str, int], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
-_SCHEMA_READY: set[tuple[str, int, frozenset[str]]] = set()
+_SCHEMA_READY: set[tuple[str, int, tuple[str, ...]]] = set()
+
+
+class UTCDateTime(sa.types.TypeDecorator[_dt.datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware, on every backend.
+
+    PostgreSQL keeps the offset (``timestamp with time zone``); SQLite has no such type and
+    would hand back naive values, so values are normalized to UTC on the way in and tagged UTC
+    on the way out. Naive datetimes are refused: their meaning depends on the machine.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: _dt.datetime | None, dialect: Any) -> _dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, _dt.datetime):
+            raise KaizenTypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise StorageError(
+                f"naive datetime {value.isoformat()} cannot be stored; attach a time zone "
+                "(e.g. datetime.now(timezone.utc))"
+            )
+        utc = value.astimezone(_dt.timezone.utc)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Any) -> _dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_dt.timezone.utc)
+        return value.astimezone(_dt.timezone.utc)
+
+
+class JSONText(sa.types.TypeDecorator[Any]):
+    """A JSON document stored as text (same bytes on SQLite and PostgreSQL).
+
+    Text rather than a native JSON type so a value round-trips exactly as written, key order
+    and float repr included, and so non-finite floats (``NaN``, ``Infinity``) survive.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return json.loads(value)
 
 
 def kaizenml_home() -> Path:
@@ -90,13 +149,36 @@ def get_engine(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            # pre_ping: a pooled connection may have been closed by a restarted server.
+            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
         _ENGINES[key] = engine
         return engine
 
 
+def dispose_engine(storage: str | Engine) -> None:
+    """Close the pooled connections of a URL's (or an engine's) process-wide engine.
+
+    The next :func:`get_engine` for that URL makes a new engine. Useful before deleting a
+    database, and to release server connections a long-running process no longer needs.
+    """
+    with _ENGINES_LOCK:
+        for key, engine in list(_ENGINES.items()):
+            if engine is storage or key[0] == storage:
+                del _ENGINES[key]
+                _forget_schema(engine)
+                engine.dispose()
+        if isinstance(storage, Engine):
+            _forget_schema(storage)
+            storage.dispose()
+
+
+def _forget_schema(engine: Engine) -> None:
+    for key in [k for k in _SCHEMA_READY if k[1] == id(engine)]:
+        _SCHEMA_READY.discard(key)
+
+
 def resolve_engine(storage: str | Engine | None) -> Engine:
-    """Turn a ``storage=`` argument (URL, Engine, or None for the embedded default) into an Engine."""
+    """Turn a ``storage=`` argument (URL, Engine, or None for the default) into an Engine."""
     if storage is None:
         return get_engine(default_storage_url())
     if isinstance(storage, Engine):
@@ -105,14 +187,52 @@ def resolve_engine(storage: str | Engine | None) -> Engine:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create every table declared on :data:`metadata` that does not exist yet."""
-    # the table set is part of the key: a domain module imported later adds its tables to
-    # `metadata`, and they must be created on an engine that was already set up without them
-    key = (str(engine.url), id(engine), frozenset(metadata.tables))
+    """Bring the store to the current schema: create missing tables, upgrade older ones.
+
+    Runs the registered migrations (see :func:`register_component`), creates every table
+    declared on :data:`metadata` that does not exist yet and adds safe missing columns, all in
+    one locked transaction, so concurrent first opens are safe. Done once per engine and set
+    of declared tables; a store written by a newer kaizenml raises :class:`StorageError`.
+
+    Examples
+    --------
+    >>> from kaizenml.storage import ensure_schema, get_engine
+    >>> engine = get_engine("sqlite://")
+    >>> ensure_schema(engine)
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    key = (url, id(engine), tuple(sorted(metadata.tables)))
     if key in _SCHEMA_READY:
         return
-    retry_on_conflict(lambda: metadata.create_all(engine, checkfirst=True))
+    retry_on_conflict(lambda: upgrade_schema(engine, metadata=metadata))
     _SCHEMA_READY.add(key)
+
+
+def transaction_lock(conn: sa.Connection, key: str) -> None:
+    """Serialize the transactions that take the same ``key`` lock, until each one ends.
+
+    Call it first in a transaction that reads a value and writes something derived from it
+    (the next version number of a model, the next trial number of a study), so concurrent
+    writers take turns instead of both deriving from the same read. On PostgreSQL this is a
+    transaction-level advisory lock on a 64-bit hash of ``key`` (released at commit or
+    rollback; other keys are not blocked). On SQLite it is a no-op: the engine's
+    ``BEGIN IMMEDIATE`` already holds the database's single write lock.
+
+    Examples
+    --------
+    >>> from kaizenml.storage import get_engine, transaction_lock
+    >>> engine = get_engine("sqlite://")
+    >>> with engine.begin() as conn:
+    ...     transaction_lock(conn, "model:momentum")
+    """
+    if not isinstance(key, str) or not key:
+        raise KaizenTypeError(f"key must be a non-empty str, got {key!r}")
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k)"),
+            {"k": int.from_bytes(digest[:8], "big", signed=True)},
+        )
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -122,16 +242,23 @@ def _is_transient(exc: BaseException) -> bool:
         text = str(exc).lower()
         return any(
             s in text
-            for s in ("locked", "busy", "deadlock", "could not serialize", "already exists")
+            for s in (
+                "locked",
+                "busy",
+                "deadlock",
+                "could not serialize",
+                "already exists",
+                # PostgreSQL closed the connection under us (restart, failover); a new one works.
+                "server closed the connection",
+                "connection reset",
+            )
         )
     if isinstance(exc, DBAPIError):
         return "already exists" in str(exc).lower()
     return False
 
 
-def retry_on_conflict(
-    fn: Callable[[], T], *, attempts: int = 50, base_delay: float = 0.005
-) -> T:
+def retry_on_conflict(fn: Callable[[], T], *, attempts: int = 50, base_delay: float = 0.005) -> T:
     """Run ``fn`` (one whole transaction), retrying on lock contention and unique conflicts.
 
     ``fn`` must be idempotent as a transaction: it re-reads what it needs on every attempt.

@@ -45,6 +45,7 @@ from ..storage import (
     ensure_schema,
     resolve_engine,
     retry_on_conflict,
+    transaction_lock,
 )
 from ._artifacts import (
     TEMP_PREFIX,
@@ -515,6 +516,10 @@ class ModelVersionManager:
         published: Path | None = None
         try:
             with self._engine.connect() as conn, conn.begin():
+                # Writers of one model take turns (PostgreSQL; SQLite's write lock already
+                # does this): the unique key alone lets two writers bump the same latest
+                # version to different numbers, breaking creation order.
+                transaction_lock(conn, f"kaizenml.versioning.model:{name}")
                 if parent is not None:
                     if self._fetch_version(conn, name, parent) is None:
                         raise NotFoundError(
