@@ -225,6 +225,51 @@ def cold_start(repeats: int = 7) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
+_PHASES = """
+import sys, time
+start = float(sys.argv[1])
+t0 = time.time()
+import numpy as np
+t1 = time.time()
+import numba
+t2 = time.time()
+import kaizenml.indicators as ki
+t3 = time.time()
+ki.rsi(np.arange(1000.0))
+t4 = time.time()
+if sys.argv[2] == "freeze":
+    import gc
+    gc.freeze()
+print(t0 - start, t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4)
+"""
+
+
+def cold_start_phases(repeats: int = 5, freeze: bool = False) -> dict[str, float]:
+    """Best seconds per phase of a fresh interpreter's import + first RSI (warm cache).
+
+    Phases: interpreter start-up (with site), numpy, numba, kaizenml's own modules, the first
+    RSI (numba's one-time setup of its compilation target, then loading the cached kernel)
+    and interpreter exit. ``freeze=True`` calls ``gc.freeze()`` after the first RSI, so the
+    exit does not traverse the objects numba created.
+    """
+    names = ["start-up", "numpy", "numba", "kaizenml", "first rsi", "exit", "wall"]
+    best = dict.fromkeys(names, float("inf"))
+    for _ in range(repeats + 1):
+        start = time.time()
+        out = subprocess.run(
+            [sys.executable, "-c", _PHASES, repr(start), "freeze" if freeze else "-"],
+            env=dict(os.environ),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        end = time.time()
+        values = [float(v) for v in out[:5]] + [end - float(out[5]), end - start]
+        for name, value in zip(names, values):
+            best[name] = min(best[name], value)
+    return best
+
+
 # --------------------------------------------------------------------------- pytest-benchmark
 
 
@@ -302,6 +347,12 @@ def main() -> None:
         print(f"| {name} | {a * 1e3:.0f} | {b * 1e3:.0f} | {b / a:.1f}x |")
     wall, cpu = cold_start()
     print(f"\ncold start (import + first RSI, warm cache): wall {wall:.3f} s, CPU {cpu:.3f} s")
+    for freeze in (False, True):
+        phases = cold_start_phases(freeze=freeze)
+        label = "with gc.freeze() before exit" if freeze else "phases"
+        print(f"cold start {label} (best of 5, s): " + ", ".join(
+            f"{name} {value:.3f}" for name, value in phases.items()
+        ))
 
 
 if __name__ == "__main__":
