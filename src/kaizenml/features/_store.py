@@ -1301,6 +1301,10 @@ class FeatureStore:
     def get_statistics(self, name: str) -> FeatureStatistics:
         """Statistics of the last computation of a feature column (persisted in storage).
 
+        ``name`` names one column: a one-column feature, an output column (``"macd_signal"``),
+        or a multi-output feature that has a column of its own name, which then means that
+        column (``"macd"`` is the MACD line of the three-column ``macd`` feature).
+
         Examples
         --------
         >>> import numpy as np
