@@ -733,7 +733,9 @@ def _volume_ratio_1d(x, window, out):
             part += v
             out[i] = _NAN
         else:
-            out[i] = v / ((part + v) / window)
+            # v / mean with one division instead of two (v / (sum / window)); the divisions,
+            # not the running sum, bound this loop
+            out[i] = v * window / (part + v)
             part += v - x[i - window + 1]
 
 
