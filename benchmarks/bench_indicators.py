@@ -265,7 +265,7 @@ def cold_start_phases(repeats: int = 5, freeze: bool = False) -> dict[str, float
         ).stdout.split()
         end = time.time()
         values = [float(v) for v in out[:5]] + [end - float(out[5]), end - start]
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=True):
             best[name] = min(best[name], value)
     return best
 
@@ -350,9 +350,10 @@ def main() -> None:
     for freeze in (False, True):
         phases = cold_start_phases(freeze=freeze)
         label = "with gc.freeze() before exit" if freeze else "phases"
-        print(f"cold start {label} (best of 5, s): " + ", ".join(
-            f"{name} {value:.3f}" for name, value in phases.items()
-        ))
+        print(
+            f"cold start {label} (best of 5, s): "
+            + ", ".join(f"{name} {value:.3f}" for name, value in phases.items())
+        )
 
 
 if __name__ == "__main__":

@@ -180,8 +180,15 @@ def test_volatility_restarts_after_a_price_without_log_return(walk, bad_price: f
 
 @pytest.mark.parametrize(
     ("unit", "per_day"),
-    [("ns", 86_400 * 10**9), ("us", 86_400 * 10**6), ("ms", 86_400_000), ("s", 86_400),
-     ("m", 1440), ("h", 24), ("D", 1)],
+    [
+        ("ns", 86_400 * 10**9),
+        ("us", 86_400 * 10**6),
+        ("ms", 86_400_000),
+        ("s", 86_400),
+        ("m", 1440),
+        ("h", 24),
+        ("D", 1),
+    ],
 )
 def test_calendar_tables_match_the_definition(unit: str, per_day: int) -> None:
     # the kernels look sin/cos up in per-minute and per-weekday tables; compare with sin/cos
