@@ -154,3 +154,27 @@ def test_dask_giving_up_on_a_killed_worker_fails_that_trial_only(
     assert sum(t.state.value == "complete" for t in trials) == 5
     runs = [e for e in read_log(tmp_path / "events.jsonl") if e["event"] == "run"]
     assert sum(e["number"] == hanging["number"] for e in runs) == 1  # not re-run by dask
+
+
+def test_dask_giving_up_on_a_killed_worker_requeues_with_retry_failed(
+    tmp_path, spawn_worker, finish, wait_for_file, read_log, study_trials
+) -> None:
+    """Same as above with retry_failed=1: the trial dask gave up on goes back in the queue with
+    its number and parameters and runs again, so the study ends with every trial complete."""
+    pytest.importorskip("dask.distributed")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cfg = _config(
+        url, tmp_path, max_trials=6, dask_workers=2, dask_allowed_failures=0, retry_failed=1
+    )
+    driver = spawn_worker(0, cfg)
+    hanging = wait_for_file(tmp_path / "hanging.json", [driver])
+    os.kill(hanging["pid"], signal.SIGKILL)
+    finish(driver)
+
+    trials = study_trials(url, "faults")
+    assert [t.number for t in trials] == list(range(6))
+    assert all(t.state.value == "complete" for t in trials), [(t.state, t.error) for t in trials]
+    lost = trials[hanging["number"]]
+    assert lost.params == hanging["params"] and lost.system_attrs.get("retries") == 1
+    runs = [e for e in read_log(tmp_path / "events.jsonl") if e["event"] == "run"]
+    assert sum(e["number"] == hanging["number"] for e in runs) == 2

@@ -524,6 +524,21 @@ class HyperparameterOptimizer:
         )
         return self._finished(trial)
 
+    def requeue_or_fail_trial(self, trial_id: int | Trial, error: str) -> Trial:
+        """Handle a trial whose worker was lost (not an error of the objective).
+
+        With retries left (``retry_failed``), the trial goes back in the queue with the same
+        number and parameters and is returned in the waiting state; otherwise it fails with
+        ``error``.
+        """
+        number = self._number(trial_id)
+        trial = self._storage.get_trial(self._study.study_id, number)
+        if int(trial.system_attrs.get("retries", 0)) < self.retry_failed:
+            self._owned.discard(number)
+            logger.warning("trial %d lost its worker and was put back in the queue", number)
+            return self._storage.requeue_trial(self._study.study_id, number)
+        return self.fail_trial(number, error)
+
     def _finished(self, trial: Trial) -> Trial:
         self._owned.discard(trial.number)
         if type(self.sampler).on_trial_finished is Sampler.on_trial_finished:

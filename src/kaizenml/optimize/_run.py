@@ -586,6 +586,8 @@ def _run_parallel(
             "storage_url": opt.storage.url if use_sql else None,
             "study_id": opt.study_id,
             "snapshot": (),
+            # executors that key tasks by their arguments (dask) must see a retry as a new task
+            "attempt": int(trial.system_attrs.get("retries", 0)),
         }
         if not use_sql and wants_handle and prune_needed:
             task["snapshot"] = [t for t in opt.trials if t.state.is_finished]
@@ -663,12 +665,16 @@ def _run_parallel(
                 else:
                     if isinstance(err, cf.BrokenExecutor) and not own_executor:
                         executor_dead = True
+                    # the objective's own errors come back as outcomes: an exception here
+                    # means the worker was lost, so the trial may be retried elsewhere
                     msg = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-                    finished = opt.fail_trial(
+                    finished = opt.requeue_or_fail_trial(
                         trial.number,
                         "the worker running this trial died or could not return its result:\n"
                         + msg,
                     )
+                    if not finished.state.is_finished:
+                        continue
                     logger.warning("trial %d failed in its worker: %s", trial.number, err)
                 _after_trial(opt, finished, progress, callbacks)
     except BaseException as exc:

@@ -221,6 +221,10 @@ class StudyStorage(abc.ABC):
     def reclaim_stale(self, study_id: int, grace_period: float, retry_failed: int) -> list[Trial]:
         """Fail or re-queue unfinished trials whose heartbeat is older than ``grace_period``."""
 
+    @abc.abstractmethod
+    def requeue_trial(self, study_id: int, number: int) -> Trial:
+        """Put an unfinished trial back in the queue with the same parameters (one more retry)."""
+
 
 def _lost_message(number: int, age: float) -> str:
     return (
@@ -452,6 +456,19 @@ class InMemoryStorage(StudyStorage):
                     )
                 out.append(t)
             return out
+
+    def requeue_trial(self, study_id: int, number: int) -> Trial:
+        with self._lock:
+            t = self._trials[study_id][number]
+            if t.state.is_finished:
+                raise StateError(f"trial {number} is already {t.state.value}; it cannot be re-queued")
+            t.state = TrialState.WAITING
+            t.intermediate_values.clear()
+            t.datetime_start = None
+            t.system_attrs["retries"] = int(t.system_attrs.get("retries", 0)) + 1
+            self._owners[study_id][number] = None
+            self._heartbeats[study_id].pop(number, None)
+            return t
 
 
 # --------------------------------------------------------------------------------------------
@@ -1026,6 +1043,40 @@ class SQLStorage(StudyStorage):
 
         numbers = retry_on_conflict(txn)
         return [self.get_trial(study_id, n) for n in numbers]
+
+    def requeue_trial(self, study_id: int, number: int) -> Trial:
+        t = trials_table
+
+        def txn() -> None:
+            with self.engine.begin() as conn:
+                row = conn.execute(
+                    sa.select(t.c.state, t.c.system_attrs_json).where(
+                        t.c.study_id == study_id, t.c.number == number
+                    )
+                ).first()
+                if row is None:
+                    raise NotFoundError(f"trial {number} does not exist in this study")
+                if row.state not in _UNFINISHED:
+                    raise StateError(
+                        f"trial {number} is already {row.state}; it cannot be re-queued"
+                    )
+                attrs = json.loads(row.system_attrs_json)
+                attrs["retries"] = int(attrs.get("retries", 0)) + 1
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.study_id == study_id, t.c.number == number)
+                    .values(
+                        state=TrialState.WAITING.value,
+                        owner=None,
+                        heartbeat=None,
+                        datetime_start=None,
+                        intermediate_json="{}",
+                        system_attrs_json=_dumps(attrs),
+                    )
+                )
+
+        retry_on_conflict(txn)
+        return self.get_trial(study_id, number)
 
 
 def make_storage(storage: Any) -> StudyStorage:
