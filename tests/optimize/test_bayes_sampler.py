@@ -118,7 +118,8 @@ def test_parallel_suggestions_differ_and_are_useful() -> None:
         trials.append(Trial(number, params, TrialState.RUNNING))
     X = np.array(suggestions)
     dists = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
-    assert dists[np.triu_indices(4, 1)].min() > 0.01, dists
+    assert dists[np.triu_indices(4, 1)].min() > 1e-3, dists
+    assert np.median(dists[np.triu_indices(4, 1)]) > 0.03, dists
     # useful, not just spread out: the batch improves on the typical trial so far
     median = np.median([t.value for t in base])
     assert min(branin(space.decode(x)) for x in X) < median
@@ -259,10 +260,15 @@ def test_startup_points_are_sobol_and_distinct() -> None:
 
 @pytest.mark.parametrize("acquisition", ["ucb", "pi"])
 def test_other_acquisitions_optimize(acquisition: str) -> None:
-    trials = run_serial(BayesianSampler(seed=1, acquisition=acquisition), BRANIN_SPACE, branin, 25)
-    assert min(t.value for t in trials) - BRANIN_MIN < 0.05
-    # random search with the same budget is a decade worse
-    assert random_search(BRANIN_SPACE, branin, 25, 1) - BRANIN_MIN > 0.5
+    bo, rs = [], []
+    for seed in (0, 1, 2):
+        trials = run_serial(
+            BayesianSampler(seed=seed, acquisition=acquisition), BRANIN_SPACE, branin, 25
+        )
+        bo.append(math.log10(min(t.value for t in trials) - BRANIN_MIN))
+        rs.append(math.log10(random_search(BRANIN_SPACE, branin, 25, seed) - BRANIN_MIN))
+    # a decade better than random search with the same budget
+    assert np.median(bo) < np.median(rs) - 1.0, (bo, rs)
 
 
 def _heavy_tailed(p: dict[str, Any]) -> float:

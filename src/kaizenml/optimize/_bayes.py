@@ -9,8 +9,9 @@ How a suggestion is made
    standardized (optionally warped). Kernel hyperparameters are re-fitted at every suggestion,
    warm-started from the previous fit kept on the sampler instance.
 3. Trials still running are "believed": their outcome is fantasized as the posterior mean
-   (kriging believer) and the model is conditioned on it, which collapses the uncertainty at
-   those points, so several workers asking at once get different suggestions.
+   (kriging believer), but never better than the best value seen, and the model is conditioned
+   on it, which collapses the uncertainty at those points, so several workers asking at once
+   get different suggestions.
 4. The acquisition (log expected improvement by default) is evaluated by the Cython kernel on
    scrambled Sobol candidates plus perturbations of the best trials; the most promising are
    polished by L-BFGS-B with the analytic gradient (categorical values fixed, integer and
@@ -102,7 +103,7 @@ class BayesianSampler(Sampler):
     ucb_beta:
         Exploration weight of ``"ucb"``.
     output_warping:
-        ``"auto"`` (power transform when values are clearly skewed), ``"none"``, ``"power"``
+        ``"auto"`` (power transform for a long tail of bad values), ``"none"``, ``"power"``
         (Box-Cox) or ``"rank"`` (normal scores); helps heavy-tailed objectives.
     parallel_strategy:
         How running trials are accounted for: ``"believer"`` (posterior mean, default) or a
@@ -339,7 +340,10 @@ class BayesianSampler(Sampler):
     ) -> GaussianProcess:
         Xr = layout.expand(X_running)
         if self.parallel_strategy == "believer":
-            fantasy = gp.mean(Xr)
+            # believe the model, except that a pending point is not believed to beat the best
+            # value seen: otherwise its neighbourhood keeps promising improvement and the
+            # workers crowd around one spot
+            fantasy = np.maximum(gp.mean(Xr), float(gp.y.min()))
         elif self.parallel_strategy == "liar_best":
             fantasy = np.full(Xr.shape[0], float(gp.y.min()))
         elif self.parallel_strategy == "liar_mean":

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 ACQ_KINDS = {"logei": _acqf.ACQ_LOG_EI, "ucb": _acqf.ACQ_UCB, "pi": _acqf.ACQ_LOG_PI}
 
 _JITTER = 1e-8
+# "auto" warping threshold: a moderate skew (a bowl seen from afar, Levy's ripples) is better
+# modelled as it is; only a long tail of very bad values is compressed
+_AUTO_SKEW = 2.0
 # lengthscale prior Gamma(shape, rate) on the unit cube: most mass between 0.1 and 1
 _LS_SHAPE, _LS_RATE = 3.0, 6.0
 _LOG_LS_BOUNDS = (math.log(1e-2), math.log(1e2))
@@ -172,7 +175,7 @@ def transform_outputs(y: np.ndarray, warping: str) -> np.ndarray:
     ``"power"`` applies a Box-Cox transform (maximum-likelihood exponent) to the values shifted
     to start at half a median gap above zero; ``"rank"``
     replaces values by normal scores of their ranks; ``"auto"`` uses the power transform when
-    the values have a long tail of bad (large) values (skewness > 1), plain standardization
+    the values have a long tail of bad (large) values (skewness > 2), plain standardization
     otherwise.
     """
     y = np.asarray(y, dtype=np.float64)
@@ -192,7 +195,7 @@ def transform_outputs(y: np.ndarray, warping: str) -> np.ndarray:
     if warping == "auto":
         # only a long tail of *bad* values is compressed; a long tail of good values is the
         # region being optimized and keeps its resolution
-        warping = "power" if float(scipy.stats.skew(z)) > 1.0 else "none"
+        warping = "power" if float(scipy.stats.skew(z)) > _AUTO_SKEW else "none"
     if warping == "power":
         # Box-Cox (maximum-likelihood exponent) on values shifted to start just above zero,
         # in units of their median gap to the best: scale-free, and able to reach a log
