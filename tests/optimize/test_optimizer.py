@@ -147,6 +147,18 @@ def test_early_stopping_counts_trials_without_improvement(direction) -> None:
     assert stopped_after == 8
 
 
+def test_early_stopping_small_gains_add_up() -> None:
+    # each trial gains 0.06 < min_delta=0.1, but every second one is 0.12 below the last
+    # counted improvement, so patience=2 is never reached
+    opt = _opt(early_stopping=True, patience=2, min_delta=0.1)
+    for i in range(12):
+        opt.complete_trial(opt.ask().number, 10.0 - 0.06 * i)
+        assert not opt.should_stop()
+    opt.complete_trial(opt.ask().number, 10.0)
+    opt.complete_trial(opt.ask().number, 10.0)
+    assert opt.should_stop()
+
+
 def test_early_stopping_in_optimize_hyperparameters() -> None:
     res = optimize_hyperparameters(
         {"x": Float(0.0, 1.0)},

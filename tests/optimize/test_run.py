@@ -213,3 +213,199 @@ def test_process_executor_with_sql_storage_writes_reports_from_workers(tmp_path)
     for t in trials:
         assert t.intermediate_values == {s: t.params["q"] + 1.0 / (s + 1) for s in range(4)}
         assert t.user_attrs["pid"] != os.getpid()
+
+
+def test_timeout_stops_starting_trials() -> None:
+    import time
+
+    def slow(p):
+        time.sleep(0.05)
+        return p["x"]
+
+    t0 = time.monotonic()
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        slow,
+        strategy="random",
+        max_trials=1000,
+        timeout=0.3,
+        seed=0,
+        pruner=None,
+    )
+    # every trial takes >= 0.05 s and none starts after 0.3 s
+    assert 1 <= res.n_trials <= 7
+    assert time.monotonic() - t0 < 5.0
+
+
+def test_sobol_random_search_through_sampler_options() -> None:
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        lambda p: p["x"],
+        strategy="random",
+        max_trials=64,
+        sampler_options={"qmc": True},
+        seed=5,
+        pruner=None,
+    )
+    xs = sorted(t.params["x"] for t in res.trials)
+    # the first 64 points of a scrambled Sobol sequence: one per 1/64 slab
+    assert [int(x * 64) for x in xs] == list(range(64))
+
+
+def _die_on_two(p):
+    if p["k"] == 2:
+        os._exit(3)
+    return float(p["k"])
+
+
+def test_dead_worker_in_a_user_executor_never_hangs_nor_leaves_running_trials() -> None:
+    # a standard ProcessPoolExecutor may not recover once a worker died: the trials it held
+    # fail (the study stops if it refuses new work), the others completed, nothing stays
+    # "running"
+    with cf.ProcessPoolExecutor(max_workers=2) as ex:
+        res = optimize_hyperparameters(
+            {"k": Int(0, 9)},
+            _die_on_two,
+            strategy="grid",
+            max_trials=10,
+            executor=ex,
+            pruner=None,
+        )
+    by_k = {t.params["k"]: t for t in res.trials}
+    assert by_k[2].state == TrialState.FAILED and "died" in by_k[2].error
+    assert all(t.state.is_finished for t in res.trials)
+    for t in res.trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.value == float(t.params["k"]) and t.params["k"] != 2
+        else:
+            assert "died" in t.error or "refused" in t.error
+    # trial 2 is sent only once trial 0 or 1 has finished
+    assert TrialState.COMPLETE in (by_k[0].state, by_k[1].state)
+
+
+def test_dask_client_executor(tmp_path) -> None:
+    distributed = pytest.importorskip("distributed")
+    url = f"sqlite:///{tmp_path / 'dask.db'}"
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        res = optimize_hyperparameters(
+            {"q": Categorical([3.0, 1.0, 4.0, 9.0, 0.5])},
+            _curve_objective,
+            strategy="grid",
+            max_trials=5,
+            executor=client.get_executor(),
+            storage=url,
+            study_name="dask",
+            pruner=None,
+        )
+    assert res.n_complete == 5 and res.best_value == 0.5
+    assert all(len(t.intermediate_values) == 4 for t in res.trials)
+
+
+def test_keyboard_interrupt_in_a_parallel_run() -> None:
+    import time
+
+    def objective(p):
+        time.sleep(0.3 if p["k"] else 0.0)
+        return float(p["k"])
+
+    def interrupt(opt, trial):
+        raise KeyboardInterrupt  # as if Ctrl-C arrived while waiting for workers
+
+    with cf.ThreadPoolExecutor(max_workers=2) as ex:
+        res = optimize_hyperparameters(
+            {"k": Int(0, 9)},
+            objective,
+            strategy="grid",
+            max_trials=10,
+            executor=ex,
+            callbacks=[interrupt],
+            pruner=None,
+        )
+    assert res.interrupted
+    assert res.trials[0].state == TrialState.COMPLETE  # finished first, kept
+    assert res.n_trials == 2  # trial 1 was in flight: marked failed, nothing else started
+    assert res.trials[1].state == TrialState.FAILED
+    assert "KeyboardInterrupt" in res.trials[1].error
+
+
+def test_workers_prune_against_the_sql_study(tmp_path) -> None:
+    # worker processes read their peers' curves from the database: with one worker the
+    # decisions equal the serial ones (trials 4 and 6 pruned, see test_pruners)
+    qs = [3.0, 1.0, 4.0, 1.5, 5.0, 2.0, 6.0, 0.5]
+    with cf.ProcessPoolExecutor(max_workers=1) as ex:
+        res = optimize_hyperparameters(
+            {"q": Categorical(qs)},
+            _curve_objective,
+            strategy="grid",
+            max_trials=8,
+            executor=ex,
+            storage=f"sqlite:///{tmp_path / 'prune.db'}",
+            study_name="prune",
+            pruner="median",
+            pruner_options={"n_startup_trials": 3},
+        )
+    assert [t.number for t in res.trials if t.state == TrialState.PRUNED] == [4, 6]
+    assert res.trials[6].intermediate_values == {0: 7.0}
+
+
+def test_an_error_in_a_callback_propagates_without_leaving_running_trials() -> None:
+    import time
+
+    from kaizenml.optimize import HyperparameterOptimizer, InMemoryStorage
+
+    def objective(p):
+        time.sleep(0.3 if p["k"] else 0.0)
+        return float(p["k"])
+
+    def broken_callback(opt, trial):
+        raise ValueError("callback bug")
+
+    storage = InMemoryStorage()
+    with cf.ThreadPoolExecutor(max_workers=2) as ex:
+        with pytest.raises(ValueError, match="callback bug"):
+            optimize_hyperparameters(
+                {"k": Int(0, 9)},
+                objective,
+                strategy="grid",
+                max_trials=10,
+                executor=ex,
+                callbacks=[broken_callback],
+                pruner=None,
+                storage=storage,
+                study_name="cb",
+            )
+    trials = HyperparameterOptimizer(
+        {"k": Int(0, 9)},
+        strategy="grid",
+        storage=storage,
+        study_name="cb",
+        load_if_exists=True,
+    ).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED]
+    assert "callback bug" in trials[1].error
+
+
+def test_system_exit_in_a_serial_objective_fails_its_trial_and_propagates() -> None:
+    from kaizenml.optimize import InMemoryStorage
+
+    def objective(p):
+        if p["k"] == 1:
+            raise SystemExit(2)
+        return 0.0
+
+    storage = InMemoryStorage()
+    with pytest.raises(SystemExit):
+        optimize_hyperparameters(
+            {"k": Int(0, 3)},
+            objective,
+            strategy="grid",
+            max_trials=4,
+            pruner=None,
+            storage=storage,
+            study_name="exit",
+        )
+    trials = storage.get_trials(storage.get_study("exit").study_id)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED]
+    assert "SystemExit" in trials[1].error

@@ -48,12 +48,13 @@ def _param_values(p: Parameter, grid_points: int, max_levels: int | None) -> lis
             return [int(v) for v in vals]
         return [p.level_value(int(i)) for i in idx]
     assert isinstance(p, Float)
-    if p.log:
-        vals = np.geomspace(p.low, p.high, grid_points)
-    else:
-        vals = np.linspace(p.low, p.high, grid_points)
-    vals[0], vals[-1] = p.low, p.high  # exact ends despite rounding
-    return [float(v) for v in vals]
+    points = (
+        np.geomspace(p.low, p.high, grid_points)
+        if p.log
+        else np.linspace(p.low, p.high, grid_points)
+    )
+    points[0], points[-1] = p.low, p.high  # exact ends despite rounding
+    return [float(v) for v in points]
 
 
 def grid_values(
@@ -113,6 +114,8 @@ class GridSampler(Sampler):
     """
 
     name = "grid"
+    # suggestions are grid values of the space itself, valid by construction
+    _valid_by_construction = True
 
     def __init__(
         self,
@@ -136,6 +139,9 @@ class GridSampler(Sampler):
         self._sizes: list[int] = []
         self._order: np.ndarray | None = None
         self._cursor = 0  # every position before it is known to be taken
+        # grid indices of the leading run of finished trials (they never change again)
+        self._finished_taken: set[int] = set()
+        self._finished_upto = 0
 
     def config(self) -> dict[str, Any]:
         return {
@@ -164,9 +170,13 @@ class GridSampler(Sampler):
                     f"grid of {total} points is too large to shuffle; lower grid_points or "
                     "max_int_points, or use shuffle=False"
                 )
-            seq = np.random.SeedSequence([int(self._entropy), 0x6121D])
-            self._order = np.random.default_rng(seq).permutation(total)
+            self._order = self.rng_for(0, stream=0x6121D).permutation(total)
+        self._reset_scan()
+
+    def _reset_scan(self) -> None:
         self._cursor = 0
+        self._finished_taken = set()
+        self._finished_upto = 0
 
     @property
     def grid_size(self) -> int:
@@ -195,8 +205,18 @@ class GridSampler(Sampler):
 
     def suggest(self, ctx: SamplerContext) -> dict[str, Any]:
         self._prepare(ctx.space)
+        trials = ctx.trials
+        if self._finished_upto > len(trials):  # another study's trials: start over
+            self._reset_scan()
+        # fold the leading finished trials once; rescan only the rest on each call
+        while self._finished_upto < len(trials) and trials[self._finished_upto].state.is_finished:
+            idx = self._index_of(trials[self._finished_upto].params)
+            if idx is not None:
+                self._finished_taken.add(idx)
+            self._finished_upto += 1
+        done = self._finished_taken
         taken = set()
-        for t in ctx.trials:
+        for t in trials[self._finished_upto :]:
             idx = self._index_of(t.params)
             if idx is not None:
                 taken.add(idx)
@@ -204,7 +224,7 @@ class GridSampler(Sampler):
         pos = self._cursor
         while pos < total:
             index = int(self._order[pos]) if self._order is not None else pos
-            if index not in taken:
+            if index not in done and index not in taken:
                 self._cursor = pos
                 return self._point(index)
             pos += 1

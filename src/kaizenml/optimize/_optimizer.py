@@ -80,7 +80,7 @@ def _heartbeat_loop(ref: weakref.ReferenceType, stop: threading.Event, interval:
         if opt is None:
             return
         try:
-            numbers = list(opt._owned)
+            numbers = list(opt._owned.copy())  # copy() is atomic; iterating a live set is not
             if numbers:
                 opt._storage.heartbeat(opt._study.study_id, numbers)
         except Exception:  # a failed beat is retried at the next interval
@@ -214,6 +214,7 @@ class HyperparameterOptimizer:
             load_if_exists=bool(load_if_exists),
         )
         self._check_resumed()
+        self._stats = _StudyStats(direction_sign(self.direction), self.min_delta)
         self._owner = new_owner_token()
         self._owned: set[int] = set()
         self._started_at = time.monotonic()
@@ -289,7 +290,7 @@ class HyperparameterOptimizer:
     @property
     def best_trial(self) -> Trial | None:
         """The completed trial with the best value (``None`` before the first one)."""
-        return best_of(self.trials, self.direction)
+        return self._stats.summary(self.trials)[1]
 
     @property
     def elapsed(self) -> float:
@@ -335,34 +336,22 @@ class HyperparameterOptimizer:
             return True
         if self.timeout is not None and self.elapsed >= self.timeout:
             return True
-        trials = self.trials
-        if self.max_trials is not None:
-            n_finished = sum(1 for t in trials if t.state.is_finished)
-            if n_finished >= self.max_trials:
-                return True
-        if self.early_stopping and self.early_stopping_triggered(trials):
+        n_finished, _, since = self._stats.summary(self.trials)
+        if self.max_trials is not None and n_finished >= self.max_trials:
             return True
-        return False
+        return self.early_stopping and since >= self.patience
 
     def early_stopping_triggered(self, trials: list[Trial] | None = None) -> bool:
-        """Whether the last ``patience`` completed trials did not improve by more than
-        ``min_delta`` (in trial-number order)."""
-        trials = self.trials if trials is None else trials
-        sign = direction_sign(self.direction)
-        best = math.inf
-        since = 0
-        for t in trials:
-            v = t.objective_value()
-            if v is None:
-                continue
-            v *= sign
-            if v < best - self.min_delta or best == math.inf:
-                best = v
-                since = 0
-            else:
-                best = min(best, v)
-                since += 1
-        return since >= self.patience
+        """Whether the last ``patience`` completed trials (in trial-number order) did not
+        improve by more than ``min_delta``.
+
+        The reference is the value of the last counted improvement, so several small gains
+        that add up to more than ``min_delta`` count as one improvement.
+        """
+        if trials is None:
+            return self._stats.summary(self.trials)[2] >= self.patience
+        stats = _StudyStats(direction_sign(self.direction), self.min_delta)
+        return stats.summary(trials)[2] >= self.patience
 
     def stop(self) -> None:
         """Make :meth:`should_stop` true (e.g. from a callback)."""
@@ -409,7 +398,8 @@ class HyperparameterOptimizer:
             except SpaceExhausted:
                 self._exhausted = True
                 raise
-            params = self.space.validate_params(params, "suggested params")
+            if not getattr(self.sampler, "_valid_by_construction", False):
+                params = self.space.validate_params(params, "suggested params")
             trial = self._storage.create_trial(sid, number, params, owner=self._owner, limit=limit)
             if trial is not None:
                 self._owned.add(number)
@@ -536,6 +526,8 @@ class HyperparameterOptimizer:
 
     def _finished(self, trial: Trial) -> Trial:
         self._owned.discard(trial.number)
+        if type(self.sampler).on_trial_finished is Sampler.on_trial_finished:
+            return trial  # the sampler does not listen: skip building its context
         try:
             ctx = SamplerContext(self.space, self.direction, self.trials, trial.number)
             self.sampler.on_trial_finished(ctx, trial)
@@ -560,6 +552,53 @@ class HyperparameterOptimizer:
             f"HyperparameterOptimizer(study_name={self.study_name!r}, strategy="
             f"{self.sampler.name!r}, direction={self.direction!r})"
         )
+
+
+class _StudyStats:
+    """Finished count, best trial and early-stopping state of a study, folded incrementally.
+
+    Trial ``i`` of a study has number ``i``. The leading run of finished trials never changes
+    again, so it is folded once; each query folds only the trials after it (the running ones
+    and the newest), which keeps ``should_stop`` cheap in studies of many thousand trials.
+    """
+
+    __slots__ = ("sign", "min_delta", "upto", "state")
+
+    def __init__(self, sign: float, min_delta: float) -> None:
+        self.sign = sign
+        self.min_delta = min_delta
+        self.upto = 0
+        # (n_finished, best trial, best signed value, early-stopping reference, trials since)
+        self.state: tuple[int, Trial | None, float, float, int] = (0, None, math.inf, math.inf, 0)
+
+    def _fold(
+        self, state: tuple[int, Trial | None, float, float, int], t: Trial
+    ) -> tuple[int, Trial | None, float, float, int]:
+        n, best, best_v, ref, since = state
+        if t.state.is_finished:
+            n += 1
+        v = t.objective_value()
+        if v is not None:
+            v *= self.sign
+            if v < best_v:
+                best, best_v = t, v
+            if ref == math.inf or v < ref - self.min_delta:
+                ref, since = v, 0
+            else:
+                since += 1
+        return n, best, best_v, ref, since
+
+    def summary(self, trials: list[Trial]) -> tuple[int, Trial | None, int]:
+        """``(finished trials, best trial, completed trials since the last improvement)``."""
+        if self.upto > len(trials):  # not the list this was folded from: start over
+            self.upto, self.state = 0, (0, None, math.inf, math.inf, 0)
+        while self.upto < len(trials) and trials[self.upto].state.is_finished:
+            self.state = self._fold(self.state, trials[self.upto])
+            self.upto += 1
+        state = self.state
+        for t in trials[self.upto :]:
+            state = self._fold(state, t)
+        return state[0], state[1], state[4]
 
 
 def best_of(trials: list[Trial], direction: str) -> Trial | None:

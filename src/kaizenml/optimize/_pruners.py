@@ -228,7 +228,7 @@ class SuccessiveHalvingPruner(Pruner):
 
     def rung_steps(self, up_to: int) -> list[int]:
         """Steps of the rungs up to ``up_to`` (included)."""
-        out = []
+        out: list[int] = []
         k = 0
         while True:
             s = self.min_resource * self.reduction_factor ** (self.min_early_stopping_rate + k)

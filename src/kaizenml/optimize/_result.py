@@ -134,7 +134,7 @@ class OptimizationResult:
         return dict(self._importance)
 
     @property
-    def convergence(self) -> dict[str, list[float]]:
+    def convergence(self) -> dict[str, list[Any]]:
         """Per completed trial (in number order): its number, value, best so far and running
         mean of the values."""
         sign = direction_sign(self.direction)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._exceptions import KaizenTypeError, StateError, TrialPruned, ValidationError
-from .._validation import check_int
+from .._validation import check_float, check_int
 from ._optimizer import HyperparameterOptimizer, resolve_value
 from ._pruners import NopPruner, Pruner
 from ._sampler import Sampler, SpaceExhausted
@@ -119,8 +119,6 @@ class _SQLWorkerBackend:
         self._last: Trial | None = None
 
     def report(self, number: int, step: int, value: float) -> None:
-        from .._validation import check_float
-
         step = check_int(step, "step", minimum=0)
         value = check_float(value, "value", finite=False)
         self._last = self.storage.report(self.study_id, number, step, value)
@@ -148,8 +146,6 @@ class _SnapshotBackend:
         self.values: dict[int, float] = {}
 
     def report(self, number: int, step: int, value: float) -> None:
-        from .._validation import check_float
-
         step = check_int(step, "step", minimum=0)
         value = check_float(value, "value", finite=False)
         if step in self.values:
@@ -494,22 +490,39 @@ def _run_serial(
     callbacks: list[Any],
 ) -> bool:
     backend = _LocalBackend(opt)
-    while True:
-        trial = _next_trial(opt)
-        if trial is None:
-            return False
-        trial = opt.start_trial(trial.number)
-        handle = TrialHandle(trial.number, dict(trial.params), backend)
-        try:
+    trial: Trial | None = None
+    try:
+        while True:
+            trial = None
+            trial = _next_trial(opt)
+            if trial is None:
+                return False
+            trial = opt.start_trial(trial.number)
+            handle = TrialHandle(trial.number, dict(trial.params), backend)
             out = _call_objective(objective, wants_handle, handle)
-        except KeyboardInterrupt:
-            opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
-            logger.warning("interrupted: stopping the study, finished trials are kept")
-            return True
-        out["intermediate"] = None  # already in storage
-        backend._last.pop(trial.number, None)
-        finished = _apply_outcome(opt, trial, out)
-        _after_trial(opt, finished, progress, callbacks)
+            out["intermediate"] = None  # already in storage
+            backend._last.pop(trial.number, None)
+            finished = _apply_outcome(opt, trial, out)
+            trial = None
+            _after_trial(opt, finished, progress, callbacks)
+    except BaseException as exc:
+        # a KeyboardInterrupt ends the study cleanly; anything else (SystemExit, an error in a
+        # callback) propagates, but never leaves the current trial "running"
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if trial is not None:
+            reason = (
+                "interrupted by KeyboardInterrupt"
+                if interrupted
+                else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            )
+            try:
+                opt.fail_trial(trial.number, reason)
+            except StateError:
+                pass
+        if not interrupted:
+            raise
+        logger.warning("interrupted: stopping the study, finished trials are kept")
+        return True
 
 
 def _run_parallel(
@@ -574,7 +587,8 @@ def _run_parallel(
         nonlocal ex, executor_dead
         try:
             fut = ex.submit(_execute_trial, task_for(trial))
-        except (cf.BrokenExecutor, RuntimeError):
+        except (cf.BrokenExecutor, RuntimeError) as first_exc:
+            exc: BaseException = first_exc
             if own_executor:
                 ex = get_executor()
                 try:
@@ -609,11 +623,10 @@ def _run_parallel(
             else:
                 isolating = False
                 while not executor_dead and len(in_flight) < n_slots:
-                    trial = _next_trial(opt)
-                    if trial is None:
+                    asked = _next_trial(opt)
+                    if asked is None:
                         break
-                    trial = opt.start_trial(trial.number)
-                    if not submit(trial):
+                    if not submit(opt.start_trial(asked.number)):
                         break
             if not in_flight:
                 if suspects and not executor_dead:
@@ -622,10 +635,10 @@ def _run_parallel(
             done, _ = cf.wait(list(in_flight), return_when=cf.FIRST_COMPLETED)
             for fut in done:
                 trial = in_flight.pop(fut)
-                exc = fut.exception()
-                if exc is None:
+                err = fut.exception()
+                if err is None:
                     finished = _apply_outcome(opt, trial, fut.result())
-                elif isinstance(exc, cf.BrokenExecutor) and not isolating and own_executor:
+                elif isinstance(err, cf.BrokenExecutor) and not isolating and own_executor:
                     # every trial in flight broke with the pool; find the culprit alone
                     logger.warning(
                         "a worker process died; re-running trial %d on its own", trial.number
@@ -633,32 +646,42 @@ def _run_parallel(
                     suspects.append(trial)
                     continue
                 else:
-                    if isinstance(exc, cf.BrokenExecutor) and not own_executor:
+                    if isinstance(err, cf.BrokenExecutor) and not own_executor:
                         executor_dead = True
-                    msg = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                    msg = "".join(traceback.format_exception(type(err), err, err.__traceback__))
                     finished = opt.fail_trial(
                         trial.number,
                         "the worker running this trial died or could not return its result:\n"
                         + msg,
                     )
-                    logger.warning("trial %d failed in its worker: %s", trial.number, exc)
+                    logger.warning("trial %d failed in its worker: %s", trial.number, err)
                 _after_trial(opt, finished, progress, callbacks)
-    except KeyboardInterrupt:
-        logger.warning("interrupted: stopping the study, finished trials are kept")
+    except BaseException as exc:
+        # nothing may stay "running" behind us: in-flight trials fail with the reason
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        reason = (
+            "interrupted by KeyboardInterrupt"
+            if interrupted
+            else f"the study loop stopped before this trial returned: {exc!r}"
+        )
+        if interrupted:
+            logger.warning("interrupted: stopping the study, finished trials are kept")
         for fut, trial in list(in_flight.items()):
             fut.cancel()
             try:
-                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+                opt.fail_trial(trial.number, reason)
             except StateError:
                 pass
         for trial in suspects:
             try:
-                opt.fail_trial(trial.number, "interrupted by KeyboardInterrupt")
+                opt.fail_trial(trial.number, reason)
             except StateError:
                 pass
-        if own_executor:
+        if own_executor and interrupted:
             try:
                 ex.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
             except TypeError:  # pragma: no cover
                 ex.shutdown(wait=False)
+        if not interrupted:
+            raise
         return True

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import abc
 import json
-import math
 import threading
 import time
 import uuid
@@ -250,7 +249,16 @@ class InMemoryStorage(StudyStorage):
         self._heartbeats: dict[int, dict[int, float]] = {}
         self._next_id = 1
 
-    def create_study(self, name, *, direction, metric, space, sampler, load_if_exists):  # type: ignore[no-untyped-def]
+    def create_study(
+        self,
+        name: str,
+        *,
+        direction: str,
+        metric: str | None,
+        space: dict[str, Any],
+        sampler: dict[str, Any],
+        load_if_exists: bool,
+    ) -> StudyRecord:
         with self._lock:
             if name in self._studies:
                 if not load_if_exists:
@@ -312,7 +320,16 @@ class InMemoryStorage(StudyStorage):
         self._heartbeats[study_id][t.number] = time.time()
         return t
 
-    def create_trial(self, study_id, number, params, *, owner, system_attrs=None, limit=None):  # type: ignore[no-untyped-def]
+    def create_trial(
+        self,
+        study_id: int,
+        number: int,
+        params: dict[str, Any],
+        *,
+        owner: str,
+        system_attrs: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Trial | None:
         with self._lock:
             if number != len(self._trials[study_id]):
                 return None
@@ -325,12 +342,9 @@ class InMemoryStorage(StudyStorage):
             return self._insert(study_id, params, None, None)
 
     def has_queued(self, study_id: int) -> bool:
-        with self._lock:
-            owners = self._owners[study_id]
-            return any(
-                owner is None and self._trials[study_id][n].state == TrialState.WAITING
-                for n, owner in owners.items()
-            )
+        # unowned entries are exactly the queued trials (finishing removes the entry)
+        owners = self._owners[study_id]
+        return len(owners) > 0 and None in owners.values()
 
     def claim_waiting(self, study_id: int, owner: str) -> Trial | None:
         with self._lock:
@@ -372,16 +386,16 @@ class InMemoryStorage(StudyStorage):
 
     def finish_trial(
         self,
-        study_id,
-        number,
-        state,
+        study_id: int,
+        number: int,
+        state: TrialState,
         *,
-        value=None,
-        metrics=None,
-        error=None,
-        intermediate_values=None,
-        user_attrs=None,
-    ):  # type: ignore[no-untyped-def]
+        value: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        error: str | None = None,
+        intermediate_values: Mapping[int, float] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+    ) -> Trial:
         with self._lock:
             t = self._trial(study_id, number)
             _check_finished_transition(t, "told")
@@ -524,7 +538,16 @@ class SQLStorage(StudyStorage):
             json.loads(row.sampler_json),
         )
 
-    def create_study(self, name, *, direction, metric, space, sampler, load_if_exists):  # type: ignore[no-untyped-def]
+    def create_study(
+        self,
+        name: str,
+        *,
+        direction: str,
+        metric: str | None,
+        space: dict[str, Any],
+        sampler: dict[str, Any],
+        load_if_exists: bool,
+    ) -> StudyRecord:
         s = studies_table
 
         def txn() -> StudyRecord:
@@ -644,7 +667,16 @@ class SQLStorage(StudyStorage):
             ).scalar_one()
         )
 
-    def create_trial(self, study_id, number, params, *, owner, system_attrs=None, limit=None):  # type: ignore[no-untyped-def]
+    def create_trial(
+        self,
+        study_id: int,
+        number: int,
+        params: dict[str, Any],
+        *,
+        owner: str,
+        system_attrs: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Trial | None:
         values = self._insert_values(study_id, number, params, owner, system_attrs)
 
         def txn() -> int:
@@ -815,16 +847,16 @@ class SQLStorage(StudyStorage):
 
     def finish_trial(
         self,
-        study_id,
-        number,
-        state,
+        study_id: int,
+        number: int,
+        state: TrialState,
         *,
-        value=None,
-        metrics=None,
-        error=None,
-        intermediate_values=None,
-        user_attrs=None,
-    ):  # type: ignore[no-untyped-def]
+        value: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        error: str | None = None,
+        intermediate_values: Mapping[int, float] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+    ) -> Trial:
         t = trials_table
         now = time.time()
         values: dict[str, Any] = {
@@ -1011,10 +1043,3 @@ def make_storage(storage: Any) -> StudyStorage:
         f"storage must be None (in memory), a database URL such as 'sqlite:///study.db', an "
         f"SQLAlchemy Engine or a StudyStorage, got {type(storage).__name__}"
     )
-
-
-def is_finite_number(x: Any) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
