@@ -237,9 +237,28 @@ def test_seed_reproduces_and_cache_is_only_an_optimization() -> None:
     assert BRANIN_SPACE.validate_params(p) == p
     assert branin(p) < np.median([t.value for t in a])
     # a cache from another space is ignored
-    fresh._theta_cache = (HARTMANN6_SPACE, np.zeros(8))
+    fresh._theta_cache = (HARTMANN6_SPACE, np.zeros(8), 14)
     p = fresh.suggest(SamplerContext(BRANIN_SPACE, "minimize", a, 14))
     assert BRANIN_SPACE.validate_params(p) == p
+
+
+def test_hyperparameters_refit_as_data_grows() -> None:
+    rng = np.random.default_rng(0)
+    trials = [
+        Trial(i, BRANIN_SPACE.decode(x), TrialState.COMPLETE, value=branin(BRANIN_SPACE.decode(x)))
+        for i, x in enumerate(rng.random((100, 2)))
+    ]
+    sampler = BayesianSampler(seed=0)
+    sampler.suggest(SamplerContext(BRANIN_SPACE, "minimize", trials, 100))
+    assert sampler._theta_cache is not None and sampler._theta_cache[2] == 100
+    theta = sampler._theta_cache[1].copy()
+    for i in range(100, 106):
+        p = sampler.suggest(SamplerContext(BRANIN_SPACE, "minimize", list(trials), i))
+        trials.append(Trial(i, p, TrialState.COMPLETE, value=branin(p)))
+        if i < 105:  # fewer than 5 % more observations: the fit is reused as it is
+            np.testing.assert_array_equal(sampler._theta_cache[1], theta)
+    assert sampler._theta_cache[2] == 105
+    assert min(t.value for t in trials[100:]) < min(t.value for t in trials[:100])
 
 
 def test_startup_points_are_sobol_and_distinct() -> None:

@@ -6,8 +6,9 @@ How a suggestion is made
    for trial ``i``), so concurrent workers cover the space evenly.
 2. Then a Gaussian process (:mod:`kaizenml.optimize._gp`) is fitted to the completed trials on
    the unit-cube encoding, categoricals one-hot, values turned into a minimization and
-   standardized (optionally warped). Kernel hyperparameters are re-fitted at every suggestion,
-   warm-started from the previous fit kept on the sampler instance.
+   standardized (optionally warped). Kernel hyperparameters are re-fitted at every suggestion
+   (past 100 observations, whenever the data has grown by 5 %), warm-started from the previous
+   fit kept on the sampler instance; a sampler without that cache fits from scratch.
 3. Trials still running are "believed": their outcome is fantasized as the posterior mean
    (kriging believer), but never better than the best value seen, and the model is conditioned
    on it, which collapses the uncertainty at those points, so several workers asking at once
@@ -60,6 +61,10 @@ _PRUNED = ("last_value", "exclude")
 
 # streams of rng_for(); distinct so the draws for one trial do not overlap
 _STREAM_STARTUP, _STREAM_FIT, _STREAM_CANDIDATES, _STREAM_FALLBACK = 11, 12, 13, 14
+# hyperparameters are re-fitted at every suggestion below this many observations, then
+# whenever the observations have grown by this fraction since the last fit
+_REFIT_ALWAYS_BELOW = 100
+_REFIT_GROWTH = 0.05
 
 
 class _Layout:
@@ -190,7 +195,8 @@ class BayesianSampler(Sampler):
         self.n_polish = n_polish
         self.n_hyper_starts = n_hyper_starts
         # last fitted hyperparameters, to warm-start the next fit (an optimization only)
-        self._theta_cache: tuple[SearchSpace, np.ndarray] | None = None
+        # (space, theta, number of observations it was fitted on)
+        self._theta_cache: tuple[SearchSpace, np.ndarray, int] | None = None
         self._layout_cache: _Layout | None = None
 
     def config(self) -> dict[str, Any]:
@@ -299,12 +305,18 @@ class BayesianSampler(Sampler):
         n_params = ctx.space.n_dims
         X1 = layout.expand(X)
         ys = transform_outputs(y, self.output_warping)
+        n = X1.shape[0]
         starts = []
         maxiter, ftol = 200, 2.2e-9
         cached = self._theta_cache
         if cached is not None and cached[0] == ctx.space and cached[1].shape[0] == n_params + 2:
-            starts.append(cached[1])
-            if X1.shape[0] < 60:
+            theta_prev, n_prev = cached[1], cached[2]
+            if n >= _REFIT_ALWAYS_BELOW and n_prev <= n < n_prev * (1.0 + _REFIT_GROWTH):
+                # with hundreds of points, a few more barely move the posterior of the
+                # hyperparameters: keep them until the data has grown by 5 %
+                return self._model(layout, X1, ys, theta_prev)
+            starts.append(theta_prev)
+            if n < 60:
                 # few points: the posterior can move between modes, keep a fresh start too
                 starts.append(default_theta(n_params))
             else:
@@ -321,15 +333,20 @@ class BayesianSampler(Sampler):
         theta, value = fit_hyperparameters(
             X1, ys, layout.col_group, n_params, starts=starts, maxiter=maxiter, ftol=ftol
         )
-        self._theta_cache = (ctx.space, theta)
+        self._theta_cache = (ctx.space, theta, n)
         logger.debug(
             "GP fit on %d points: lengthscales %s, signal %.3g, noise %.3g, -log post %.4g",
-            X1.shape[0],
+            n,
             np.round(np.exp(theta[:n_params]), 4).tolist(),
             math.exp(theta[n_params]),
             math.exp(theta[n_params + 1]),
             value,
         )
+        return self._model(layout, X1, ys, theta)
+
+    def _model(
+        self, layout: _Layout, X1: np.ndarray, ys: np.ndarray, theta: np.ndarray
+    ) -> tuple[GaussianProcess, float]:
         gp = GaussianProcess(X1, ys, theta, layout.col_group)
         # plug-in incumbent: the best posterior mean at observed points (robust under noise)
         best = float(np.min(gp.mean(X1)))
