@@ -235,8 +235,10 @@ class BayesianSampler(Sampler):
         space = ctx.space
         layout = self._layout(space)
         with_params = [t for t in ctx.trials if t.params]
+        encoded_all = ctx.encoded(with_params)
+        row_of = {t.number: i for i, t in enumerate(with_params)}
         # a trial's params are valid values, so their encoding is already the canonical key
-        taken = {tuple(row) for row in np.round(ctx.encoded(with_params), 9).tolist()}
+        taken = {tuple(row) for row in np.round(encoded_all, 9).tolist()}
         if layout.n_points is not None and len(taken) >= layout.n_points:
             raise SpaceExhausted(f"all {layout.n_points} points of the search space were tried")
 
@@ -244,15 +246,17 @@ class BayesianSampler(Sampler):
         if ctx.trial_number < self.startup_size(space) or len(model_trials) < 2:
             return space.decode(self._startup_point(ctx, layout, taken))
 
-        X = ctx.encoded(model_trials)
+        X = encoded_all[[row_of[t.number] for t in model_trials]]
         gp, best = self._fit(ctx, layout, X, y)
         running = ctx.running()
         if running:
-            gp = self._account_for_running(gp, layout, ctx.encoded(running), best)
+            X_running = encoded_all[[row_of[t.number] for t in running if t.number in row_of]]
+            gp = self._account_for_running(gp, layout, X_running, best)
         failed = [t for t in ctx.trials if t.state == TrialState.FAILED and t.params]
         feasibility = None
         if failed:
-            feasibility = _feasibility_model(gp, layout, X, ctx.encoded(failed))
+            X_failed = encoded_all[[row_of[t.number] for t in failed]]
+            feasibility = _feasibility_model(gp, layout, X, X_failed)
         acq = _Acquisition(
             gp, layout, ACQ_KINDS[self.acquisition], best, self.ucb_beta, feasibility
         )
@@ -374,7 +378,12 @@ class BayesianSampler(Sampler):
         self, ctx: SamplerContext, X_obs: np.ndarray, y_order: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
         d = ctx.space.n_dims
+        n_obs = X_obs.shape[0]
         n_raw = self.n_candidates or min(2048, max(512, 256 * d))
+        if self.n_candidates is None and n_obs > 200:
+            # the batch costs O(n_obs^2) per candidate; with many observations the local
+            # candidates and the gradient polish carry more of the search
+            n_raw = max(512, n_raw * 150 // n_obs)
         m = max(4, math.ceil(math.log2(n_raw)))
         sobol = qmc.Sobol(d, scramble=True, seed=rng).random_base2(m)[:n_raw]
         # local perturbations of the best observed points, on a random subset of dimensions

@@ -66,21 +66,6 @@ def theta_bounds(n_params: int) -> list[tuple[float, float]]:
     return [_LOG_LS_BOUNDS] * n_params + [_LOG_SIGNAL_BOUNDS, _LOG_NOISE_BOUNDS]
 
 
-def _kernel_and_r(
-    X: np.ndarray, inv_ls2: np.ndarray, signal: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Matérn-5/2 Gram matrix and ``sqrt(5) r`` for training inputs ``X`` (n, D)."""
-    Xs = X * np.sqrt(inv_ls2)
-    sq = np.einsum("ij,ij->i", Xs, Xs)
-    r2 = sq[:, None] + sq[None, :] - 2.0 * (Xs @ Xs.T)
-    np.maximum(r2, 0.0, out=r2)
-    np.fill_diagonal(r2, 0.0)
-    r = np.sqrt(5.0 * r2)
-    e = np.exp(-r)
-    K = signal * (1.0 + r + r * r / 3.0) * e
-    return K, r
-
-
 def neg_log_posterior(
     theta: np.ndarray, X: np.ndarray, y: np.ndarray, col_group: np.ndarray, n_params: int
 ) -> tuple[float, np.ndarray]:
@@ -241,7 +226,7 @@ class GaussianProcess:
         self.signal = math.exp(self.theta[n_params])
         self.noise = math.exp(self.theta[n_params + 1])
         n = self.X.shape[0]
-        K, _ = _kernel_and_r(self.X, self.inv_ls2, self.signal)
+        K = _acqf.matern52_gram(self.X, self.inv_ls2, self.signal)
         K.flat[:: n + 1] += self.noise + _JITTER
         jitter = 0.0
         for _ in range(6):
