@@ -368,11 +368,14 @@ def _history(prob: Problem, n: int, seed: int) -> list[tuple[dict[str, Any], flo
     return out
 
 
-def time_kaizenml(prob: Problem, n_finished: int, repeats: int, seed: int = 0) -> float:
+def time_kaizenml(
+    prob: Problem, n_finished: int, repeats: int, seed: int = 0
+) -> tuple[float, float]:
     """Median seconds per suggestion from ``n_finished`` completed trials on (warm sampler).
 
     Each repeat adds the suggested trial, so past 100 trials the repeats include the periodic
-    hyperparameter refits (every 5 % of growth) as they occur in a study.
+    hyperparameter refits (every 5 % of growth) as they occur in a study. Returns the median
+    and the slowest suggestion.
     """
     hist = _history(prob, n_finished - 1, seed)
     trials = [Trial(i, p, TrialState.COMPLETE, value=v) for i, (p, v) in enumerate(hist)]
@@ -386,7 +389,7 @@ def time_kaizenml(prob: Problem, n_finished: int, repeats: int, seed: int = 0) -
         params = sampler.suggest(ctx)
         times.append(time.perf_counter() - t0)
         trials.append(Trial(len(trials), params, TrialState.COMPLETE, value=prob.f(params)))
-    return statistics.median(times)
+    return statistics.median(times), max(times)
 
 
 def time_optuna_gp(prob: Problem, n_finished: int, repeats: int, seed: int = 0) -> float:
@@ -408,29 +411,34 @@ def time_optuna_gp(prob: Problem, n_finished: int, repeats: int, seed: int = 0) 
     return statistics.median(times)
 
 
-def overhead_suite(repeats: int) -> list[tuple[str, float, float | None]]:
+def overhead_suite(repeats: int) -> list[tuple[str, float, float, float | None]]:
     probs = problems()
-    rows: list[tuple[str, float, float | None]] = []
+    rows: list[tuple[str, float, float, float | None]] = []
     for key in ("hartmann6", "mixed_nn"):
-        ours = time_kaizenml(probs[key], 100, repeats)
+        ours, ours_max = time_kaizenml(probs[key], 100, repeats)
         try:
             peer: float | None = time_optuna_gp(probs[key], 100, repeats)
         except ImportError:
             peer = None
-        rows.append((f"{probs[key].name}, 100 finished trials", ours, peer))
+        rows.append((f"{probs[key].name}, 100 finished trials", ours, ours_max, peer))
         print(rows[-1], flush=True)
     ten_d = Problem("10-D Ackley", probs["ackley10"].space, ackley10, 0.0)
-    rows.append(("10-D (Ackley), 300 finished trials", time_kaizenml(ten_d, 300, repeats), None))
+    # 20 consecutive suggestions from 300 trials include one hyperparameter refit (at 315)
+    ours, ours_max = time_kaizenml(ten_d, 300, max(repeats, 20))
+    rows.append(("10-D (Ackley), 300 finished trials", ours, ours_max, None))
     print(rows[-1], flush=True)
     return rows
 
 
-def overhead_table(rows: list[tuple[str, float, float | None]]) -> str:
-    lines = ["| setting | kaizenml (ms) | Optuna GPSampler (ms) | ratio |", "|---|---|---|---|"]
-    for name, ours, peer in rows:
+def overhead_table(rows: list[tuple[str, float, float, float | None]]) -> str:
+    lines = [
+        "| setting | kaizenml median (slowest) ms | Optuna GPSampler median ms | ratio |",
+        "|---|---|---|---|",
+    ]
+    for name, ours, ours_max, peer in rows:
         p = f"{1e3 * peer:.1f}" if peer is not None else "—"
-        r = f"{peer / ours:.1f}× faster" if peer is not None else "—"
-        lines.append(f"| {name} | {1e3 * ours:.1f} | {p} | {r} |")
+        r = f"{peer / ours:.1f}× less" if peer is not None else "—"
+        lines.append(f"| {name} | {1e3 * ours:.1f} ({1e3 * ours_max:.1f}) | {p} | {r} |")
     return "\n".join(lines)
 
 
