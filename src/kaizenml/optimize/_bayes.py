@@ -116,7 +116,8 @@ class BayesianSampler(Sampler):
     pruned_trials:
         ``"last_value"`` (default; see the module notes) or ``"exclude"``.
     n_candidates:
-        Raw Sobol candidates per suggestion; default ``min(2048, max(512, 256 * n_params))``.
+        Raw Sobol candidates per suggestion; default ``min(2048, max(512, 256 * n_params))``,
+        scaled down past 200 observations (each candidate then costs more).
     n_polish:
         Candidates polished by L-BFGS-B.
     n_hyper_starts:
