@@ -3,7 +3,8 @@
 The model works on the unit-cube encoding of a search space with categorical columns expanded
 one-hot. Its kernel is Matérn-5/2 with automatic relevance determination: one lengthscale per
 *parameter*; the columns of a one-hot block share their parameter's lengthscale, so two different
-categories are always at the same distance (a Hamming-type kernel, not an ordering).
+categories are always at the same distance (a Hamming-type kernel, not an ordering). The sampler
+scales one-hot columns so that this distance is 0.5 in unit-cube terms.
 
 Hyperparameters ``theta = [log lengthscale_1..P, log signal variance, log noise variance]`` are
 set by maximizing the log marginal likelihood plus log priors (maximum a posteriori) with
