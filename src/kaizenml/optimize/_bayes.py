@@ -260,7 +260,7 @@ class BayesianSampler(Sampler):
         running = ctx.running()
         if running:
             X_running = encoded_all[[row_of[t.number] for t in running if t.number in row_of]]
-            gp = self._account_for_running(gp, layout, X_running, best)
+            gp = self._account_for_running(gp, layout, X_running)
         failed = [t for t in ctx.trials if t.state == TrialState.FAILED and t.params]
         feasibility = None
         if failed:
@@ -366,7 +366,7 @@ class BayesianSampler(Sampler):
         return gp, best
 
     def _account_for_running(
-        self, gp: GaussianProcess, layout: _Layout, X_running: np.ndarray, best: float
+        self, gp: GaussianProcess, layout: _Layout, X_running: np.ndarray
     ) -> GaussianProcess:
         Xr = layout.expand(X_running)
         if self.parallel_strategy == "believer":
