@@ -59,7 +59,11 @@ class SamplerContext:
 
     def minimized_values(self, trials: Sequence[Trial]) -> np.ndarray:
         """The trials' values turned into a minimization, shape ``(len(trials),)``."""
-        return np.array([self.sign * float(t.value) for t in trials], dtype=np.float64)
+        # only complete trials have a value: a None here is a caller's bug and raises
+        return np.array(
+            [self.sign * float(t.value) for t in trials],  # type: ignore[arg-type]
+            dtype=np.float64,
+        )
 
 
 class Sampler(abc.ABC):
@@ -76,7 +80,7 @@ class Sampler(abc.ABC):
         self.seed = seed
         if seed is None:
             # an unseeded sampler still needs per-trial streams; draw the root entropy once
-            self._entropy = np.random.SeedSequence().entropy
+            self._entropy = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
         else:
             self._entropy = seed
 
@@ -90,7 +94,7 @@ class Sampler(abc.ABC):
     def suggest(self, ctx: SamplerContext) -> dict[str, Any]:
         """Return the parameters of the next trial, or raise :class:`SpaceExhausted`."""
 
-    def on_trial_finished(self, ctx: SamplerContext, trial: Trial) -> None:
+    def on_trial_finished(self, ctx: SamplerContext, trial: Trial) -> None:  # noqa: B027
         """Hook called in the driving process when one of its trials finishes."""
 
     def config(self) -> dict[str, Any]:

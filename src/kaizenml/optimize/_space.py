@@ -19,7 +19,7 @@ import math
 import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -126,7 +126,12 @@ class Int:
     step: int = 1
 
     def __init__(self, low: int, high: int, *, log: bool = False, step: int = 1) -> None:
-        for what, v in (("Int low", low), ("Int high", high), ("Int step", step)):
+        checks: tuple[tuple[str, Any], ...] = (
+            ("Int low", low),
+            ("Int high", high),
+            ("Int step", step),
+        )
+        for what, v in checks:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 if isinstance(v, float) and v.is_integer():
                     continue
@@ -162,7 +167,7 @@ class Int:
             return False
         if isinstance(value, float) and not value.is_integer():
             return False
-        v = int(value)
+        v = int(float(value))
         return self.low <= v <= self.high and (v - self.low) % self.step == 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,7 +230,7 @@ class Categorical:
         return {"type": "categorical", "choices": list(self.choices)}
 
 
-Parameter = Union[Float, Int, Categorical]
+Parameter = Float | Int | Categorical
 
 _DICT_KEYS = {
     "float": {"type", "min", "max", "low", "high", "log", "step"},
@@ -383,7 +388,7 @@ class SearchSpace(Mapping[str, Parameter]):
             v = params[name]
             if isinstance(p, Int) and p.log:
                 x[j] = self._to_unit_int_log(p, int(v))
-            elif p.n_levels:
+            elif p.n_levels or isinstance(p, Categorical):
                 x[j] = (self._level_index(p, v) + 0.5) / p.n_levels
             elif p.log:
                 x[j] = (math.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))
@@ -418,6 +423,7 @@ class SearchSpace(Mapping[str, Parameter]):
                 return p.low + idx * p.step
             assert p.step is not None
             return np.minimum(p.low + idx * p.step, p.high)
+        assert not isinstance(p, Categorical)
         if p.log:
             lo, hi = math.log(p.low), math.log(p.high)
             return np.clip(np.exp(lo + u * (hi - lo)), p.low, p.high)

@@ -461,7 +461,9 @@ class InMemoryStorage(StudyStorage):
         with self._lock:
             t = self._trials[study_id][number]
             if t.state.is_finished:
-                raise StateError(f"trial {number} is already {t.state.value}; it cannot be re-queued")
+                raise StateError(
+                    f"trial {number} is already {t.state.value}; it cannot be re-queued"
+                )
             t.state = TrialState.WAITING
             t.intermediate_values.clear()
             t.datetime_start = None
