@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # what the lazy __getattr__ below resolves, for type checkers
     from .features import ComputationConfig, FeatureDefinition, FeatureStore, get_feature_store
     from .loop import ImprovementReport, improve_model
     from .optimize import (
+        BayesianSampler,
         Categorical,
         Float,
         GeneticResult,
@@ -73,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "SearchSpace": "optimize",
     "param_importances": "optimize",
     "GeneticSearch": "optimize",
+    "BayesianSampler": "optimize",
     "GeneticResult": "optimize",
     "FeatureStore": "features",
     "FeatureDefinition": "features",

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from .._exceptions import TrialPruned
+from ._bayes import BayesianSampler
 from ._ga_engine import GeneticResult, GeneticSearch
 from ._genetic import GeneticSampler
 from ._grid import GridSampler, grid_values
@@ -33,6 +34,7 @@ from ._storage import InMemoryStorage, SQLStorage, StudyStorage
 from ._trial import Trial, TrialState
 
 __all__ = [
+    "BayesianSampler",
     "CATEGORICAL",
     "CONTINUOUS",
     "DISCRETE",
