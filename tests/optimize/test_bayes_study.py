@@ -20,8 +20,18 @@ def branin(p: dict[str, Any]) -> float:
 
 def test_parallel_study_with_two_workers() -> None:
     space = {"x1": Float(-5.0, 10.0), "x2": Float(0.0, 15.0)}
+
+    # defined here so that worker processes receive it by value: the test module itself is
+    # not importable in them when the tests run from outside the source tree
+    def objective(p: dict[str, Any]) -> float:
+        x1, x2 = p["x1"], p["x2"]
+        b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
+        return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(
+            x1
+        ) + 10
+
     res = optimize_hyperparameters(
-        space, branin, strategy="bayesian", n_jobs=2, max_trials=24, seed=0, pruner=None
+        space, objective, strategy="bayesian", n_jobs=2, max_trials=24, seed=0, pruner=None
     )
     trials = res.trials
     assert len(trials) == 24
