@@ -19,6 +19,7 @@ for both directions.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -39,13 +40,14 @@ __all__ = [
 ]
 
 
-class Pruner:
+class Pruner(abc.ABC):
     """Base class: :meth:`prune` answers whether ``trial`` should stop now."""
 
     name = "base"
 
+    @abc.abstractmethod
     def prune(self, trials: Sequence[Trial], trial: Trial, direction: str) -> bool:
-        raise NotImplementedError
+        """Whether ``trial`` should stop now, given every trial of the study."""
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
