@@ -13,7 +13,7 @@ from kaizenml.demo._run import CLASSIFIER_MODEL, QUICK, RULE_MODEL
 
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory):
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401  (the report needs it)
     home = tmp_path_factory.mktemp("home")
     out = home / "report"
     mp = pytest.MonkeyPatch()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 import kaizenml
 
@@ -19,10 +26,7 @@ def test_version_and_errors() -> None:
 
 @pytest.mark.parametrize("name", ["tests.yml", "wheels.yml"])
 def test_workflows_parse(name: str) -> None:
-    yaml = pytest.importorskip("yaml")
     path = ROOT / ".github" / "workflows" / name
-    if not path.exists():
-        pytest.skip("workflow files are not part of an sdist")
     doc = yaml.safe_load(path.read_text())
     # PyYAML reads the bare key `on` as True
     assert "jobs" in doc and (True in doc or "on" in doc)
@@ -32,17 +36,13 @@ def test_workflows_parse(name: str) -> None:
 
 
 def test_workflow_matrix_covers_supported_pythons() -> None:
-    yaml = pytest.importorskip("yaml")
     path = ROOT / ".github" / "workflows" / "tests.yml"
-    if not path.exists():
-        pytest.skip("workflow files are not part of an sdist")
     matrix = yaml.safe_load(path.read_text())["jobs"]["test"]["strategy"]["matrix"]
     assert matrix["python-version"] == ["3.10", "3.11", "3.12", "3.13"]
     assert set(matrix["os"]) == {"ubuntu-latest", "macos-latest"}
 
 
 def test_cibuildwheel_config() -> None:
-    tomllib = pytest.importorskip("tomllib")
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["cibuildwheel"]
     assert "pp*" in cfg["skip"] and "musllinux" in cfg["skip"]
     assert cfg["linux"]["archs"] == ["x86_64", "aarch64"]

@@ -83,7 +83,6 @@ def test_killed_process_trial_fails_without_retries(
 def test_killed_dask_worker_trial_completes(
     postgres_url, tmp_path, spawn_worker, finish, wait_for_file, read_log, study_trials
 ) -> None:
-    pytest.importorskip("dask.distributed")
     cfg = _config(postgres_url, tmp_path, max_trials=8, retry_failed=1, dask_workers=2)
     driver = spawn_worker(0, cfg)
     hanging = wait_for_file(tmp_path / "hanging.json", [driver])
@@ -137,7 +136,6 @@ def test_dask_giving_up_on_a_killed_worker_fails_that_trial_only(
 ) -> None:
     """With dask's re-runs disabled, the killed worker's task ends in KilledWorker: that trial
     alone is failed (with the reason), and the study still ends with max_trials finished."""
-    pytest.importorskip("dask.distributed")
     url = f"sqlite:///{tmp_path / 'study.db'}"
     cfg = _config(url, tmp_path, max_trials=6, dask_workers=2, dask_allowed_failures=0)
     driver = spawn_worker(0, cfg)
@@ -161,7 +159,6 @@ def test_dask_giving_up_on_a_killed_worker_requeues_with_retry_failed(
 ) -> None:
     """Same as above with retry_failed=1: the trial dask gave up on goes back in the queue with
     its number and parameters and runs again, so the study ends with every trial complete."""
-    pytest.importorskip("dask.distributed")
     url = f"sqlite:///{tmp_path / 'study.db'}"
     cfg = _config(
         url, tmp_path, max_trials=6, dask_workers=2, dask_allowed_failures=0, retry_failed=1

@@ -232,7 +232,7 @@ def test_mapping_and_pandas_inputs(store: FeatureStore, market) -> None:
 
 
 def test_polars_input(store: FeatureStore, market) -> None:
-    pl = pytest.importorskip("polars")
+    import polars as pl
     data = market(150)
     data["timestamp"] = data["timestamp"].astype("datetime64[ms]")  # polars has no seconds unit
     frame = pl.DataFrame(data)

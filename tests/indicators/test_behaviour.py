@@ -86,7 +86,7 @@ def test_gap_restarts_the_indicator(name: str, bad: float, bars) -> None:
 
 
 def test_gap_policy_differs_from_talib_only_where_talib_is_stuck(walk) -> None:
-    talib = pytest.importorskip("talib")
+    import talib
     x = walk(400, seed=3)
     gapped = x.copy()
     gapped[200] = np.nan
@@ -167,7 +167,7 @@ def test_2d_rows_equal_1d(bars) -> None:
 
 
 def test_dataframe_columns_are_series(bars) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     series = _batch(bars, 3, 120)
     index = pd.date_range("2024-01-01", periods=120, freq="h")
     frames = {
@@ -187,7 +187,7 @@ def test_dataframe_columns_are_series(bars) -> None:
 
 
 def test_series_in_series_out(bars) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     d = bars(80, seed=5)
     index = pd.date_range("2024-01-01", periods=80, freq="D")
     as_series = {k: pd.Series(v, index=index, name=k) for k, v in d.items()}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kaizenml import indicators as ki
-
-pd = pytest.importorskip("pandas")
 
 
 def _windows(x: np.ndarray, w: int) -> np.ndarray:

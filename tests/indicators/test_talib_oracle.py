@@ -11,10 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import talib
 
 from kaizenml import indicators as ki
-
-talib = pytest.importorskip("talib")
 
 Case = tuple[Callable[..., object], Callable[..., object]]
 

@@ -284,7 +284,7 @@ def test_dead_worker_in_a_user_executor_never_hangs_nor_leaves_running_trials() 
 
 
 def test_dask_client_executor(tmp_path) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed
     url = f"sqlite:///{tmp_path / 'dask.db'}"
     with distributed.Client(
         processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None

@@ -6,11 +6,10 @@ import functools
 import random
 
 import pytest
+import semver
 
 from kaizenml import KaizenTypeError, ValidationError
 from kaizenml.versioning import Version
-
-semver = pytest.importorskip("semver")
 
 
 def _random_identifier(rng: random.Random, *, numeric_ok: bool = True) -> str:
