@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._exceptions import TrialPruned
-from ._bayes import BayesianSampler
 from ._ga_engine import GeneticResult, GeneticSearch
 from ._genetic import GeneticSampler
 from ._grid import GridSampler, grid_values
@@ -32,6 +33,9 @@ from ._sampler import Sampler, SamplerContext, SpaceExhausted, available_strateg
 from ._space import CATEGORICAL, CONTINUOUS, DISCRETE, Categorical, Float, Int, SearchSpace
 from ._storage import InMemoryStorage, SQLStorage, StudyStorage
 from ._trial import Trial, TrialState
+
+if TYPE_CHECKING:
+    from ._bayes import BayesianSampler
 
 __all__ = [
     "BayesianSampler",
@@ -71,3 +75,13 @@ __all__ = [
     "optimize_hyperparameters",
     "param_importances",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # the Gaussian-process sampler pulls in scipy.optimize and scipy.stats (seconds of import
+    # time); load it only when it is asked for, as make_sampler("bayesian") does
+    if name == "BayesianSampler":
+        from ._bayes import BayesianSampler
+
+        return BayesianSampler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
