@@ -235,9 +235,23 @@ def transaction_lock(conn: sa.Connection, key: str) -> None:
         )
 
 
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    # Only a duplicate key is a race another writer won (re-reading resolves it); a foreign-key,
+    # NOT NULL or CHECK violation would fail the same way on every attempt.
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)  # psycopg 3 / 2
+    if code is not None:
+        return bool(code == "23505")  # unique_violation
+    name = getattr(orig, "sqlite_errorname", None)  # Python >= 3.11
+    if name is not None:
+        return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+    text = str(orig).lower()
+    return "unique constraint" in text or "duplicate key" in text
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, IntegrityError):
-        return True
+        return _is_unique_violation(exc)
     if isinstance(exc, OperationalError):
         text = str(exc).lower()
         return any(
@@ -260,6 +274,8 @@ def _is_transient(exc: BaseException) -> bool:
 
 def retry_on_conflict(fn: Callable[[], T], *, attempts: int = 50, base_delay: float = 0.005) -> T:
     """Run ``fn`` (one whole transaction), retrying on lock contention and unique conflicts.
+
+    Other integrity errors (foreign key, NOT NULL, CHECK) are not transient and raise at once.
 
     ``fn`` must be idempotent as a transaction: it re-reads what it needs on every attempt.
     """

@@ -49,6 +49,16 @@ model_versions = sa.Table(
     sa.Index("ix_kz_model_versions_history", "model_name", "id"),
 )
 
+
+def _references_version(ondelete: str | None = None) -> sa.ForeignKeyConstraint:
+    """A table's (model_name, version) pointing at a row of :data:`model_versions`."""
+    return sa.ForeignKeyConstraint(
+        ["model_name", "version"],
+        ["kz_model_versions.model_name", "kz_model_versions.version"],
+        ondelete=ondelete,
+    )
+
+
 # Numbers of deleted versions: never handed out again, so a version number always names one
 # artifact for the life of the model (caches and audit logs keyed by it stay truthful).
 deleted_versions = sa.Table(
@@ -72,11 +82,7 @@ version_tags = sa.Table(
     sa.Column("key", sa.String(256), nullable=False),
     sa.Column("value", sa.String(1024), nullable=False),
     sa.PrimaryKeyConstraint("model_name", "version", "key"),
-    sa.ForeignKeyConstraint(
-        ["model_name", "version"],
-        ["kz_model_versions.model_name", "kz_model_versions.version"],
-        ondelete="CASCADE",
-    ),
+    _references_version(ondelete="CASCADE"),
     sa.Index("ix_kz_model_version_tags_kv", "key", "value"),
 )
 
@@ -88,11 +94,7 @@ version_metrics = sa.Table(
     sa.Column("name", sa.String(256), nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.PrimaryKeyConstraint("model_name", "version", "name"),
-    sa.ForeignKeyConstraint(
-        ["model_name", "version"],
-        ["kz_model_versions.model_name", "kz_model_versions.version"],
-        ondelete="CASCADE",
-    ),
+    _references_version(ondelete="CASCADE"),
     sa.Index("ix_kz_model_version_metrics_nv", "name", "value"),
 )
 
@@ -104,10 +106,7 @@ active_versions = sa.Table(
     sa.Column("changed_at", sa.Float, nullable=False),
     sa.Column("changed_by", sa.String(256), nullable=False, default=""),
     # An active version can never be deleted from under the pointer.
-    sa.ForeignKeyConstraint(
-        ["model_name", "version"],
-        ["kz_model_versions.model_name", "kz_model_versions.version"],
-    ),
+    _references_version(),
 )
 
 deployments = sa.Table(
