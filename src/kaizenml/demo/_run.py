@@ -176,6 +176,7 @@ def _hl_range(high: np.ndarray, low: np.ndarray, close: np.ndarray, **_: Any) ->
 
 def _setup_features(store: Any) -> list[str]:
     from ..features import FeatureDefinition
+    from ..features._builtins import BUILTIN_DEFINITIONS
 
     store.register_function("hl_range", _hl_range)
     wanted = [
@@ -202,19 +203,7 @@ def _setup_features(store: Any) -> list[str]:
     for d in wanted:
         if (d.name, d.version) not in registered:
             store.register_feature(d)
-    return [
-        "price_return",
-        "price_volatility",
-        "price_momentum",
-        "volume_ratio",
-        "rsi_14",
-        "macd",
-        "bb_position",
-        "hour_of_day",
-        "day_of_week",
-        "range_z",
-        "trend_120",
-    ]
+    return [spec["name"] for spec in BUILTIN_DEFINITIONS] + [d.name for d in wanted]
 
 
 # --------------------------------------------------------------------------------------------
@@ -953,26 +942,19 @@ def _figures(
             ax.set_ylabel("")
 
     def versions(fig: Any) -> None:
-        ax1 = fig.add_subplot(1, 2, 1)
-        hist = _history(manager, RULE_MODEL)
-        act = _active(manager, RULE_MODEL)
-        plot.plot_version_metrics(
-            hist,
-            metrics=["sharpe", "train_sharpe"],
-            ax=ax1,
-            active=act.version if act else None,
-            title=RULE_MODEL,
+        panels = (
+            (RULE_MODEL, ["sharpe", "train_sharpe"]),
+            (CLASSIFIER_MODEL, ["log_loss", "test_log_loss"]),
         )
-        ax2 = fig.add_subplot(1, 2, 2)
-        hist = _history(manager, CLASSIFIER_MODEL)
-        act = _active(manager, CLASSIFIER_MODEL)
-        plot.plot_version_metrics(
-            hist,
-            metrics=["log_loss", "test_log_loss"],
-            ax=ax2,
-            active=act.version if act else None,
-            title=CLASSIFIER_MODEL,
-        )
+        for i, (model, metrics) in enumerate(panels, 1):
+            act = _active(manager, model)
+            plot.plot_version_metrics(
+                _history(manager, model),
+                metrics=metrics,
+                ax=fig.add_subplot(1, 2, i),
+                active=act.version if act else None,
+                title=model,
+            )
 
     def equity(fig: Any) -> None:
         ax = fig.add_subplot()

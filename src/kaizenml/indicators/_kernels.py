@@ -357,60 +357,8 @@ def _variance(s1, s2, inv, correction):
 
 
 @_serial
-def _std_1d(x, window, ddof, out):
-    n = x.shape[0]
-    inv = 1.0 / window
-    correction = window / (window - ddof)
-    period = _reanchor_period(window)
-    run = 0
-    anchor = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    countdown = 0
-    flat = 0  # bars in a row equal to the one before: a flat window has exactly zero spread
-    last = 0.0
-    for i in range(n):
-        v = x[i]
-        if not _ok(v):
-            run = 0
-            out[i] = _NAN
-            continue
-        run += 1
-        flat = flat + 1 if v == last else 0
-        last = v
-        if run == 1:
-            flat = 0
-            anchor = v
-            s1 = 0.0
-            s2 = 0.0
-            countdown = period
-        d = v - anchor
-        if run > window:
-            t = x[i - window] - anchor
-            s1 += d - t
-            s2 += d * d - t * t
-        else:
-            s1 += d
-            s2 += d * d
-        if run >= window:
-            out[i] = 0.0 if flat >= window - 1 else math.sqrt(_variance(s1, s2, inv, correction))
-        else:
-            out[i] = _NAN
-        countdown -= 1
-        if countdown == 0:  # period >= window, so the window is full here
-            countdown = period
-            anchor = v
-            s1, s2 = _moments(x, i, window, anchor)
-
-
-@_parallel
-def _std_2d(x, window, ddof, out):
-    for r in prange(x.shape[0]):
-        _std_1d(x[r], window, ddof, out[r])
-
-
-@_serial
-def _zscore_1d(x, window, ddof, out):
+def _spread_1d(x, window, ddof, standardize, out):
+    """Rolling std (``standardize`` false) or z-score of the last value (true) into ``out``."""
     n = x.shape[0]
     inv = 1.0 / window
     correction = window / (window - ddof)
@@ -447,15 +395,34 @@ def _zscore_1d(x, window, ddof, out):
             s2 += d * d
         if run >= window:
             var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, correction)
-            # a window with no spread: the value sits exactly on its mean
-            out[i] = (d - s1 * inv) / math.sqrt(var) if var > 0.0 else 0.0
+            if standardize:
+                # a window with no spread: the value sits exactly on its mean
+                out[i] = (d - s1 * inv) / math.sqrt(var) if var > 0.0 else 0.0
+            else:
+                out[i] = math.sqrt(var)
         else:
             out[i] = _NAN
         countdown -= 1
-        if countdown == 0:
+        if countdown == 0:  # period >= window, so the window is full here
             countdown = period
             anchor = v
             s1, s2 = _moments(x, i, window, anchor)
+
+
+@_serial
+def _std_1d(x, window, ddof, out):
+    _spread_1d(x, window, ddof, False, out)
+
+
+@_parallel
+def _std_2d(x, window, ddof, out):
+    for r in prange(x.shape[0]):
+        _std_1d(x[r], window, ddof, out[r])
+
+
+@_serial
+def _zscore_1d(x, window, ddof, out):
+    _spread_1d(x, window, ddof, True, out)
 
 
 @_parallel
