@@ -39,6 +39,7 @@ import scipy.optimize
 from scipy.stats import qmc
 
 from .._exceptions import KaizenTypeError, ValidationError
+from .._validation import check_choice
 from ._gp import (
     ACQ_KINDS,
     GaussianProcess,
@@ -168,23 +169,14 @@ class BayesianSampler(Sampler):
                     f"n_startup_trials must be >= 1, got {n_startup_trials}; the model needs "
                     "at least one observed trial"
                 )
-        if acquisition not in ACQ_KINDS:
-            raise ValidationError(
-                f"acquisition={acquisition!r} is not supported; choose one of {list(ACQ_KINDS)}"
-            )
+        check_choice(acquisition, "acquisition", tuple(ACQ_KINDS))
         if not isinstance(ucb_beta, (int, float)) or not (
             ucb_beta >= 0 and math.isfinite(ucb_beta)
         ):
             raise ValidationError(f"ucb_beta must be a finite number >= 0, got {ucb_beta!r}")
-        for what, value, allowed in (
-            ("output_warping", output_warping, _WARPINGS),
-            ("parallel_strategy", parallel_strategy, _PARALLEL),
-            ("pruned_trials", pruned_trials, _PRUNED),
-        ):
-            if value not in allowed:
-                raise ValidationError(
-                    f"{what}={value!r} is not supported; choose one of {list(allowed)}"
-                )
+        check_choice(output_warping, "output_warping", _WARPINGS)
+        check_choice(parallel_strategy, "parallel_strategy", _PARALLEL)
+        check_choice(pruned_trials, "pruned_trials", _PRUNED)
         for count_name, count, low in (
             ("n_candidates", n_candidates, 16),
             ("n_polish", n_polish, 0),

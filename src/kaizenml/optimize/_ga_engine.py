@@ -37,6 +37,7 @@ __all__ = [
     "log_int_columns",
     "make_operators",
     "mutate",
+    "operator_kinds",
     "spawn_streams",
     "tournament_selection",
 ]
@@ -117,6 +118,18 @@ def log_int_columns(space: SearchSpace) -> list[int]:
         if isinstance(p, Int) and p.log:
             out.append(j)
     return out
+
+
+def operator_kinds(space: SearchSpace) -> tuple[np.ndarray, list[int]]:
+    """Gene kinds for :func:`make_operators` and the log-int columns among them.
+
+    Log-scaled ints are not spaced at bin centres, so the operators evolve them as continuous
+    genes; the caller moves them onto valid values (decoding rounds them).
+    """
+    log_ints = log_int_columns(space)
+    kinds = space.kinds.copy()
+    kinds[log_ints] = CONTINUOUS
+    return kinds, log_ints
 
 
 def _layout(kinds: Any, n_levels: Any, n_genes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -518,29 +531,9 @@ class GeneticSearch:
             check_int(seed, "seed", minimum=0)
         self.seed = seed
         self._seed_seq = np.random.SeedSequence(seed)
-        # log-scaled ints are not spaced at bin centres: the kernels treat them as continuous
-        # and the engine moves them onto valid encodings after each generation
-        kinds = self.space.kinds.copy()
-        self._log_int_cols = log_int_columns(self.space)
-        kinds[self._log_int_cols] = CONTINUOUS
-        self._ops = make_operators(
-            kinds,
-            self.space.n_levels,
-            crossover=crossover,
-            crossover_rate=crossover_rate,
-            gene_crossover_rate=gene_crossover_rate,
-            crossover_eta=crossover_eta,
-            blx_alpha=blx_alpha,
-            mutation=mutation,
-            mutation_rate=mutation_rate,
-            mutation_eta=mutation_eta,
-            mutation_sigma=mutation_sigma,
-            tournament_size=tournament_size,
-        )
-        self.options = {
-            "population_size": self.population_size,
-            "replacement": self.replacement,
-            "elitism": self.elitism,
+        # the engine moves log-int genes onto valid encodings after each generation
+        kinds, self._log_int_cols = operator_kinds(self.space)
+        operator_options: dict[str, Any] = {
             "crossover": crossover,
             "crossover_rate": crossover_rate,
             "gene_crossover_rate": gene_crossover_rate,
@@ -551,6 +544,13 @@ class GeneticSearch:
             "mutation_eta": mutation_eta,
             "mutation_sigma": mutation_sigma,
             "tournament_size": tournament_size,
+        }
+        self._ops = make_operators(kinds, self.space.n_levels, **operator_options)
+        self.options = {
+            "population_size": self.population_size,
+            "replacement": self.replacement,
+            "elitism": self.elitism,
+            **operator_options,
             "seed": seed,
         }
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int
-from ._ga_engine import log_int_columns, make_operators, spawn_streams
+from ._ga_engine import make_operators, operator_kinds, spawn_streams
 from ._sampler import Sampler, SamplerContext
-from ._space import CONTINUOUS, SearchSpace
+from ._space import SearchSpace
 from ._trial import TrialState
 
 __all__ = ["GeneticSampler"]
@@ -99,10 +99,7 @@ class GeneticSampler(Sampler):
     def _operators(self, space: SearchSpace) -> Any:
         if self._ops_cache is not None and self._ops_cache[0] is space:
             return self._ops_cache[1]
-        kinds = space.kinds.copy()
-        log_ints = log_int_columns(space)
-        # log ints are not spaced at bin centres: evolve them as continuous (decoding rounds)
-        kinds[log_ints] = CONTINUOUS
+        kinds, _ = operator_kinds(space)
         ops = make_operators(kinds, space.n_levels, **self._options)
         self._ops_cache = (space, ops)
         return ops

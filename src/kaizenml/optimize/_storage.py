@@ -226,6 +226,26 @@ class StudyStorage(abc.ABC):
         """Put an unfinished trial back in the queue with the same parameters (one more retry)."""
 
 
+def _set_outcome(
+    trial: Trial,
+    state: TrialState,
+    value: float | None,
+    metrics: Mapping[str, float] | None,
+    error: str | None,
+    intermediate_values: Mapping[int, float] | None,
+    user_attrs: Mapping[str, Any] | None,
+) -> None:
+    # the fields finish_trial sets, in the same way for every backend's trial objects
+    trial.state = TrialState(state)
+    trial.value = value
+    trial.metrics = dict(metrics or {})
+    trial.error = error
+    if intermediate_values is not None:
+        trial.intermediate_values = dict(intermediate_values)
+    if user_attrs:
+        trial.user_attrs.update(user_attrs)
+
+
 def _lost_message(number: int, age: float) -> str:
     return (
         f"trial {number} lost: no heartbeat for {age:.1f} s (the process running it died or "
@@ -406,14 +426,7 @@ class InMemoryStorage(StudyStorage):
             now = datetime.now(timezone.utc)
             if t.datetime_start is None:
                 t.datetime_start = now
-            t.state = TrialState(state)
-            t.value = value
-            t.metrics = dict(metrics or {})
-            t.error = error
-            if intermediate_values is not None:
-                t.intermediate_values = dict(intermediate_values)
-            if user_attrs:
-                t.user_attrs.update(user_attrs)
+            _set_outcome(t, state, value, metrics, error, intermediate_values, user_attrs)
             t.datetime_complete = now
             self._owners[study_id].pop(number, None)
             self._heartbeats[study_id].pop(number, None)
@@ -443,19 +456,21 @@ class InMemoryStorage(StudyStorage):
                     continue
                 if now - beat <= grace_period:
                     continue
-                retries = int(t.system_attrs.get("retries", 0))
-                if retries < retry_failed:
-                    t.state = TrialState.WAITING
-                    t.intermediate_values.clear()
-                    t.datetime_start = None
-                    t.system_attrs["retries"] = retries + 1
-                    self._owners[study_id][n] = None
+                if int(t.system_attrs.get("retries", 0)) < retry_failed:
+                    self._requeue(study_id, t)
                 else:
                     self.finish_trial(
                         study_id, n, TrialState.FAILED, error=_lost_message(n, now - beat)
                     )
                 out.append(t)
             return out
+
+    def _requeue(self, study_id: int, t: Trial) -> None:
+        t.state = TrialState.WAITING
+        t.intermediate_values.clear()
+        t.datetime_start = None
+        t.system_attrs["retries"] = int(t.system_attrs.get("retries", 0)) + 1
+        self._owners[study_id][t.number] = None
 
     def requeue_trial(self, study_id: int, number: int) -> Trial:
         with self._lock:
@@ -464,11 +479,7 @@ class InMemoryStorage(StudyStorage):
                 raise StateError(
                     f"trial {number} is already {t.state.value}; it cannot be re-queued"
                 )
-            t.state = TrialState.WAITING
-            t.intermediate_values.clear()
-            t.datetime_start = None
-            t.system_attrs["retries"] = int(t.system_attrs.get("retries", 0)) + 1
-            self._owners[study_id][number] = None
+            self._requeue(study_id, t)
             self._heartbeats[study_id].pop(number, None)
             return t
 
@@ -476,6 +487,19 @@ class InMemoryStorage(StudyStorage):
 # --------------------------------------------------------------------------------------------
 # SQL
 # --------------------------------------------------------------------------------------------
+
+
+def _requeue_values(system_attrs: dict[str, Any]) -> dict[str, Any]:
+    """Column values that put an unfinished trial back in the queue, counting one more retry."""
+    system_attrs["retries"] = int(system_attrs.get("retries", 0)) + 1
+    return {
+        "state": TrialState.WAITING.value,
+        "owner": None,
+        "heartbeat": None,
+        "datetime_start": None,
+        "intermediate_json": "{}",
+        "system_attrs_json": _dumps(system_attrs),
+    }
 
 
 def _row_to_trial(row: Any) -> Trial:
@@ -935,16 +959,9 @@ class SQLStorage(StudyStorage):
             trial = cache.unfinished.get(number)
             if trial is None:
                 return self.get_trial(study_id, number)
-            trial.state = TrialState(state)
-            trial.value = value
-            trial.metrics = dict(metrics or {})
-            trial.error = error
+            _set_outcome(trial, state, value, metrics, error, intermediate_values, user_attrs)
             trial.datetime_start = _dt(start)
             trial.datetime_complete = _dt(now)
-            if intermediate_values is not None:
-                trial.intermediate_values = dict(intermediate_values)
-            if user_attrs:
-                trial.user_attrs.update(user_attrs)
             cache.put(trial, None)
             return trial
 
@@ -1013,22 +1030,9 @@ class SQLStorage(StudyStorage):
                 ).fetchall()
                 for row in rows:
                     attrs = json.loads(row.system_attrs_json)
-                    retries = int(attrs.get("retries", 0))
                     where = sa.and_(t.c.study_id == study_id, t.c.number == row.number)
-                    if retries < retry_failed:
-                        attrs["retries"] = retries + 1
-                        conn.execute(
-                            sa.update(t)
-                            .where(where)
-                            .values(
-                                state=TrialState.WAITING.value,
-                                owner=None,
-                                heartbeat=None,
-                                datetime_start=None,
-                                intermediate_json="{}",
-                                system_attrs_json=_dumps(attrs),
-                            )
-                        )
+                    if int(attrs.get("retries", 0)) < retry_failed:
+                        conn.execute(sa.update(t).where(where).values(**_requeue_values(attrs)))
                     else:
                         conn.execute(
                             sa.update(t)
@@ -1062,19 +1066,10 @@ class SQLStorage(StudyStorage):
                     raise StateError(
                         f"trial {number} is already {row.state}; it cannot be re-queued"
                     )
-                attrs = json.loads(row.system_attrs_json)
-                attrs["retries"] = int(attrs.get("retries", 0)) + 1
                 conn.execute(
                     sa.update(t)
                     .where(t.c.study_id == study_id, t.c.number == number)
-                    .values(
-                        state=TrialState.WAITING.value,
-                        owner=None,
-                        heartbeat=None,
-                        datetime_start=None,
-                        intermediate_json="{}",
-                        system_attrs_json=_dumps(attrs),
-                    )
+                    .values(**_requeue_values(json.loads(row.system_attrs_json)))
                 )
 
         retry_on_conflict(txn)
