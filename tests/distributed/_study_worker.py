@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from kaizenml import TrialPruned
@@ -125,6 +126,16 @@ def main() -> None:
         grace_period=cfg.get("grace_period"),
     )
     objective = make_objective(cfg, worker)
+    if cfg.get("start_together"):
+        # every worker announces itself, then waits for all of them: a worker whose process
+        # started late must still find part of the budget left
+        ready = Path(cfg["log"]).with_name(f"ready.{worker}")
+        ready.touch()
+        deadline = time.time() + 120
+        while len(list(ready.parent.glob("ready.*"))) < int(cfg["start_together"]):
+            if time.time() > deadline:
+                raise SystemExit("the other workers never started")
+            time.sleep(0.01)
     started = time.time()
     if cfg.get("dask_workers"):
         import dask

@@ -25,6 +25,7 @@ def test_four_processes_share_one_study(
         "sleep": 0.02,
         "pruner": "median",
         "pruner_options": {"n_startup_trials": 4, "n_warmup_steps": 0},
+        "start_together": N_WORKERS,
     }
     finish(*[spawn_worker(i, cfg) for i in range(N_WORKERS)])
     events = read_log(log)
