@@ -1,4 +1,11 @@
-"""Build the Cython extensions; all other metadata lives in pyproject.toml."""
+"""Build the native extensions; all other metadata lives in pyproject.toml.
+
+* every ``.pyx`` under ``csrc/`` (Cython), and
+* ``kaizenml._ext._aot``: the serial indicator kernels compiled ahead of time by numba for the
+  build machine's CPU (see ``csrc/aot_build.py``), so a fresh process computes a one-series
+  indicator without importing numba. ``KAIZENML_NO_AOT=1`` skips it; the kernels are then
+  compiled just in time, as they are anyway on a CPU other than the build machine's.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 CSRC = HERE / "csrc"
@@ -58,4 +66,24 @@ def _extensions() -> list[Extension]:
     )
 
 
-setup(ext_modules=_extensions())
+def _aot_extensions() -> list[Extension]:
+    if os.environ.get("KAIZENML_NO_AOT"):
+        return []
+    sys.path.insert(0, str(CSRC))
+    try:
+        import aot_build
+    finally:
+        sys.path.remove(str(CSRC))
+    return [aot_build.aot_extension()]
+
+
+class BuildExt(build_ext):
+    """``build_ext`` that lets numba compile the ahead-of-time kernels to objects first."""
+
+    def build_extension(self, ext: Extension) -> None:
+        if getattr(ext, "_cc", None) is not None:
+            ext._prepare_object_files(self)  # type: ignore[attr-defined]
+        super().build_extension(ext)
+
+
+setup(ext_modules=_extensions() + _aot_extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,6 +1,9 @@
 """The on-disk numba cache: cold and warm starts, and a read-only package directory.
 
-Each case runs fresh interpreters, because the cache only matters across processes.
+Each case runs fresh interpreters, because the cache only matters across processes. The
+one-series kernels normally run ahead-of-time compiled, without numba; these runs turn that
+off (``KAIZENML_AOT=0``) unless a case says otherwise, so the one-series kernels go through
+numba's cache too.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ PACKAGE = Path(kaizenml.__file__).resolve().parent
 
 SCRIPT = r"""
 import json
+import sys
 import numpy as np
 from kaizenml import indicators as ki
-from kaizenml.indicators import _kernels as k
 
 rng = np.random.default_rng(0)
 x = 100 + np.cumsum(rng.normal(size=(4, 300)), axis=1)
 high, low = x + 1.0, x - 1.0
 last_rsi = float(ki.rsi(x[0])[-1])
+numba_for_one_series = "numba" in sys.modules
+from kaizenml.indicators import _kernels as k
 batch_macd = ki.macd(x)
 batch_stoch = ki.stochastic(high, low, x)
 rows_agree = all(
@@ -43,13 +48,15 @@ for name in ("_rsi_1d", "_macd_2d", "_stochastic_2d"):
     cached = type(dispatcher._cache).__name__ != "NullCache"
     stats[name] = [sum(s.cache_hits.values()), sum(s.cache_misses.values()), cached]
 print(json.dumps({"rsi": last_rsi, "hist": float(batch_macd.hist[2, -1]),
-                  "rows_agree": rows_agree, "stats": stats, "module": ki.__file__}))
+                  "rows_agree": rows_agree, "stats": stats, "module": ki.__file__,
+                  "numba_for_one_series": numba_for_one_series}))
 """
 
 
 def _run(env_extra: dict[str, str], pythonpath: Path, *, stderr: list | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env.pop("KAIZENML_PARALLEL_CACHE", None)
+    env["KAIZENML_AOT"] = "0"
     env.update(env_extra)
     env["PYTHONPATH"] = str(pythonpath)
     proc = subprocess.run(
@@ -123,6 +130,14 @@ def test_read_only_package_uses_the_user_cache(tmp_path: Path) -> None:
     assert sorted(p.relative_to(site) for p in site.rglob("*")) == before
     index_files = [p for p in tmp_path.rglob("*.nbi") if not p.is_relative_to(site)]
     assert index_files and all("numba" in p.parts for p in index_files)
+    # with the ahead-of-time kernels (the default) a one-series call needs no cache at all
+    _make_read_only(site)
+    try:
+        default = _run({**env, "KAIZENML_AOT": "1"}, site)
+    finally:
+        _make_writable(site)
+    assert not default["numba_for_one_series"] and first["numba_for_one_series"]
+    assert (default["rsi"], default["hist"]) == (first["rsi"], first["hist"])
 
 
 @pytest.mark.slow

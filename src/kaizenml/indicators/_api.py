@@ -1,4 +1,8 @@
-"""Validated public indicator functions; the arithmetic lives in ``_kernels``."""
+"""Validated public indicator functions; the arithmetic lives in ``_kernels``.
+
+Kernels are looked up through ``_aot.kernels``: one-series calls run the ahead-of-time compiled
+kernels where the build made them for this CPU (no numba import), batches the numba ones.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 
 from .._exceptions import ValidationError
 from .._validation import check_choice, check_float, check_int
-from . import _kernels as k
+from ._aot import kernels as k
 from ._inputs import as_float, as_float_many, as_ticks, empty_like, wrap
 
 __all__ = [
@@ -73,13 +77,11 @@ def _window(value: Any, param: str = "window") -> int:
     return check_int(value, param, minimum=1)
 
 
-def _one(kernel_1d: Any, kernel_2d: Any, x: Any, *args: Any) -> Any:
+def _one(kernel: str, x: Any, *args: Any) -> Any:
+    """Run ``{kernel}_1d`` on one series or ``{kernel}_2d`` on a batch into a new output."""
     arr, layout = as_float(x, "x")
     out = empty_like(arr)
-    if arr.ndim == 1:
-        kernel_1d(arr, *args, out)
-    else:
-        kernel_2d(arr, *args, out)
+    getattr(k, f"{kernel}_{arr.ndim}d")(arr, *args, out)
     return wrap(out, layout)
 
 
@@ -111,7 +113,7 @@ def sma(x: Any, window: int = 30) -> Any:
     array([nan, 1.5, 2.5, 3.5])
     """
     window = _window(window)
-    return _one(k._sma_1d, k._sma_2d, x, window)
+    return _one("_sma", x, window)
 
 
 def ema(x: Any, window: int = 30) -> Any:
@@ -134,7 +136,7 @@ def ema(x: Any, window: int = 30) -> Any:
     array([nan, 1.5, 2.5, 3.5])
     """
     window = _window(window)
-    return _one(k._ema_1d, k._ema_2d, x, window)
+    return _one("_ema", x, window)
 
 
 def rsi(x: Any, window: int = 14) -> Any:
@@ -158,7 +160,7 @@ def rsi(x: Any, window: int = 14) -> Any:
     array([ nan,  nan, 50. , 75. , 87.5])
     """
     window = _window(window)
-    return _one(k._rsi_1d, k._rsi_2d, x, window)
+    return _one("_rsi", x, window)
 
 
 def macd(x: Any, fast: int = 12, slow: int = 26, signal: int = 9) -> MACD:
@@ -235,7 +237,7 @@ def rolling_std(x: Any, window: int = 5, ddof: int = 0) -> Any:
     ddof = check_int(ddof, "ddof", minimum=0)
     if ddof >= window:
         raise ValidationError(f"ddof must be smaller than window, got ddof={ddof}, window={window}")
-    return _one(k._std_1d, k._std_2d, x, window, ddof)
+    return _one("_std", x, window, ddof)
 
 
 def zscore(x: Any, window: int = 20, *, ddof: int = 0) -> Any:
@@ -262,7 +264,7 @@ def zscore(x: Any, window: int = 20, *, ddof: int = 0) -> Any:
     ddof = check_int(ddof, "ddof", minimum=0)
     if ddof >= window:
         raise ValidationError(f"ddof must be smaller than window, got ddof={ddof}, window={window}")
-    return _one(k._zscore_1d, k._zscore_2d, x, window, ddof)
+    return _one("_zscore", x, window, ddof)
 
 
 def bollinger(x: Any, window: int = 20, nbdev: float = 2.0) -> Bollinger:
@@ -317,6 +319,22 @@ def _bollinger_position(x: Any, window: int = 20, nbdev: float = 2.0) -> Any:
     return wrap(position, layout)
 
 
+def _log_returns(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[..., 1:] = log(x[..., 1:] / x[..., :-1])`` with numpy's vectorized log.
+
+    numpy evaluates the logarithm with SIMD instructions, several times faster than the scalar
+    libm call a numba loop makes; the volatility kernels then run on these values in place.
+    Non-positive or missing prices give NaN or infinities here, which the kernels treat as gaps.
+    """
+    if x.shape[-1] < 2:
+        return out
+    body = out[..., 1:]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(x[..., 1:], x[..., :-1], out=body)
+        np.log(body, out=body)
+    return out
+
+
 def volatility(
     close: Any, window: int = 20, annualization: float | None = None, *, ddof: int = 1
 ) -> Any:
@@ -356,7 +374,7 @@ def volatility(
             raise ValidationError("annualization must be positive, got 0")
     arr, layout = as_float(close, "close")
     out = empty_like(arr)
-    k._log_returns(arr, out)
+    _log_returns(arr, out)
     if arr.ndim == 1:
         k._volatility_1d(arr, window, ddof, scale, np.empty(window), out)
     else:
@@ -392,7 +410,7 @@ def returns(x: Any, horizon: int = 1, kind: str = "simple") -> Any:
     """
     horizon = _window(horizon, "horizon")
     kind = check_choice(kind, "kind", _RETURN_KINDS)
-    return _one(k._lag_1d, k._lag_2d, x, horizon, _RETURN_KINDS.index(kind))
+    return _one("_lag", x, horizon, _RETURN_KINDS.index(kind))
 
 
 def momentum(x: Any, window: int = 10) -> Any:
@@ -405,7 +423,7 @@ def momentum(x: Any, window: int = 10) -> Any:
     array([nan,  3.,  5.])
     """
     window = _window(window)
-    return _one(k._lag_1d, k._lag_2d, x, window, 2)
+    return _one("_lag", x, window, 2)
 
 
 def roc(x: Any, window: int = 10) -> Any:
@@ -421,7 +439,7 @@ def roc(x: Any, window: int = 10) -> Any:
     array([ nan,  10., -10.])
     """
     window = _window(window)
-    return _one(k._lag_1d, k._lag_2d, x, window, 3)
+    return _one("_lag", x, window, 3)
 
 
 def volume_ratio(volume: Any, window: int = 20) -> Any:
@@ -552,20 +570,17 @@ def _cyclical(kind: str, timestamps: Any) -> Cyclical:
     out_cos = np.empty(ticks.shape, dtype=np.float64)
     if kind == "hour":
         slots = k._calendar_slots(per_day)
-        kernel_1d, kernel_2d = k._hour_of_day_1d, k._hour_of_day_2d
+        kernel = "_hour_of_day"
     else:
         slots = 7
-        kernel_1d, kernel_2d = k._day_of_week_1d, k._day_of_week_2d
+        kernel = "_day_of_week"
     tab_sin = np.empty(slots)
     tab_cos = np.empty(slots)
     if kind == "hour":
         k._hour_table(per_day, tab_sin, tab_cos)
     else:
         k._day_table(tab_sin, tab_cos)
-    if ticks.ndim == 1:
-        kernel_1d(ticks, per_day, tab_sin, tab_cos, out_sin, out_cos)
-    else:
-        kernel_2d(ticks, per_day, tab_sin, tab_cos, out_sin, out_cos)
+    getattr(k, f"{kernel}_{ticks.ndim}d")(ticks, per_day, tab_sin, tab_cos, out_sin, out_cos)
     return Cyclical(wrap(out_sin, layout), wrap(out_cos, layout))
 
 

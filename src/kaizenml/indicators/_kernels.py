@@ -594,22 +594,6 @@ def _volatility_2d(x, window, ddof, scale, out):
         _volatility_1d(x[r], window, ddof, scale, ring, out[r])
 
 
-def _log_returns(x, out):
-    """``out[..., 1:] = log(x[..., 1:] / x[..., :-1])`` with numpy's vectorized log.
-
-    numpy evaluates the logarithm with SIMD instructions, several times faster than the scalar
-    libm call a numba loop makes; the volatility kernels then run on these values in place.
-    Non-positive or missing prices give NaN or infinities here, which the kernels treat as gaps.
-    """
-    if x.shape[-1] < 2:
-        return out
-    body = out[..., 1:]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        np.divide(x[..., 1:], x[..., :-1], out=body)
-        np.log(body, out=body)
-    return out
-
-
 # --------------------------------------------------------------------------- differences
 
 
