@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,3 +205,33 @@ def test_a_fresh_process_computes_every_one_series_indicator_without_numba(aot) 
     assert not ahead["numba"]
     assert just_in_time["numba"]
     assert ahead["sums"] == just_in_time["sums"]
+
+
+def test_aot_kernels_release_the_gil(aot) -> None:
+    """The feature store runs one-series kernels in threads: they must not hold the GIL.
+
+    The main thread stamps the time of each loop iteration while the worker runs the kernel.
+    With the GIL held, the main thread would stop for the whole call: one gap between stamps
+    about as long as the call. With it released the stamps keep coming.
+    """
+    x = _frozen(100 + np.cumsum(np.random.default_rng(0).normal(size=20_000_000)))
+    out = np.empty_like(x)
+    call: list[float] = []
+    done = threading.Event()
+
+    def work() -> None:
+        call.append(time.perf_counter())
+        aot._rsi_1d(x, 14, out)
+        call.append(time.perf_counter())
+        done.set()
+
+    worker = threading.Thread(target=work)
+    stamps: list[float] = []
+    worker.start()
+    while not done.is_set():
+        stamps.append(time.perf_counter())
+    worker.join()
+    during = np.array([call[0], *(t for t in stamps if call[0] < t < call[1]), call[1]])
+    longest_pause = np.diff(during).max()
+    assert longest_pause < 0.5 * (call[1] - call[0]), (longest_pause, call[1] - call[0])
+    assert np.isfinite(out[-1])
