@@ -183,6 +183,9 @@ def test_other_manager_writes_are_visible_at_once(
     created = theirs.create_version("m", W, change_type="architecture", tags={"by": "them"})
     history = mine.get_version_history("m")
     assert history[0] == created and len(history) == 7
+    # the records built before are reused behind the new one, and still equal the eager ones
+    check_equal(history, eager_history(mine.engine, root, "m"))
+    assert history[1] is mine.get_version_history("m")[1]
     theirs.delete_version("m", made[2])
     theirs.set_active_version("m", made[4])
     history = mine.get_version_history("m")

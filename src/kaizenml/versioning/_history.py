@@ -70,6 +70,15 @@ class VersionHistory(Sequence[ModelVersion]):
         self._root = artifact_root
         self._items: list[ModelVersion | None] = [None] * len(rows)
 
+    def _with_newer(self, newer: Sequence[HistoryRow]) -> VersionHistory:
+        """This history with ``newer`` rows (newest first) in front, keeping the records
+        already built (same rows, same active version: the records are equal)."""
+        history = VersionHistory(self._model_name, (), self._active, self._root)
+        history._rows = tuple(newer) + self._rows
+        unbuilt: list[ModelVersion | None] = [None] * len(newer)
+        history._items = unbuilt + self._items
+        return history
+
     @property
     def model_name(self) -> str:
         """The model these versions belong to."""

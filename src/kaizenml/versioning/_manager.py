@@ -760,6 +760,7 @@ class ModelVersionManager:
                 active = row[2]
             else:
                 deleted.add(row[2])
+        history: VersionHistory | None = None
         if cached is not None and revision == cached[0] and not added and not deleted:
             if active == cached[2]:
                 history = cached[3]
@@ -773,7 +774,11 @@ class ModelVersionManager:
             if cached is None:
                 rows = tuple(added)
             elif not deleted and (not added or not cached[1] or added[-1][1] > cached[1][0][1]):
-                rows = tuple(added) + cached[1]
+                if active == cached[2]:
+                    history = cached[3]._with_newer(added)
+                    rows = history._rows
+                else:
+                    rows = tuple(added) + cached[1]
             else:
                 # Deletions (or, on PostgreSQL, a lower id committed after a higher one): merge
                 # by id, dropping deleted numbers.
@@ -781,7 +786,8 @@ class ModelVersionManager:
                 merged.extend(added)
                 merged.sort(key=_row_id, reverse=True)
                 rows = tuple(merged)
-            history = VersionHistory(name, rows, active, self._root_text)
+            if history is None:
+                history = VersionHistory(name, rows, active, self._root_text)
         with self._history_lock:
             current = self._history_cache.get(name)
             # Keep the newest state when two threads refresh at once.
