@@ -261,3 +261,49 @@ def test_bad_input_and_missing_model(manager: ModelVersionManager) -> None:
         manager.get_version_history("m", limit=0)
     with pytest.raises(KaizenTypeError, match="limit"):
         manager.get_version_history("m", limit="5")  # type: ignore[arg-type]
+
+
+def test_refreshes_during_concurrent_writes_stay_consistent(
+    store: tuple[str, Path], other_engine: sa.Engine
+) -> None:
+    import threading
+
+    url, root = store
+    reader = ModelVersionManager(url, root)
+    writer = ModelVersionManager(other_engine, root)
+    seed = _fill(writer, "m", 4, np.random.default_rng(4))
+    reader.get_version_history("m")
+    errors: list[BaseException] = []
+
+    def create(n: int) -> None:
+        try:
+            for _ in range(n):
+                writer.create_version("m", W, change_type="bugfix")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def delete() -> None:
+        try:
+            for v in seed[:3]:
+                writer.delete_version("m", v)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(8,)) for _ in range(2)]
+    threads.append(threading.Thread(target=delete))
+    for t in threads:
+        t.start()
+    seen = 0
+    while any(t.is_alive() for t in threads) or seen < 3:
+        history = reader.get_version_history("m")
+        versions = [v.version for v in history]
+        assert len(set(versions)) == len(versions)
+        ids = [row[1] for row in history._rows]
+        assert ids == sorted(ids, reverse=True)
+        seen += 1
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    final = reader.get_version_history("m")
+    assert len(final) == 4 - 3 + 16
+    check_equal(final, eager_history(reader.engine, root, "m"))
