@@ -9,6 +9,7 @@ and a new table, which the additive step creates.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import shutil
 import sqlite3
@@ -352,3 +353,77 @@ def test_study_store_from_before_heartbeats_is_upgraded_and_resumed(
         assert t.state.value == "complete" and t.value == objective(t.params)
         assert -3 <= t.params["x"] <= 3 and t.params["kind"] in ("ema", "sma")
     assert result.best_value == min(t.value for t in trials)
+
+
+@pytest.fixture
+def versioning_store_before_revisions(storage_url: str, tmp_path: Path) -> str:
+    """A store whose model-versioning tables predate history revisions."""
+    name = "versioning_before_history_revisions"
+    if storage_url.startswith("sqlite"):
+        shutil.copy(FIXTURES / f"{name}.sqlite", tmp_path / "kaizenml.db")
+        return storage_url
+    engine = get_engine(storage_url)
+    with engine.begin() as conn:
+        for line in (FIXTURES / f"{name}.sql").read_text().splitlines():
+            if line.strip() and not line.startswith("--"):
+                conn.exec_driver_sql(line.replace("{serial_pk}", "SERIAL PRIMARY KEY"))
+    return storage_url
+
+
+def test_versioning_fixture_matches_its_sql_source() -> None:
+    name = "versioning_before_history_revisions"
+    conn = sqlite3.connect(FIXTURES / f"{name}.sqlite")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "kz_model_versions" in tables and "kz_model_history_revisions" not in tables
+    for table in ("kz_model_versions", "kz_model_deleted_versions"):
+        assert "revision" not in [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+    n_inserts = (FIXTURES / f"{name}.sql").read_text().count("INSERT INTO kz_model_versions ")
+    assert conn.execute("SELECT COUNT(*) FROM kz_model_versions").fetchone()[0] == n_inserts == 4
+    conn.close()
+
+
+def test_versioning_store_from_before_history_revisions_is_upgraded(
+    versioning_store_before_revisions: str, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from kaizenml.versioning import ModelVersionManager
+
+    url = versioning_store_before_revisions
+    engine = get_engine(url)
+    assert "kz_model_history_revisions" not in sa.inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        old = conn.execute(
+            sa.text("SELECT version, description, metrics, tags, created_at FROM kz_model_versions"
+                    " WHERE model_name = 'momentum' ORDER BY id DESC")
+        ).all()
+    assert [r[0] for r in old] == ["1.2.0", "1.1.0", "1.0.0"]
+
+    mgr = ModelVersionManager(url, tmp_path / "artifacts")
+    inspector = sa.inspect(engine)
+    assert "kz_model_history_revisions" in inspector.get_table_names()
+    for table in ("kz_model_versions", "kz_model_deleted_versions"):
+        assert "revision" in {c["name"] for c in inspector.get_columns(table)}
+        assert f"ix_{table}_revision" in {ix["name"] for ix in inspector.get_indexes(table)}
+    history = mgr.get_version_history("momentum")
+    utc = _dt.timezone.utc
+    assert [(v.version, v.description, v.metrics, v.tags, v.created_at) for v in history] == [
+        (r[0], r[1], json.loads(r[2]), json.loads(r[3]), _dt.datetime.fromtimestamp(r[4], utc))
+        for r in old
+    ]
+    assert [v.is_active for v in history] == [True, False, False]
+    assert history[1].parent_version == "1.0.0" and history[2].created_by == "ci"
+
+    # Writes after the upgrade number the model's history; a manager that read the old rows
+    # (revision NULL, no counter yet) sees them at once. The deleted 1.1.1 stays retired.
+    other = ModelVersionManager(url, tmp_path / "artifacts")
+    made = other.create_version("momentum", {"w": np.ones(2)}, change_type="bugfix",
+                                parent_version="1.1.0")
+    assert made.version == "1.1.2"
+    other.delete_version("momentum", "1.0.0")
+    assert [v.version for v in mgr.get_version_history("momentum")] == ["1.1.2", "1.2.0", "1.1.0"]
+    assert [v.version for v in mgr.get_version_history("meanrev")] == ["1.0.0"]
+    with engine.connect() as conn:
+        revisions = dict(conn.execute(sa.text(
+            "SELECT model_name, revision FROM kz_model_history_revisions")).all())
+    assert revisions == {"momentum": 2}

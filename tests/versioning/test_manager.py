@@ -332,20 +332,26 @@ def test_hot_queries_use_indexes(manager: ModelVersionManager) -> None:
     event.listen(manager.engine, "before_cursor_execute", capture)
     try:
         manager.get_version_history("m", limit=10)
+        manager.get_version_history("m")  # the full read
         manager.get_latest_version("m")
         manager.get_active_version("m")
         manager.get_version("m", "1.0.0")
         manager.create_version("m", W, change_type="retrain")
+        manager.get_version_history("m")  # reads only what changed
     finally:
         event.remove(manager.engine, "before_cursor_execute", capture)
     assert len(captured) >= 6
+    plans = []
     with manager.engine.connect() as conn:
         for statement, parameters in captured:
             plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
             details = " | ".join(str(row[-1]) for row in plan)
+            plans.append(details)
             assert "TEMP B-TREE" not in details, (statement, details)  # no sort of all rows
             for line in details.split(" | "):
                 if any(t in line for t in ("kz_model_versions", "kz_model_active",
-                                           "kz_model_deleted")):
+                                           "kz_model_deleted", "kz_model_history")):
                     # SEARCH ... USING INDEX / PRIMARY KEY: a lookup, never a full SCAN
                     assert line.startswith("SEARCH") and "USING" in line, (statement, details)
+    # the refresh after a write reads only rows above the last revision seen
+    assert any("ix_kz_model_versions_revision (model_name=? AND revision>?)" in p for p in plans)

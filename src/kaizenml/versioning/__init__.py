@@ -30,6 +30,7 @@ from ._compare import (
     metric_direction,
     recommend,
 )
+from ._history import VersionHistory
 from ._manager import (
     CHANGE_TYPES,
     ModelVersionManager,
@@ -61,6 +62,7 @@ __all__ = [
     "RollbackResult",
     "Version",
     "VersionComparison",
+    "VersionHistory",
     "diff_metrics",
     "get_model_version_manager",
     "metric_direction",

@@ -20,10 +20,12 @@ import json
 import logging
 import math
 import numbers
+import operator
 import os
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,6 +69,7 @@ from ._compare import (
     metric_direction,
     recommend,
 )
+from ._history import VersionHistory
 from ._records import (
     DeploymentRecord,
     ModelVersion,
@@ -80,6 +83,7 @@ from ._schema import (
     active_versions,
     deleted_versions,
     deployments,
+    history_revisions,
     model_versions,
     rollback_plans,
     version_metrics,
@@ -107,9 +111,82 @@ DEFAULT_MAX_DEGRADATION = 0.2
 
 _mv = model_versions
 _av = active_versions
+_hr = history_revisions
+_dv = deleted_versions
 # raw_decode skips json.loads' wrapper layers (3-4x faster on the small documents of a row);
 # the texts were written by json.dumps, so they start with the document and hold nothing else.
 _decode = json.JSONDecoder().raw_decode
+
+#: How many models' histories a manager keeps in memory (least recently read dropped first).
+HISTORY_CACHE_MODELS = 32
+
+
+_row_id = operator.itemgetter(1)  # the id of a history row: creation order
+
+
+def _history_statement(incremental: bool) -> sa.CompoundSelect:
+    """One statement (so one snapshot) reading a model's history revision, its active version
+    and its version rows: all of them, or with ``incremental`` only those created after
+    revision ``:since`` plus the numbers deleted after it.
+
+    Rows: ``(kind, id, version, change_type, parent_version, description, created_by,
+    created_at, metrics, tags, artifact_path, checksum, serializer)`` where ``kind`` is 0 for
+    the revision (in ``id``), 1 for the active version (in ``version``), 2 for a version row
+    and 3 for a deleted version (in ``version``).
+    """
+    name = sa.bindparam("name", type_=sa.String)
+    row_columns = (
+        _mv.c.id, _mv.c.version, _mv.c.change_type, _mv.c.parent_version, _mv.c.description,
+        _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags, _mv.c.artifact_path,
+        _mv.c.checksum, _mv.c.serializer,
+    )
+
+    def kind(k: int) -> Any:
+        return sa.literal_column(str(k), sa.Integer).label("kind")
+
+    def nulls(start: int) -> list[Any]:
+        # Typed NULLs keep the UNION's column types unambiguous on PostgreSQL.
+        return [sa.cast(sa.null(), c.type) for c in row_columns[start:]]
+
+    parts = [
+        sa.select(kind(0), _hr.c.revision, *nulls(1)).where(_hr.c.model_name == name),
+        sa.select(kind(1), sa.cast(sa.null(), sa.Integer), _av.c.version, *nulls(2))
+        .where(_av.c.model_name == name),
+    ]
+    rows = sa.select(kind(2), *row_columns).where(_mv.c.model_name == name)
+    if incremental:
+        since = sa.bindparam("since", type_=sa.Integer)
+        parts.append(rows.where(_mv.c.revision > since))
+        parts.append(
+            sa.select(kind(3), sa.cast(sa.null(), sa.Integer), _dv.c.version, *nulls(2))
+            .where(_dv.c.model_name == name, _dv.c.revision > since)
+        )
+    else:
+        parts.append(rows)
+    return sa.union_all(*parts)
+
+
+_HISTORY_ALL = _history_statement(incremental=False)
+_HISTORY_SINCE = _history_statement(incremental=True)
+
+
+def _bump_revision(conn: Connection, name: str) -> int:
+    """Increment the model's history revision inside the caller's write transaction.
+
+    The UPDATE locks the counter row until commit, so the revisions of a model are handed out
+    in commit order (SQLite's single writer gives the same order). The first write of a model
+    inserts the row; two such inserts at once collide on the primary key and the loser's
+    transaction is retried by :func:`retry_on_conflict`.
+    """
+    updated = conn.execute(
+        sa.update(_hr).where(_hr.c.model_name == name).values(revision=_hr.c.revision + 1)
+    )
+    if updated.rowcount == 0:
+        conn.execute(sa.insert(_hr).values(model_name=name, revision=1))
+        return 1
+    return int(
+        conn.execute(sa.select(_hr.c.revision).where(_hr.c.model_name == name)).scalar_one()
+    )
 
 
 # --- argument checks ---------------------------------------------------------------------------
@@ -299,6 +376,12 @@ class ModelVersionManager:
         self._directions = check_directions(metric_directions)
         self._thresholds = _check_thresholds(rollback_thresholds, "rollback_thresholds")
         self._significant = check_float(significant_change, "significant_change", minimum=1e-12)
+        # model -> (history revision, rows newest first, active version, history): the last
+        # full history read, brought up to date incrementally (see get_version_history).
+        self._history_cache: OrderedDict[
+            str, tuple[int, tuple[Any, ...], str | None, VersionHistory]
+        ] = OrderedDict()
+        self._history_lock = threading.Lock()
 
     # --- properties -----------------------------------------------------------------------
     @property
@@ -520,6 +603,7 @@ class ModelVersionManager:
                 # does this): the unique key alone lets two writers bump the same latest
                 # version to different numbers, breaking creation order.
                 transaction_lock(conn, f"kaizenml.versioning.model:{name}")
+                revision = _bump_revision(conn, name)
                 if parent is not None:
                     if self._fetch_version(conn, name, parent) is None:
                         raise NotFoundError(
@@ -541,7 +625,7 @@ class ModelVersionManager:
                         description=description, created_by=created_by, created_at=now,
                         metrics=json.dumps(metric_values), tags=json.dumps(tag_values),
                         artifact_path=f"{name}/{version}", checksum=checksum,
-                        serializer=serializer,
+                        serializer=serializer, revision=revision,
                     )
                 )
                 if tag_values:
@@ -596,28 +680,123 @@ class ModelVersionManager:
 
     def get_version_history(
         self, model_name: str, *, limit: int | None = None
-    ) -> list[ModelVersion]:
+    ) -> VersionHistory:
         """Every version of a model, newest (most recently created) first.
+
+        Returns a :class:`~kaizenml.versioning.VersionHistory`: a read-only sequence of
+        :class:`ModelVersion` that builds each record when it is first used, so the call costs
+        little more than reading the rows. ``list(history)`` gives a mutable list.
+
+        The manager keeps the last full history it read of each model and, on the next call,
+        reads only what changed since (versions created or deleted by any process, and the
+        active version), in one statement; the result always reflects the database at the
+        time of the call.
 
         Parameters
         ----------
         limit:
-            Return at most this many versions.
+            Return at most this many versions (the newest).
 
         Raises
         ------
         NotFoundError
             If the model has no versions.
+
+        Examples
+        --------
+        >>> history = mgr.get_version_history("momentum")  # doctest: +SKIP
+        >>> [v.version for v in history]  # doctest: +SKIP
+        ['1.1.0', '1.0.0']
         """
         name = validate_name(model_name, "model_name")
-        query = self._select_versions().where(_mv.c.model_name == name).order_by(_mv.c.id.desc())
         if limit is not None:
-            query = query.limit(check_int(limit, "limit", minimum=1))
-        with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        if not rows:
+            count = check_int(limit, "limit", minimum=1)
+            query = (
+                sa.select(
+                    sa.literal_column("2", sa.Integer), _mv.c.id, _mv.c.version,
+                    _mv.c.change_type, _mv.c.parent_version, _mv.c.description,
+                    _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags,
+                    _mv.c.artifact_path, _mv.c.checksum, _mv.c.serializer,
+                    sa.select(_av.c.version).where(_av.c.model_name == name).scalar_subquery(),
+                )
+                .where(_mv.c.model_name == name)
+                .order_by(_mv.c.id.desc())
+                .limit(count)
+            )
+            with self._engine.connect() as conn:
+                page = conn.execute(query).all()
+            if not page:
+                raise NotFoundError(f"model {name!r} has no versions")
+            return VersionHistory(
+                name, tuple(r[:13] for r in page), page[0][13], self._root_text
+            )
+        history = self._read_history(name)
+        if not history:
             raise NotFoundError(f"model {name!r} has no versions")
-        return [self._to_version(r) for r in rows]
+        return history
+
+    def _read_history(self, name: str) -> VersionHistory:
+        with self._history_lock:
+            cached = self._history_cache.get(name)
+        with self._engine.connect() as conn:
+            if cached is not None:
+                fetched = conn.execute(_HISTORY_SINCE, {"name": name, "since": cached[0]}).all()
+                if not any(r[0] == 0 and r[1] >= cached[0] for r in fetched) and cached[0]:
+                    # The counter went back (the store was replaced): read everything again.
+                    cached = None
+            if cached is None:
+                fetched = conn.execute(_HISTORY_ALL, {"name": name}).all()
+        revision = 0
+        active = None
+        added = []
+        deleted = set()
+        for row in fetched:
+            kind = row[0]
+            if kind == 2:
+                added.append(row)
+            elif kind == 0:
+                revision = row[1]
+            elif kind == 1:
+                active = row[2]
+            else:
+                deleted.add(row[2])
+        history: VersionHistory | None = None
+        if cached is not None and revision == cached[0] and not added and not deleted:
+            if active == cached[2]:
+                history = cached[3]
+            else:
+                history = VersionHistory(name, cached[1], active, self._root_text)
+            rows = cached[1]
+        else:
+            # Newest first by id, which is creation order; rows arrive in index order, so the
+            # sort is a near-linear pass.
+            added.sort(key=_row_id, reverse=True)
+            if cached is None:
+                rows = tuple(added)
+            elif not deleted and (not added or not cached[1] or added[-1][1] > cached[1][0][1]):
+                if active == cached[2]:
+                    history = cached[3]._with_newer(added)
+                    rows = history._rows
+                else:
+                    rows = tuple(added) + cached[1]
+            else:
+                # Deletions (or, on PostgreSQL, a lower id committed after a higher one): merge
+                # by id, dropping deleted numbers.
+                merged = [r for r in cached[1] if r[2] not in deleted]
+                merged.extend(added)
+                merged.sort(key=_row_id, reverse=True)
+                rows = tuple(merged)
+            if history is None:
+                history = VersionHistory(name, rows, active, self._root_text)
+        with self._history_lock:
+            current = self._history_cache.get(name)
+            # Keep the newest state when two threads refresh at once.
+            if current is None or current[0] <= revision:
+                self._history_cache[name] = (revision, rows, active, history)
+                self._history_cache.move_to_end(name)
+                while len(self._history_cache) > HISTORY_CACHE_MODELS:
+                    self._history_cache.popitem(last=False)
+        return history
 
     def list_models(self) -> list[str]:
         """The names of every model with at least one version, sorted."""
@@ -682,6 +861,7 @@ class ModelVersionManager:
                 conn.execute(sa.insert(deleted_versions).values(
                     model_name=name, version=version, major=number.major, minor=number.minor,
                     patch=number.patch, deleted_at=time.time(),
+                    revision=_bump_revision(conn, name),
                 ))
                 return name + "/" + version
 

@@ -16,6 +16,7 @@ __all__ = [
     "checkpoints",
     "deleted_versions",
     "deployments",
+    "history_revisions",
     "model_versions",
     "rollback_plans",
     "version_metrics",
@@ -41,12 +42,16 @@ model_versions = sa.Table(
     sa.Column("artifact_path", sa.String(512), nullable=False),
     sa.Column("checksum", sa.String(64), nullable=False),
     sa.Column("serializer", sa.String(16), nullable=True),
+    # The model's history revision (see history_revisions) of the transaction that created
+    # the row; NULL for rows written before the column existed.
+    sa.Column("revision", sa.Integer, nullable=True),
     # The unique key is what makes concurrent writers safe: the version number is chosen and
     # inserted in one transaction, and a duplicate makes the transaction retry.
     sa.UniqueConstraint("model_name", "version", name="uq_kz_model_versions_name_version"),
     # "latest version" = highest (major, minor, patch); history = insertion order.
     sa.Index("ix_kz_model_versions_semver", "model_name", "major", "minor", "patch"),
     sa.Index("ix_kz_model_versions_history", "model_name", "id"),
+    sa.Index("ix_kz_model_versions_revision", "model_name", "revision"),
 )
 
 
@@ -70,8 +75,23 @@ deleted_versions = sa.Table(
     sa.Column("minor", sa.Integer, nullable=False),
     sa.Column("patch", sa.Integer, nullable=False),
     sa.Column("deleted_at", sa.Float, nullable=False),
+    # The model's history revision of the deleting transaction (NULL before the column existed).
+    sa.Column("revision", sa.Integer, nullable=True),
     sa.PrimaryKeyConstraint("model_name", "version"),
     sa.Index("ix_kz_model_deleted_versions_semver", "model_name", "major", "minor", "patch"),
+    sa.Index("ix_kz_model_deleted_versions_revision", "model_name", "revision"),
+)
+
+# One counter per model, incremented inside every transaction that creates or deletes one of
+# its versions (versions are otherwise immutable). The increment locks the row until commit, so
+# revisions are handed out in commit order: a reader that sees revision R sees every change
+# numbered up to R, and can bring a history it read at revision r up to date by reading only the
+# rows and deletions numbered above r. A model without a row is at revision 0.
+history_revisions = sa.Table(
+    "kz_model_history_revisions",
+    metadata,
+    sa.Column("model_name", sa.String(128), primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
 )
 
 version_tags = sa.Table(
