@@ -298,7 +298,7 @@ def test_refreshes_during_concurrent_writes_stay_consistent(
         history = reader.get_version_history("m")
         versions = [v.version for v in history]
         assert len(set(versions)) == len(versions)
-        ids = [row[1] for row in history._rows]
+        ids = list(history._ids)
         assert ids == sorted(ids, reverse=True)
         seen += 1
     for t in threads:
