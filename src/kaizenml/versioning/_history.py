@@ -220,8 +220,9 @@ class VersionHistory(Sequence[ModelVersion]):
         rows: list[Any] | None = None,
         items: list[ModelVersion | None] | None = None,
     ) -> VersionHistory:
-        """A history of the rows ``ids`` (strictly decreasing), loaded from ``source`` on
-        access except those already in ``rows``/``items`` (same length as ``ids``)."""
+        """A history of the rows ``ids`` (newest first, except in a reversed slice), loaded
+        from ``source`` on access except those already in ``rows``/``items`` (same length as
+        ``ids``). Only a history with strictly decreasing ids may be ``_refreshed``."""
         history = cls.__new__(cls)
         history._model_name = model_name
         history._ids = ids

@@ -711,13 +711,15 @@ class ModelVersionManager:
         """Every version of a model, newest (most recently created) first.
 
         Returns a :class:`~kaizenml.versioning.VersionHistory`: a read-only sequence of
-        :class:`ModelVersion` that builds each record when it is first used, so the call costs
-        little more than reading the rows. ``list(history)`` gives a mutable list.
+        :class:`ModelVersion`. The first read of a model fetches only the ids of its versions;
+        the rows are loaded a few hundred at a time when items are first used, and each record
+        is built once. ``list(history)`` gives a mutable list.
 
-        The manager keeps the last full history it read of each model and, on the next call,
-        reads only what changed since (versions created or deleted by any process, and the
-        active version), in one statement; the result always reflects the database at the
-        time of the call.
+        The manager keeps the last full history it read of each model (up to 32 models) and,
+        on the next call, reads only what changed since (versions created or deleted by any
+        process, and the active version), in one statement. The result reflects the database
+        at the time of the call, and stays that snapshot: versions deleted later are still
+        shown by it (their rows are kept with the deleted numbers).
 
         Parameters
         ----------
