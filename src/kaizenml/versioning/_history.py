@@ -243,16 +243,23 @@ class VersionHistory(Sequence[ModelVersion]):
         """This history brought to a newer snapshot: ``added`` rows (newest first) in, the
         rows with ids in ``deleted`` out, keeping the rows loaded and the records built (a
         record whose ``is_active`` changes is built again)."""
-        ids = list(self._ids)
-        rows = list(self._rows)
         if active_version == self._active:
-            items = list(self._items)
+            items = self._items
         else:
             flipped = (self._active, active_version)
             items = [
                 None if item is not None and item.version in flipped else item
                 for item in self._items
             ]
+        if not deleted and (not added or not self._ids or added[-1][1] > self._ids[0]):
+            # The common case (new versions, newest ids): one copy of each list.
+            return VersionHistory._lazy(
+                self._model_name, [row[1] for row in added] + self._ids, active_version,
+                self._root, source, list(added) + self._rows, [None] * len(added) + items,
+            )
+        ids = list(self._ids)
+        rows = list(self._rows)
+        items = list(items)
         if deleted:
             if len(deleted) > 32:
                 keep = [p for p, row_id in enumerate(ids) if row_id not in deleted]
