@@ -253,9 +253,10 @@ class VersionHistory(Sequence[ModelVersion]):
             ]
         if not deleted and (not added or not self._ids or added[-1][1] > self._ids[0]):
             # The common case (new versions, newest ids): one copy of each list.
+            unbuilt: list[ModelVersion | None] = [None] * len(added)
             return VersionHistory._lazy(
                 self._model_name, [row[1] for row in added] + self._ids, active_version,
-                self._root, source, list(added) + self._rows, [None] * len(added) + items,
+                self._root, source, list(added) + self._rows, unbuilt + items,
             )
         ids = list(self._ids)
         rows = list(self._rows)
