@@ -144,8 +144,10 @@ def _id_list_default(element: _id_list, compiler: Any, **kw: Any) -> str:
 
 @compiles(_id_list, "postgresql")
 def _id_list_postgresql(element: _id_list, compiler: Any, **kw: Any) -> str:
+    # No ORDER BY inside the aggregate: PostgreSQL then sorts even input read in index order
+    # (3-4 ms for 10,000 ids), while the caller's sort of nearly sorted ids is a linear pass.
     column = compiler.process(element.clauses, **kw)
-    return f"string_agg(CAST({column} AS TEXT), ',' ORDER BY {column} DESC)"
+    return f"string_agg(CAST({column} AS TEXT), ',')"
 
 
 def _first_read_statement() -> sa.Select[Any]:
