@@ -2,8 +2,10 @@
 with 10,000 versions.
 
 Run: ``PYTHONPATH=src python -m pytest benchmarks/bench_versioning.py --benchmark-only -s``
-(pytest-benchmark). The ratio tests interleave the two measured operations round by round, so
-load from other processes on the machine hits both alike; they print the medians and ratios.
+(pytest-benchmark). ``-k history`` runs the whole-history figures (first read, repeated, after a
+write, after a deletion, full iteration). The ratio tests interleave the two measured operations
+round by round, so load from other processes on the machine hits both alike; they print the
+medians and ratios.
 """
 
 from __future__ import annotations
@@ -161,6 +163,31 @@ def test_history_full_10k_first_read(benchmark, big: ModelVersionManager) -> Non
     assert len(result) >= N_VERSIONS
 
 
+def test_history_full_10k_first_read_list(benchmark, big: ModelVersionManager) -> None:
+    """First read in a process, then every record built (``list(history)``): the chunk queries
+    plus building 10,000 ModelVersion objects."""
+
+    def setup() -> tuple[tuple[ModelVersionManager], dict[str, object]]:
+        return (ModelVersionManager(big.engine, big.artifact_root),), {}
+
+    result = benchmark.pedantic(
+        lambda mgr: list(mgr.get_version_history("big")), setup=setup, rounds=10, iterations=1
+    )
+    assert len(result) >= N_VERSIONS and result[-1].version == "1.0.0"
+
+
+def test_history_full_10k_first_read_newest(benchmark, big: ModelVersionManager) -> None:
+    """First read in a process, then the newest record (one chunk query)."""
+
+    def setup() -> tuple[tuple[ModelVersionManager], dict[str, object]]:
+        return (ModelVersionManager(big.engine, big.artifact_root),), {}
+
+    result = benchmark.pedantic(
+        lambda mgr: mgr.get_version_history("big")[0], setup=setup, rounds=20, iterations=1
+    )
+    assert result.version == "10.999.0"
+
+
 def test_latest_version_10k(benchmark, big: ModelVersionManager) -> None:
     assert benchmark(big.get_latest_version, "big").version == "10.999.0"
 
@@ -215,6 +242,10 @@ def test_query_times_10k(big: ModelVersionManager, big_rw: ModelVersionManager) 
         "history (all 10k)": lambda: big.get_version_history("big"),
         "history (all 10k), first read": lambda: ModelVersionManager(
             big.engine, big.artifact_root).get_version_history("big"),
+        "first read + history[0]": lambda: ModelVersionManager(
+            big.engine, big.artifact_root).get_version_history("big")[0],
+        "first read + list(history)": lambda: list(ModelVersionManager(
+            big.engine, big.artifact_root).get_version_history("big")),
         "eager list (previous method)": lambda: _eager_history(big, "big"),
     }
     _interleaved(ops, 2)
@@ -232,4 +263,16 @@ def test_query_times_10k(big: ModelVersionManager, big_rw: ModelVersionManager) 
         cold.append(time.perf_counter() - start)
         assert history[0].version == made
     print(f"{'history (all) after a write':>32}: {statistics.median(cold) * 1e3:8.2f} ms "
+          f"(min {min(cold) * 1e3:.2f}, max {max(cold) * 1e3:.2f})")
+    # The same after a deletion (of the oldest versions, which the cached history holds).
+    cold = []
+    size = len(big_rw.get_version_history("big"))
+    for minor in range(500, 530):
+        big_rw.delete_version("big", f"2.{minor}.0")
+        start = time.perf_counter()
+        history = big_rw.get_version_history("big")
+        cold.append(time.perf_counter() - start)
+        size -= 1
+        assert len(history) == size
+    print(f"{'history (all) after a delete':>32}: {statistics.median(cold) * 1e3:8.2f} ms "
           f"(min {min(cold) * 1e3:.2f}, max {max(cold) * 1e3:.2f})")

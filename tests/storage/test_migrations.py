@@ -427,3 +427,100 @@ def test_versioning_store_from_before_history_revisions_is_upgraded(
         revisions = dict(conn.execute(sa.text(
             "SELECT model_name, revision FROM kz_model_history_revisions")).all())
     assert revisions == {"momentum": 2}
+
+
+@pytest.fixture
+def versioning_store_before_deleted_records(storage_url: str, tmp_path: Path) -> str:
+    """A store with history revisions whose deletions did not keep the deleted rows."""
+    name = "versioning_before_deleted_records"
+    if storage_url.startswith("sqlite"):
+        shutil.copy(FIXTURES / f"{name}.sqlite", tmp_path / "kaizenml.db")
+        return storage_url
+    engine = get_engine(storage_url)
+    with engine.begin() as conn:
+        for line in (FIXTURES / f"{name}.sql").read_text().splitlines():
+            if line.strip() and not line.startswith("--"):
+                conn.exec_driver_sql(line.replace("{serial_pk}", "SERIAL PRIMARY KEY"))
+    return storage_url
+
+
+def test_deleted_records_fixture_matches_its_sql_source() -> None:
+    name = "versioning_before_deleted_records"
+    conn = sqlite3.connect(FIXTURES / f"{name}.sqlite")
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(kz_model_deleted_versions)")]
+    assert "revision" in columns and "row_id" not in columns and "record" not in columns
+    assert "revision" in [r[1] for r in conn.execute("PRAGMA table_info(kz_model_versions)")]
+    n_inserts = (FIXTURES / f"{name}.sql").read_text().count("INSERT INTO kz_model_versions ")
+    assert conn.execute("SELECT COUNT(*) FROM kz_model_versions").fetchone()[0] == n_inserts == 4
+    assert conn.execute("SELECT model_name, revision FROM kz_model_history_revisions "
+                        "ORDER BY model_name").fetchall() == [("meanrev", 1), ("momentum", 5)]
+    conn.close()
+
+
+def test_versioning_store_from_before_deleted_records_is_upgraded(
+    versioning_store_before_deleted_records: str, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from kaizenml.versioning import ModelVersionManager
+
+    url = versioning_store_before_deleted_records
+    engine = get_engine(url)
+    have = {c["name"] for c in sa.inspect(engine).get_columns("kz_model_deleted_versions")}
+    assert "row_id" not in have and "record" not in have
+
+    mgr = ModelVersionManager(url, tmp_path / "artifacts")
+    inspector = sa.inspect(engine)
+    have = {c["name"] for c in inspector.get_columns("kz_model_deleted_versions")}
+    assert {"row_id", "record"} <= have
+    assert "ix_kz_model_deleted_versions_row" in {
+        ix["name"] for ix in inspector.get_indexes("kz_model_deleted_versions")
+    }
+    with engine.connect() as conn:
+        old = conn.execute(sa.text(
+            "SELECT version, description, metrics, tags, created_at FROM kz_model_versions"
+            " WHERE model_name = 'momentum' ORDER BY id DESC")).all()
+        # the deletion from before the columns: kept as it was, its number still retired
+        assert conn.execute(sa.text(
+            "SELECT version, revision, row_id, record FROM kz_model_deleted_versions")).all() \
+            == [("1.1.1", 4, None, None)]
+    utc = _dt.timezone.utc
+    snapshot = [
+        (r[0], r[1], json.loads(r[2]), json.loads(r[3]), _dt.datetime.fromtimestamp(r[4], utc))
+        for r in old
+    ]
+    cached = mgr.get_version_history("momentum")  # read through the refresh path later
+    unread = ModelVersionManager(url, tmp_path / "artifacts").get_version_history("momentum")
+    assert len(unread) == 3 and unread.active_version == "1.2.0"
+
+    # Deletions after the upgrade keep the deleted row; histories read before them still show
+    # it, fresh reads do not, and the numbering still skips every retired number.
+    other = ModelVersionManager(url, tmp_path / "artifacts")
+    other.delete_version("momentum", "1.0.0")
+    other.delete_version("momentum", "1.1.0")
+    made = other.create_version("momentum", {"w": np.ones(2)}, change_type="bugfix",
+                                parent_version="1.2.0")
+    assert made.version == "1.2.1"
+    assert other.create_version("meanrev", {"w": np.ones(2)}, change_type="data").version \
+        == "1.0.1"
+    for history in (unread, cached):
+        assert [(v.version, v.description, v.metrics, v.tags, v.created_at)
+                for v in history] == snapshot
+        assert [v.is_active for v in history] == [True, False, False]
+        assert history[-1].created_by == "ci" and history[1].parent_version == "1.0.0"
+    assert [v.version for v in mgr.get_version_history("momentum")] == ["1.2.1", "1.2.0"]
+    assert [v.version for v in ModelVersionManager(url, tmp_path / "artifacts")
+            .get_version_history("momentum")] == ["1.2.1", "1.2.0"]
+    with engine.connect() as conn:
+        kept = dict(conn.execute(sa.text(
+            "SELECT version, row_id FROM kz_model_deleted_versions WHERE record IS NOT NULL"
+        )).all())
+        revision = conn.execute(sa.text(
+            "SELECT revision FROM kz_model_history_revisions WHERE model_name = 'momentum'"
+        )).scalar_one()
+    assert kept == {"1.0.0": 1, "1.1.0": 2} and revision == 8
+    # with every version of a model deleted, numbering continues from the retired numbers
+    other.delete_version("meanrev", "1.0.0")
+    other.delete_version("meanrev", "1.0.1")
+    assert other.create_version("meanrev", {"w": np.ones(2)}, change_type="data").version \
+        == "1.0.2"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from kaizenml import KaizenTypeError, NotFoundError, ValidationError
+from kaizenml import KaizenTypeError, NotFoundError, StateError, ValidationError
 from kaizenml.storage import dispose_engine, get_engine
 from kaizenml.versioning import ModelVersion, ModelVersionManager, Version, VersionHistory
 from kaizenml.versioning._schema import history_revisions, model_versions
@@ -298,7 +298,7 @@ def test_refreshes_during_concurrent_writes_stay_consistent(
         history = reader.get_version_history("m")
         versions = [v.version for v in history]
         assert len(set(versions)) == len(versions)
-        ids = [row[1] for row in history._rows]
+        ids = list(history._ids)
         assert ids == sorted(ids, reverse=True)
         seen += 1
     for t in threads:
@@ -307,3 +307,178 @@ def test_refreshes_during_concurrent_writes_stay_consistent(
     final = reader.get_version_history("m")
     assert len(final) == 4 - 3 + 16
     check_equal(final, eager_history(reader.engine, root, "m"))
+
+
+# --- lazy, chunked loading ------------------------------------------------------------------
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Chunks of 7 items (blocks up to 28 when iterating), so a few hundred versions span
+    dozens of chunk queries."""
+    from kaizenml.versioning import _history
+
+    monkeypatch.setattr(_history, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(_history, "MAX_BLOCK", 28)
+    return 7
+
+
+def _bulk_rows(engine: sa.Engine, name: str, n: int, start: int) -> None:
+    # Rows written in bulk as an older kaizenml (no revision) or an external tool would.
+    rows = []
+    for i in range(start, start + n):
+        major, minor = 1 + i // 100, i % 100
+        text = f"{major}.{minor}.0"
+        rows.append({
+            "model_name": name, "version": text, "major": major, "minor": minor, "patch": 0,
+            "change_type": "retrain", "parent_version": None, "description": f"bulk {i}",
+            "created_by": "tool", "created_at": 1.6e9 + i / 8,
+            "metrics": json.dumps({"sharpe": i / 100}) if i % 3 else "{}",
+            "tags": json.dumps({"i": str(i)}) if i % 2 else "{}",
+            "artifact_path": f"{name}/{text}", "checksum": "cd" * 32, "serializer": None,
+        })
+    with engine.begin() as conn:
+        conn.execute(sa.insert(model_versions), rows)
+
+
+def _row_id(engine: sa.Engine, name: str, version: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(
+            sa.select(model_versions.c.id).where(model_versions.c.model_name == name,
+                                                 model_versions.c.version == version)
+        ).scalar_one())
+
+
+def test_chunked_history_equals_eager_records(
+    store: tuple[str, Path], small_chunks: int
+) -> None:
+    url, root = store
+    mgr = ModelVersionManager(url, root)
+    _bulk_rows(mgr.engine, "m", 260, 0)
+    rng = np.random.default_rng(11)
+    made = _fill(mgr, "m", 20, rng)
+    _bulk_rows(mgr.engine, "other", 30, 0)  # another model's ids interleave in the id ranges
+    _add_prereleases(mgr.engine, "m")
+    _fill(mgr, "m", 5, rng)
+    mgr.set_active_version("m", "2.50.0")
+    for v in ["1.0.0", "1.7.0", "1.8.0", "2.13.0", "3.59.0", made[4], made[5]]:
+        mgr.delete_version("m", v)
+    expected = eager_history(mgr.engine, root, "m")
+    assert len(expected) == 260 + 20 + 3 + 5 - 7
+
+    counted: list[str] = []
+    sa.event.listen(mgr.engine, "before_cursor_execute",
+                    lambda *args: counted.append(args[2]) if "SELECT" in args[2] else None)
+    history = ModelVersionManager(url, root).get_version_history("m")
+    n_first = len(counted)
+    assert n_first == 1 and len(history) == len(expected)
+    assert history[100] == expected[100]
+    assert len(counted) == n_first + 1  # one chunk query (no deletions in that chunk)
+    # every access path against the eager records, several chunks at a time
+    check_equal(history, expected)
+    assert history._rows.count(None) == 0
+    # a second, fresh history iterated first, then read from the end, then sliced
+    again = ModelVersionManager(url, root).get_version_history("m")
+    assert [again[i] for i in range(len(expected) - 1, -1, -1)] == expected[::-1]
+    third = ModelVersionManager(url, root).get_version_history("m")
+    assert third[50:120:3] == expected[50:120:3] and list(third) == expected
+    # membership and pickling load what they need
+    fourth = ModelVersionManager(url, root).get_version_history("m")
+    assert expected[200] in fourth and fourth.index(expected[200]) == 200
+    assert pickle.loads(pickle.dumps(ModelVersionManager(url, root).get_version_history("m"))) \
+        == expected
+    assert "oldest='1.1.0'" in repr(ModelVersionManager(url, root).get_version_history("m"))
+
+
+def test_history_is_a_snapshot_of_its_read(
+    store: tuple[str, Path], other_engine: sa.Engine, small_chunks: int
+) -> None:
+    url, root = store
+    mgr = ModelVersionManager(url, root)
+    _bulk_rows(mgr.engine, "m", 60, 0)
+    made = _fill(mgr, "m", 8, np.random.default_rng(5))
+    mgr.set_active_version("m", "1.30.0")
+    expected = eager_history(mgr.engine, root, "m")
+    newest, oldest = expected[0].version, expected[-1].version
+    newest_id = _row_id(mgr.engine, "m", newest)
+
+    history = ModelVersionManager(url, root).get_version_history("m")
+    cached = mgr.get_version_history("m")  # the same snapshot through the refresh path
+    assert history[2] == expected[2] and history[30] == expected[30]  # two chunks loaded
+    loaded = [i for i, row in enumerate(history._rows) if row is not None]
+    assert 2 in loaded and 30 in loaded and len(loaded) < len(expected) // 2
+
+    theirs = ModelVersionManager(other_engine, root)
+    doomed = [newest, oldest, expected[3].version, expected[29].version,  # loaded chunks
+              expected[45].version, expected[46].version, made[1]]         # unloaded chunks
+    for v in doomed:
+        theirs.delete_version("m", v)
+    created = [theirs.create_version("m", W, change_type="bugfix", description=f"new {i}")
+               for i in range(3)]
+    if url.startswith("sqlite"):
+        # SQLite gave the deleted newest row's id to a new version: the history must still
+        # show the deleted one at that id.
+        assert _row_id(mgr.engine, "m", created[0].version) == newest_id
+    assert not {c.version for c in created} & set(doomed)  # retired numbers stay retired
+    theirs.set_active_version("m", created[1].version)
+
+    for snapshot in (history, cached):
+        assert len(snapshot) == len(expected) and snapshot.active_version == "1.30.0"
+        for i, want in enumerate(expected):
+            assert snapshot[i] == want, i
+        assert list(snapshot) == expected and snapshot[0].version == newest
+    assert history[-1].version == oldest and history[-1].description == "bulk 0"
+
+    after = eager_history(mgr.engine, root, "m")
+    assert [v.version for v in after[:3]] == [c.version for c in created[::-1]]
+    assert not {v.version for v in after} & set(doomed)
+    for reader in (mgr, ModelVersionManager(url, root)):
+        fresh = reader.get_version_history("m")
+        check_equal(fresh, after)
+        assert [v.version for v in fresh if v.is_active] == [created[1].version]
+    # the snapshots did not move
+    assert list(history) == expected and list(cached) == expected
+
+
+def test_history_outlives_its_manager(store: tuple[str, Path], small_chunks: int) -> None:
+    import gc
+    import weakref
+
+    url, root = store
+    mgr = ModelVersionManager(url, root)
+    _bulk_rows(mgr.engine, "m", 40, 0)
+    _fill(mgr, "m", 3, np.random.default_rng(6))
+    expected = eager_history(mgr.engine, root, "m")
+    history = ModelVersionManager(url, root).get_version_history("m")
+    reader = ModelVersionManager(url, root)
+    orphan = reader.get_version_history("m")
+    gone = weakref.ref(reader)
+    del reader
+    gc.collect()
+    assert gone() is None
+    # the pooled connections are closed too: the history opens new ones through its engine
+    dispose_engine(mgr.engine)
+    mgr.delete_version("m", expected[20].version)
+    assert list(history) == expected and list(orphan) == expected
+
+
+def test_deletion_without_a_record_is_reported(
+    store: tuple[str, Path], small_chunks: int
+) -> None:
+    url, root = store
+    mgr = ModelVersionManager(url, root)
+    _bulk_rows(mgr.engine, "m", 30, 0)
+    history = ModelVersionManager(url, root).get_version_history("m")
+    # A deletion as a kaizenml from before deleted-row records wrote it: no row id, no record.
+    with mgr.engine.begin() as conn:
+        conn.execute(sa.delete(model_versions).where(model_versions.c.version == "1.5.0"))
+        conn.execute(sa.text(
+            "INSERT INTO kz_model_deleted_versions (model_name, version, major, minor, patch,"
+            " deleted_at, revision) VALUES ('m', '1.5.0', 1, 5, 0, 0, 1)"))
+        conn.execute(sa.insert(history_revisions).values(model_name="m", revision=1))
+    assert history[0].version == "1.29.0"  # other chunks load
+    with pytest.raises(StateError, match=r"'m' read at revision 0 .* read the history again"):
+        history[24]
+    # the cached reader cannot match the deletion to a row id: it reads everything again
+    fresh = mgr.get_version_history("m")
+    assert [v.version for v in fresh] == [f"1.{i}.0" for i in range(29, -1, -1) if i != 5]
+    assert mgr.create_version("m", W, change_type="bugfix", parent_version="1.4.0").version \
+        == "1.4.1"

@@ -332,12 +332,18 @@ def test_hot_queries_use_indexes(manager: ModelVersionManager) -> None:
     event.listen(manager.engine, "before_cursor_execute", capture)
     try:
         manager.get_version_history("m", limit=10)
-        manager.get_version_history("m")  # the full read
+        snapshot = manager.get_version_history("m")  # the first read: ids only
+        snapshot[0]  # a chunk of rows
         manager.get_latest_version("m")
         manager.get_active_version("m")
         manager.get_version("m", "1.0.0")
         manager.create_version("m", W, change_type="retrain")
         manager.get_version_history("m")  # reads only what changed
+        unread = ModelVersionManager(manager.engine, manager.artifact_root) \
+            .get_version_history("m")
+        manager.delete_version("m", "1.0.0")
+        assert unread[-1].version == "1.0.0"  # the chunk query, then the deleted record
+        assert snapshot[-1].version == "1.0.0"
     finally:
         event.remove(manager.engine, "before_cursor_execute", capture)
     assert len(captured) >= 6
@@ -355,3 +361,7 @@ def test_hot_queries_use_indexes(manager: ModelVersionManager) -> None:
                     assert line.startswith("SEARCH") and "USING" in line, (statement, details)
     # the refresh after a write reads only rows above the last revision seen
     assert any("ix_kz_model_versions_revision (model_name=? AND revision>?)" in p for p in plans)
+    # the chunk loader reads id ranges, and the rows deleted since by their row id
+    assert any("ix_kz_model_versions_history (model_name=? AND id>? AND id<?)" in p for p in plans)
+    assert any("ix_kz_model_deleted_versions_row (model_name=? AND row_id>? AND row_id<?)" in p
+               for p in plans)

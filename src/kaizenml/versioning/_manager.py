@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
 
 from .._exceptions import (
     KaizenTypeError,
@@ -69,7 +70,7 @@ from ._compare import (
     metric_direction,
     recommend,
 )
-from ._history import VersionHistory
+from ._history import HistorySource, VersionHistory, deleted_record
 from ._records import (
     DeploymentRecord,
     ModelVersion,
@@ -124,17 +125,55 @@ HISTORY_CACHE_MODELS = 32
 _row_id = operator.itemgetter(1)  # the id of a history row: creation order
 
 
-def _history_statement(incremental: bool) -> sa.CompoundSelect:
+class _id_list(sa.sql.functions.FunctionElement[str]):
+    """The ids of a group as one comma-separated text (an aggregate).
+
+    The first read of a model fetches its ids this way: one value instead of one result row
+    per version is 2-3x cheaper through the drivers, which matters at 10,000 versions.
+    """
+
+    type = sa.Text()
+    name = "kz_id_list"
+    inherit_cache = True
+
+
+@compiles(_id_list)
+def _id_list_default(element: _id_list, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_id_list, "postgresql")
+def _id_list_postgresql(element: _id_list, compiler: Any, **kw: Any) -> str:
+    # No ORDER BY inside the aggregate: PostgreSQL then sorts even input read in index order
+    # (3-4 ms for 10,000 ids), while the caller's sort of nearly sorted ids is a linear pass.
+    column = compiler.process(element.clauses, **kw)
+    return f"string_agg(CAST({column} AS TEXT), ',')"
+
+
+def _first_read_statement() -> sa.Select[Any]:
     """One statement (so one snapshot) reading a model's history revision, its active version
-    and its version rows: all of them, or with ``incremental`` only those created after
-    revision ``:since`` plus the numbers deleted after it.
+    and the ids of its versions (the covering ``(model_name, id)`` index); the rows are loaded
+    by the returned :class:`VersionHistory` on access."""
+    name = sa.bindparam("name", type_=sa.String)
+    return sa.select(
+        sa.select(_hr.c.revision).where(_hr.c.model_name == name).scalar_subquery(),
+        sa.select(_av.c.version).where(_av.c.model_name == name).scalar_subquery(),
+        sa.select(_id_list(_mv.c.id)).where(_mv.c.model_name == name).scalar_subquery(),
+    )
+
+
+def _refresh_statement() -> sa.CompoundSelect:
+    """One statement (so one snapshot) reading a model's history revision, its active version,
+    the version rows created after revision ``:since`` and the row ids deleted after it.
 
     Rows: ``(kind, id, version, change_type, parent_version, description, created_by,
     created_at, metrics, tags, artifact_path, checksum, serializer)`` where ``kind`` is 0 for
     the revision (in ``id``), 1 for the active version (in ``version``), 2 for a version row
-    and 3 for a deleted version (in ``version``).
+    and 3 for a deleted version (its row id in ``id``, NULL if the deletion predates the
+    column, and its number in ``version``).
     """
     name = sa.bindparam("name", type_=sa.String)
+    since = sa.bindparam("since", type_=sa.Integer)
     row_columns = (
         _mv.c.id, _mv.c.version, _mv.c.change_type, _mv.c.parent_version, _mv.c.description,
         _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags, _mv.c.artifact_path,
@@ -148,26 +187,18 @@ def _history_statement(incremental: bool) -> sa.CompoundSelect:
         # Typed NULLs keep the UNION's column types unambiguous on PostgreSQL.
         return [sa.cast(sa.null(), c.type) for c in row_columns[start:]]
 
-    parts = [
+    return sa.union_all(
         sa.select(kind(0), _hr.c.revision, *nulls(1)).where(_hr.c.model_name == name),
         sa.select(kind(1), sa.cast(sa.null(), sa.Integer), _av.c.version, *nulls(2))
         .where(_av.c.model_name == name),
-    ]
-    rows = sa.select(kind(2), *row_columns).where(_mv.c.model_name == name)
-    if incremental:
-        since = sa.bindparam("since", type_=sa.Integer)
-        parts.append(rows.where(_mv.c.revision > since))
-        parts.append(
-            sa.select(kind(3), sa.cast(sa.null(), sa.Integer), _dv.c.version, *nulls(2))
-            .where(_dv.c.model_name == name, _dv.c.revision > since)
-        )
-    else:
-        parts.append(rows)
-    return sa.union_all(*parts)
+        sa.select(kind(2), *row_columns).where(_mv.c.model_name == name, _mv.c.revision > since),
+        sa.select(kind(3), _dv.c.row_id, _dv.c.version, *nulls(2))
+        .where(_dv.c.model_name == name, _dv.c.revision > since),
+    )
 
 
-_HISTORY_ALL = _history_statement(incremental=False)
-_HISTORY_SINCE = _history_statement(incremental=True)
+_HISTORY_FIRST = _first_read_statement()
+_HISTORY_SINCE = _refresh_statement()
 
 
 def _bump_revision(conn: Connection, name: str) -> int:
@@ -376,11 +407,9 @@ class ModelVersionManager:
         self._directions = check_directions(metric_directions)
         self._thresholds = _check_thresholds(rollback_thresholds, "rollback_thresholds")
         self._significant = check_float(significant_change, "significant_change", minimum=1e-12)
-        # model -> (history revision, rows newest first, active version, history): the last
-        # full history read, brought up to date incrementally (see get_version_history).
-        self._history_cache: OrderedDict[
-            str, tuple[int, tuple[Any, ...], str | None, VersionHistory]
-        ] = OrderedDict()
+        # model -> (history revision, history): the last full history read, brought up to date
+        # incrementally (see get_version_history).
+        self._history_cache: OrderedDict[str, tuple[int, VersionHistory]] = OrderedDict()
         self._history_lock = threading.Lock()
 
     # --- properties -----------------------------------------------------------------------
@@ -684,13 +713,15 @@ class ModelVersionManager:
         """Every version of a model, newest (most recently created) first.
 
         Returns a :class:`~kaizenml.versioning.VersionHistory`: a read-only sequence of
-        :class:`ModelVersion` that builds each record when it is first used, so the call costs
-        little more than reading the rows. ``list(history)`` gives a mutable list.
+        :class:`ModelVersion`. The first read of a model fetches only the ids of its versions;
+        the rows are loaded a few hundred at a time when items are first used, and each record
+        is built once. ``list(history)`` gives a mutable list.
 
-        The manager keeps the last full history it read of each model and, on the next call,
-        reads only what changed since (versions created or deleted by any process, and the
-        active version), in one statement; the result always reflects the database at the
-        time of the call.
+        The manager keeps the last full history it read of each model (up to 32 models) and,
+        on the next call, reads only what changed since (versions created or deleted by any
+        process, and the active version), in one statement. The result reflects the database
+        at the time of the call, and stays that snapshot: versions deleted later are still
+        shown by it (their rows are kept with the deleted numbers).
 
         Parameters
         ----------
@@ -741,58 +772,54 @@ class ModelVersionManager:
         with self._engine.connect() as conn:
             if cached is not None:
                 fetched = conn.execute(_HISTORY_SINCE, {"name": name, "since": cached[0]}).all()
-                if not any(r[0] == 0 and r[1] >= cached[0] for r in fetched) and cached[0]:
+                if cached[0] and not any(r[0] == 0 and r[1] >= cached[0] for r in fetched):
                     # The counter went back (the store was replaced): read everything again.
                     cached = None
+                elif any(r[0] == 3 and r[1] is None for r in fetched):
+                    # A deletion without its row id (written by an older kaizenml): the cached
+                    # ids cannot be matched, read them again.
+                    cached = None
             if cached is None:
-                fetched = conn.execute(_HISTORY_ALL, {"name": name}).all()
-        revision = 0
-        active = None
-        added = []
-        deleted = set()
-        for row in fetched:
-            kind = row[0]
-            if kind == 2:
-                added.append(row)
-            elif kind == 0:
-                revision = row[1]
-            elif kind == 1:
-                active = row[2]
-            else:
-                deleted.add(row[2])
-        history: VersionHistory | None = None
-        if cached is not None and revision == cached[0] and not added and not deleted:
-            if active == cached[2]:
-                history = cached[3]
-            else:
-                history = VersionHistory(name, cached[1], active, self._root_text)
-            rows = cached[1]
+                first = conn.execute(_HISTORY_FIRST, {"name": name}).one()
+        if cached is None:
+            revision = first[0] or 0
+            active = first[1]
+            # Parsing the text is the cost of the first read (about 0.1 us per id).
+            ids = [] if first[2] is None else list(map(int, first[2].split(",")))
+            ids.sort(reverse=True)  # newest first: id is creation order
+            history = VersionHistory._lazy(
+                name, ids, active, self._root_text, HistorySource(self._engine, name, revision)
+            )
         else:
-            # Newest first by id, which is creation order; rows arrive in index order, so the
-            # sort is a near-linear pass.
-            added.sort(key=_row_id, reverse=True)
-            if cached is None:
-                rows = tuple(added)
-            elif not deleted and (not added or not cached[1] or added[-1][1] > cached[1][0][1]):
-                if active == cached[2]:
-                    history = cached[3]._with_newer(added)
-                    rows = history._rows
+            revision = 0
+            active = None
+            added = []
+            deleted: set[int] = set()
+            for row in fetched:
+                kind = row[0]
+                if kind == 2:
+                    added.append(row)
+                elif kind == 0:
+                    revision = row[1]
+                elif kind == 1:
+                    active = row[2]
                 else:
-                    rows = tuple(added) + cached[1]
-            else:
-                # Deletions (or, on PostgreSQL, a lower id committed after a higher one): merge
-                # by id, dropping deleted numbers.
-                merged = [r for r in cached[1] if r[2] not in deleted]
-                merged.extend(added)
-                merged.sort(key=_row_id, reverse=True)
-                rows = tuple(merged)
-            if history is None:
-                history = VersionHistory(name, rows, active, self._root_text)
+                    deleted.add(row[1])
+            history = cached[1]
+            if revision != cached[0] or added or deleted:
+                # Rows arrive in index order, so the sort is a near-linear pass.
+                added.sort(key=_row_id, reverse=True)
+                history = history._refreshed(
+                    added, deleted, active, HistorySource(self._engine, name, revision)
+                )
+            elif active != history.active_version:
+                history = history._refreshed((), deleted, active, history._source or
+                                             HistorySource(self._engine, name, revision))
         with self._history_lock:
             current = self._history_cache.get(name)
             # Keep the newest state when two threads refresh at once.
             if current is None or current[0] <= revision:
-                self._history_cache[name] = (revision, rows, active, history)
+                self._history_cache[name] = (revision, history)
                 self._history_cache.move_to_end(name)
                 while len(self._history_cache) > HISTORY_CACHE_MODELS:
                     self._history_cache.popitem(last=False)
@@ -845,8 +872,16 @@ class ModelVersionManager:
 
         def txn() -> str:
             with self._engine.connect() as conn, conn.begin():
-                record = self._require_version(conn, name, version)
-                if record.is_active:
+                row = conn.execute(
+                    sa.select(_mv.c.id, _mv.c.revision, *self._version_columns()[1:],
+                              _av.c.version.label("active_version"))
+                    .select_from(_mv.outerjoin(_av, sa.and_(
+                        _av.c.model_name == _mv.c.model_name, _av.c.version == _mv.c.version)))
+                    .where(_mv.c.model_name == name, _mv.c.version == version)
+                ).first()
+                if row is None:
+                    raise NotFoundError(f"model {name!r} has no version {version!r}")
+                if row.active_version is not None:
                     raise StateError(
                         f"version {version!r} is the active version of model {name!r} and "
                         "cannot be deleted; activate or roll back to another version first"
@@ -858,10 +893,13 @@ class ModelVersionManager:
                         )
                     )
                 number = Version.parse(version)
+                # The row itself is kept with the retired number, so that histories read
+                # before this deletion still show it (see VersionHistory).
                 conn.execute(sa.insert(deleted_versions).values(
                     model_name=name, version=version, major=number.major, minor=number.minor,
                     patch=number.patch, deleted_at=time.time(),
-                    revision=_bump_revision(conn, name),
+                    revision=_bump_revision(conn, name), row_id=row.id,
+                    record=deleted_record(row),
                 ))
                 return name + "/" + version
 

@@ -77,9 +77,16 @@ deleted_versions = sa.Table(
     sa.Column("deleted_at", sa.Float, nullable=False),
     # The model's history revision of the deleting transaction (NULL before the column existed).
     sa.Column("revision", sa.Integer, nullable=True),
+    # The deleted row's id in kz_model_versions and its content (a JSON object of the columns a
+    # ModelVersion is built from, plus the row's own revision), written by the deleting
+    # transaction: a history read before the deletion loads its rows lazily and finds the
+    # version here. NULL for deletions made before the columns existed.
+    sa.Column("row_id", sa.Integer, nullable=True),
+    sa.Column("record", sa.Text, nullable=True),
     sa.PrimaryKeyConstraint("model_name", "version"),
     sa.Index("ix_kz_model_deleted_versions_semver", "model_name", "major", "minor", "patch"),
     sa.Index("ix_kz_model_deleted_versions_revision", "model_name", "revision"),
+    sa.Index("ix_kz_model_deleted_versions_row", "model_name", "row_id"),
 )
 
 # One counter per model, incremented inside every transaction that creates or deletes one of
