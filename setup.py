@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from setuptools import Extension, setup
@@ -66,23 +67,26 @@ def _extensions() -> list[Extension]:
     )
 
 
-def _aot_extensions() -> list[Extension]:
-    if os.environ.get("KAIZENML_NO_AOT"):
-        return []
+def _aot_build() -> Any:
     sys.path.insert(0, str(CSRC))
     try:
         import aot_build
     finally:
         sys.path.remove(str(CSRC))
-    return [aot_build.aot_extension()]
+    return aot_build
+
+
+def _aot_extensions() -> list[Extension]:
+    if os.environ.get("KAIZENML_NO_AOT"):
+        return []
+    return [_aot_build().aot_extension()]
 
 
 class BuildExt(build_ext):
     """``build_ext`` that lets numba compile the ahead-of-time kernels to objects first."""
 
     def build_extension(self, ext: Extension) -> None:
-        if getattr(ext, "_cc", None) is not None:
-            ext._prepare_object_files(self)  # type: ignore[attr-defined]
+        _aot_build().prepare(self, ext)
         super().build_extension(ext)
 
 

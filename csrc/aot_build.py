@@ -84,10 +84,18 @@ def aot_extension() -> Any:
     cc.export(_aot.TARGET_FUNCTION, types.int64())(target_id)
     ext = cc.distutils_extension()
     ext.name = _aot.EXTENSION
+    # numba's C helpers are compiled into the module from numba's own installation: absolute
+    # paths, which setuptools refuses in the metadata of an sdist or wheel. They are handed
+    # to the compiler only when the extension is built (see prepare).
+    ext.aot_sources = ext.sources
+    ext.sources = []
+    ext.depends = []
     return ext
 
 
 def prepare(build_ext_command: Any, ext: Any) -> None:
-    """Compile the kernels of an :func:`aot_extension` to object files before linking."""
+    """Before ``build_ext`` compiles an :func:`aot_extension`: give it numba's C helpers and
+    LLVM-compile the kernels to the object files it links."""
     if getattr(ext, "_cc", None) is not None:
+        ext.sources = ext.aot_sources
         ext._prepare_object_files(build_ext_command)
