@@ -27,6 +27,7 @@ from ..storage import (
     default_storage_url,
     ensure_schema,
     kaizenml_home,
+    read_connection,
     resolve_engine,
     retry_on_conflict,
 )
@@ -510,7 +511,7 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ definitions
     def _load_definitions(self) -> None:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             rows = conn.execute(
                 sa.select(feature_definitions.c.definition, feature_definitions.c.name)
             ).all()
@@ -1315,7 +1316,7 @@ class FeatureStore:
         """
         d, col = self._column_ref(name)
         t = feature_statistics
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = (
                 conn.execute(
                     sa.select(t).where(
@@ -1434,7 +1435,7 @@ class FeatureStore:
         """
         d, _cols = self._resolve_output(name)
         t = feature_lineage
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             text = conn.execute(
                 sa.select(t.c.lineage).where(t.c.name == d.name, t.c.version == d.version)
             ).scalar()

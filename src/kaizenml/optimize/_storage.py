@@ -32,7 +32,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._exceptions import NotFoundError, StateError, StorageError, ValidationError
-from ..storage import ensure_schema, metadata, resolve_engine, retry_on_conflict
+from ..storage import (
+    ensure_schema,
+    metadata,
+    read_connection,
+    resolve_engine,
+    retry_on_conflict,
+)
 from ._trial import Trial, TrialState
 
 __all__ = [
@@ -620,14 +626,14 @@ class SQLStorage(StudyStorage):
 
     def get_study(self, name: str) -> StudyRecord:
         s = studies_table
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             row = conn.execute(sa.select(s).where(s.c.name == name)).first()
         if row is None:
             raise NotFoundError(f"no study named {name!r} in {self.engine.url!r}")
         return self._record(row)
 
     def study_names(self) -> list[str]:
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             return sorted(r[0] for r in conn.execute(sa.select(studies_table.c.name)))
 
     def delete_study(self, name: str) -> None:
@@ -658,7 +664,7 @@ class SQLStorage(StudyStorage):
             cond = t.c.number >= cache.next_number
             if cache.unfinished:
                 cond = sa.or_(cond, t.c.number.in_(list(cache.unfinished)))
-            with self.engine.connect() as conn:
+            with read_connection(self.engine) as conn:
                 rows = conn.execute(sa.select(t).where(t.c.study_id == study_id, cond)).fetchall()
             for row in rows:
                 cache.put(_row_to_trial(row), row.owner)
@@ -667,7 +673,7 @@ class SQLStorage(StudyStorage):
 
     def get_trial(self, study_id: int, number: int) -> Trial:
         t = trials_table
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             row = conn.execute(
                 sa.select(t).where(t.c.study_id == study_id, t.c.number == number)
             ).first()

@@ -119,10 +119,39 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Execution option set by read_connection: the connection only reads.
+_READ_ONLY = "kaizenml_read_only"
+
+
 def _sqlite_on_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front, so two writers never both read and then
-    # collide on upgrade (the classic SQLite deadlock that busy_timeout cannot resolve).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # collide on upgrade (the classic SQLite deadlock that busy_timeout cannot resolve). A
+    # read-only connection begins DEFERRED instead: under WAL it reads its snapshot beside a
+    # writer rather than queueing for the write lock.
+    if conn.get_execution_options().get(_READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_connection(engine: Engine) -> sa.Connection:
+    """A connection for statements that only read.
+
+    On SQLite its transactions begin ``DEFERRED``: with the write-ahead log they read a
+    consistent snapshot while another process writes, instead of waiting for the write lock
+    that every other transaction takes up front (``BEGIN IMMEDIATE``). On PostgreSQL it is an
+    ordinary connection. Never write through it: a write would have to upgrade the lock and
+    could fail on a concurrent writer's commit.
+
+    Examples
+    --------
+    >>> import sqlalchemy as sa
+    >>> from kaizenml.storage import get_engine, read_connection
+    >>> with read_connection(get_engine("sqlite://")) as conn:
+    ...     conn.execute(sa.text("SELECT 1")).scalar()
+    1
+    """
+    return engine.connect().execution_options(**{_READ_ONLY: True})
 
 
 def get_engine(url: str) -> Engine:

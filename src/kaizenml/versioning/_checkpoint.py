@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from .._exceptions import NotFoundError, ValidationError
 from .._validation import check_float, check_int, validate_name
-from ..storage import retry_on_conflict
+from ..storage import read_connection, retry_on_conflict
 from ._artifacts import (
     check_serializer,
     load_folder,
@@ -163,7 +163,7 @@ class Checkpointer:
 
     def list(self) -> builtins.list[Checkpoint]:
         """Every kept checkpoint, by step ascending."""
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             rows = conn.execute(
                 sa.select(_ck).where(_ck.c.model_name == self._name).order_by(_ck.c.step)
             ).all()
@@ -171,7 +171,7 @@ class Checkpointer:
 
     def latest(self) -> Checkpoint | None:
         """The checkpoint with the highest step, or None."""
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(
                 sa.select(_ck).where(_ck.c.model_name == self._name)
                 .order_by(_ck.c.step.desc()).limit(1)
@@ -194,7 +194,7 @@ class Checkpointer:
         return sorted(scored, key=lambda c: (sign * c.metrics[metric], -c.step))
 
     def _get(self, step: int) -> Checkpoint:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(
                 sa.select(_ck).where(_ck.c.model_name == self._name, _ck.c.step == step)
             ).first()

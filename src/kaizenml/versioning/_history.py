@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .._exceptions import StateError
+from ..storage import read_connection
 from ._records import ModelVersion
 from ._schema import deleted_versions, model_versions
 
@@ -132,7 +133,7 @@ class HistorySource:
         # Live rows created after the snapshot: another row may have held their id at the
         # snapshot (SQLite hands the largest id out again after its row is deleted).
         newer: dict[int, Any] = {}
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             for row in conn.execute(_LIVE_RANGE, params).all():
                 if row[1] in wanted:
                     # NULL: a row written before revisions existed, so before any snapshot.

@@ -46,6 +46,7 @@ from ..storage import (
     default_artifact_dir,
     default_storage_url,
     ensure_schema,
+    read_connection,
     resolve_engine,
     retry_on_conflict,
     transaction_lock,
@@ -690,13 +691,13 @@ class ModelVersionManager:
         """
         name = validate_name(model_name, "model_name")
         version = _check_version_text(version)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return self._require_version(conn, name, version)
 
     def get_latest_version(self, model_name: str) -> ModelVersion:
         """The version with the highest SemVer precedence."""
         name = validate_name(model_name, "model_name")
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(
                 self._select_versions()
                 .where(_mv.c.model_name == name)
@@ -754,7 +755,7 @@ class ModelVersionManager:
                 .order_by(_mv.c.id.desc())
                 .limit(count)
             )
-            with self._engine.connect() as conn:
+            with read_connection(self._engine) as conn:
                 page = conn.execute(query).all()
             if not page:
                 raise NotFoundError(f"model {name!r} has no versions")
@@ -769,7 +770,7 @@ class ModelVersionManager:
     def _read_history(self, name: str) -> VersionHistory:
         with self._history_lock:
             cached = self._history_cache.get(name)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             if cached is not None:
                 fetched = conn.execute(_HISTORY_SINCE, {"name": name, "since": cached[0]}).all()
                 if cached[0] and not any(r[0] == 0 and r[1] >= cached[0] for r in fetched):
@@ -827,7 +828,7 @@ class ModelVersionManager:
 
     def list_models(self) -> list[str]:
         """The names of every model with at least one version, sorted."""
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return sorted(
                 conn.execute(sa.select(_mv.c.model_name).distinct()).scalars()
             )
@@ -976,7 +977,7 @@ class ModelVersionManager:
         query = query.order_by(_mv.c.id.desc())
         if limit is not None:
             query = query.limit(check_int(limit, "limit", minimum=1))
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [self._to_version(r) for r in conn.execute(query)]
 
     # --- active version -------------------------------------------------------------------------
@@ -1064,7 +1065,7 @@ class ModelVersionManager:
             _av.join(_mv, sa.and_(_mv.c.model_name == _av.c.model_name,
                                   _mv.c.version == _av.c.version))
         ).where(_av.c.model_name == name)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(query).first()
             if row is None and not self._model_exists(conn, name):
                 raise NotFoundError(f"model {name!r} has no versions")
@@ -1081,7 +1082,7 @@ class ModelVersionManager:
         )
         if limit is not None:
             query = query.limit(check_int(limit, "limit", minimum=1))
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             rows = conn.execute(query).all()
         return [
             DeploymentRecord(
@@ -1111,7 +1112,7 @@ class ModelVersionManager:
         name = validate_name(model_name, "model_name")
         a_text = _check_version_text(v1, "v1")
         b_text = _check_version_text(v2, "v2")
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             a = self._require_version(conn, name, a_text)
             b = self._require_version(conn, name, b_text)
         diffs = diff_metrics(a.metrics, b.metrics, self._directions)
@@ -1128,7 +1129,7 @@ class ModelVersionManager:
     ) -> tuple[str | None, list[RollbackCheck], RollbackImpact]:
         thresholds: dict[str, float] = settings["thresholds"]
         allow_major: bool = settings["allow_major"]
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             target = self._fetch_version(conn, name, to_version)
             active_text = self._active_number(conn, name)
             active = None if active_text is None else self._fetch_version(conn, name, active_text)
@@ -1292,13 +1293,13 @@ class ModelVersionManager:
         return self.get_rollback_plan(retry_on_conflict(txn))
 
     def _has_any_version(self, name: str) -> bool:
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return self._model_exists(conn, name)
 
     def get_rollback_plan(self, plan_id: int) -> RollbackPlan:
         """A persisted rollback plan by id."""
         plan_id = check_int(plan_id, "plan_id", minimum=1)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(
                 sa.select(rollback_plans).where(rollback_plans.c.id == plan_id)
             ).first()
@@ -1309,7 +1310,7 @@ class ModelVersionManager:
     def list_rollback_plans(self, model_name: str) -> list[RollbackPlan]:
         """Every rollback plan of a model, newest first."""
         name = validate_name(model_name, "model_name")
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             rows = conn.execute(
                 sa.select(rollback_plans).where(rollback_plans.c.model_name == name)
                 .order_by(rollback_plans.c.id.desc())
@@ -1478,7 +1479,7 @@ class ModelVersionManager:
 
         older_than = check_float(older_than, "older_than", minimum=0.0)
         cutoff = time.time() - older_than
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             referenced = set(conn.execute(sa.select(_mv.c.artifact_path)).scalars())
             referenced |= set(conn.execute(sa.select(checkpoints.c.artifact_path)).scalars())
         removed: list[Path] = []
