@@ -207,21 +207,15 @@ def test_a_fresh_process_computes_every_one_series_indicator_without_numba(aot) 
     assert ahead["sums"] == just_in_time["sums"]
 
 
-def test_aot_kernels_release_the_gil(aot) -> None:
-    """The feature store runs one-series kernels in threads: they must not hold the GIL.
-
-    The main thread stamps the time of each loop iteration while the worker runs the kernel.
-    With the GIL held, the main thread would stop for the whole call: one gap between stamps
-    about as long as the call. With it released the stamps keep coming.
-    """
-    x = _frozen(100 + np.cumsum(np.random.default_rng(0).normal(size=20_000_000)))
-    out = np.empty_like(x)
+def _longest_main_thread_pause(kernel, x: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+    """Run ``kernel`` on a worker thread while this thread stamps the time of each loop
+    iteration; return the longest gap between stamps during the call and the call's length."""
     call: list[float] = []
     done = threading.Event()
 
     def work() -> None:
         call.append(time.perf_counter())
-        aot._rsi_1d(x, 14, out)
+        kernel(x, 14, out)
         call.append(time.perf_counter())
         done.set()
 
@@ -232,6 +226,18 @@ def test_aot_kernels_release_the_gil(aot) -> None:
         stamps.append(time.perf_counter())
     worker.join()
     during = np.array([call[0], *(t for t in stamps if call[0] < t < call[1]), call[1]])
-    longest_pause = np.diff(during).max()
-    assert longest_pause < 0.5 * (call[1] - call[0]), (longest_pause, call[1] - call[0])
+    return float(np.diff(during).max()), call[1] - call[0]
+
+
+def test_aot_kernels_release_the_gil(aot) -> None:
+    """The feature store runs one-series kernels in threads: they must not hold the GIL.
+
+    With the GIL held, this thread would stop for the whole call: one gap between its stamps
+    about as long as the call, in every attempt. Released, the stamps keep coming (an attempt
+    may still see a long gap when the machine deschedules this thread, hence three tries).
+    """
+    x = _frozen(100 + np.cumsum(np.random.default_rng(0).normal(size=20_000_000)))
+    out = np.empty_like(x)
+    attempts = [_longest_main_thread_pause(aot._rsi_1d, x, out) for _ in range(3)]
+    assert any(pause < 0.5 * length for pause, length in attempts), attempts
     assert np.isfinite(out[-1])
