@@ -201,7 +201,7 @@ def test_failed_row_insert_removes_folder(
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(manager, "_require_version", boom)  # fails after the rename
+    monkeypatch.setattr(manager, "_to_version", boom)  # fails after the rename
     with pytest.raises(RuntimeError, match="went away"):
         manager.create_version("alpha", {"w": np.zeros(2)}, change_type="retrain")
     monkeypatch.undo()
@@ -249,10 +249,10 @@ if mode == "after-rename":
 if mode == "mid-write":
     from kaizenml.versioning import _artifacts
     real_write = _artifacts._write_file
-    def write_then_die(path, data):
+    def write_then_die(path, data, opened):
         if path.name == "values.json":
             os.kill(os.getpid(), 9)
-        return real_write(path, data)
+        return real_write(path, data, opened)
     _artifacts._write_file = write_then_die
 print("ready", flush=True)
 rng = np.random.default_rng(os.getpid())
@@ -331,3 +331,81 @@ def test_empty_and_large_arrays_round_trip(manager: ModelVersionManager) -> None
     for key, value in art.items():
         assert back[key].dtype == value.dtype and back[key].shape == value.shape
         np.testing.assert_array_equal(back[key], value)
+
+
+def test_arrays_of_every_layout_and_dtype_round_trip(manager: ModelVersionManager) -> None:
+    """Members are written from the arrays' memory; np.load must read back the same arrays."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "c_order": rng.normal(size=(3, 4)),
+        "fortran": np.asfortranarray(rng.normal(size=(5, 3))),
+        "strided_view": rng.normal(size=(6, 6))[::2, 1:],
+        "zero_d": np.array(3.5),
+        "empty": np.zeros((0, 3)),
+        "big_endian": np.arange(5, dtype=">i4"),
+        "bools": np.array([True, False, True]),
+        "datetimes": np.array(["2020-01-01T09:30", "NaT"], dtype="M8[ns]"),
+        "unicode": np.array(["ab", "c"]),
+        "records": np.array([(1.5, 2), (3.0, -4)], dtype=[("a", "f8"), ("b", "i2")]),
+        "complex": np.arange(4) + 1j,
+        "float32_3d": rng.normal(size=(2, 3, 4)).astype(np.float32),
+    }
+    v = manager.create_version("layouts", arrays, change_type="retrain")
+    loaded = manager.load_artifact("layouts", v.version)
+    for key, expected in arrays.items():
+        got = loaded[key]
+        assert got.dtype == expected.dtype and got.shape == expected.shape, key
+        assert got.tobytes() == np.ascontiguousarray(expected).tobytes(), key
+
+
+def test_slow_fsync_is_waited_for_outside_the_transaction(
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction waits only briefly for the artifact's fsync; a slower disk makes it roll
+    back, wait without the write lock, and run again: one version, complete on disk."""
+    from kaizenml.versioning import _manager
+
+    manager.create_version("slow", {"w": np.ones(2)}, change_type="retrain")
+    real_fsync = os.fsync
+    calls: list[int] = []
+
+    def slow_fsync(fd: int) -> None:
+        calls.append(fd)
+        time.sleep(0.05)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    monkeypatch.setattr(_manager, "_SYNC_WAIT_IN_TRANSACTION", 0.001)
+    begins: list[str] = []
+
+    def count_begin(conn: sa.Connection) -> None:
+        begins.append("begin")
+
+    sa.event.listen(manager.engine, "begin", count_begin)
+    try:
+        v = manager.create_version("slow", {"w": np.full(2, 7.0)}, change_type="retrain")
+    finally:
+        sa.event.remove(manager.engine, "begin", count_begin)
+    assert v.version == "1.1.0"
+    assert len(begins) == 2  # the first transaction rolled back, the second published
+    assert calls  # the files were fsynced
+    monkeypatch.undo()
+    np.testing.assert_array_equal(manager.load_artifact("slow", "1.1.0")["w"], [7.0, 7.0])
+    assert [x.version for x in manager.get_version_history("slow")] == ["1.1.0", "1.0.0"]
+    assert sorted(p.name for p in (art_root / "slow").iterdir()) == ["1.0.0", "1.1.0"]
+
+
+def test_failed_fsync_raises_and_leaves_nothing(
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.create_version("fs", {"w": np.ones(2)}, change_type="retrain")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        manager.create_version("fs", {"w": np.zeros(2)}, change_type="retrain")
+    monkeypatch.undo()
+    assert [x.version for x in manager.get_version_history("fs")] == ["1.0.0"]
+    assert sorted(p.name for p in (art_root / "fs").iterdir()) == ["1.0.0"]

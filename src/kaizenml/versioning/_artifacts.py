@@ -29,7 +29,7 @@ import uuid
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -37,11 +37,13 @@ from .._exceptions import IntegrityError, KaizenTypeError, ValidationError
 from ..storage import fsync_dir
 
 __all__ = [
+    "PendingSync",
     "SERIALIZERS",
     "check_serializer",
     "load_folder",
     "publish_folder",
     "remove_folder",
+    "start_temp_folder",
     "unpublish_folder",
     "verify_folder",
     "write_temp_folder",
@@ -69,40 +71,51 @@ def check_serializer(serializer: Any) -> str | None:
     )
 
 
-def _write_file(path: Path, data: bytes) -> dict[str, Any]:
-    with open(path, "wb") as fh:
-        fh.write(data)
+def _write_file(path: Path, data: bytes, opened: list[BinaryIO]) -> dict[str, Any]:
+    """Write ``data`` to a new file and leave it open (appended to ``opened``) for its fsync:
+    opening a file again just to fsync it costs as much as the write here."""
+    fh = open(path, "wb")  # noqa: SIM115 - closed by _fsync_target or the caller's cleanup
+    opened.append(fh)
+    fh.write(data)
+    fh.flush()
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
-def _fsync_path(path: Path, errors: list[BaseException]) -> None:
+def _fsync_target(target: Path | BinaryIO, errors: list[BaseException]) -> None:
+    """fsync a folder (by path) or a file left open by :func:`_write_file` (then closed)."""
     try:
-        # Windows can only flush a file opened for writing; POSIX folders open read-only.
-        fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if isinstance(target, Path):
+            # Windows can only flush a file opened for writing; POSIX folders open read-only.
+            fd = os.open(target, os.O_RDONLY if target.is_dir() else os.O_RDWR)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            try:
+                os.fsync(target.fileno())
+            finally:
+                target.close()
     except BaseException as exc:  # re-raised by the caller's thread
         errors.append(exc)
 
 
-def _fsync_all(paths: list[Path]) -> None:
+def _fsync_all(paths: list[Path | BinaryIO]) -> None:
     """fsync files (and folders) concurrently.
 
     fsync releases the GIL; issued together, the filesystem journal commits them as one group
     instead of one commit per file, which roughly halves the cost of a small folder.
     """
     if os.name == "nt":  # folders cannot be opened for fsync on Windows
-        paths = [p for p in paths if not p.is_dir()]
+        paths = [p for p in paths if not (isinstance(p, Path) and p.is_dir())]
     errors: list[BaseException] = []
     threads = [
-        threading.Thread(target=_fsync_path, args=(p, errors), name="kaizenml-fsync")
+        threading.Thread(target=_fsync_target, args=(p, errors), name="kaizenml-fsync")
         for p in paths[1:]
     ]
     for thread in threads:
         thread.start()
-    _fsync_path(paths[0], errors)
+    _fsync_target(paths[0], errors)
     for thread in threads:
         thread.join()
     if errors:
@@ -142,8 +155,25 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for key, array in arrays.items():
             with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+                _write_npy(member, array)
     return buffer.getvalue()
+
+
+def _write_npy(member: Any, array: np.ndarray) -> None:
+    """One ``.npy`` member: numpy's header, then the array's own memory in C order.
+
+    ``np.lib.format.write_array`` copies the data through ``tobytes`` in chunks when the target
+    is not a real file (a zip member is not); handing the zip member a view of a C-contiguous
+    array skips that copy. Other layouts are made C-contiguous first, as numpy would write them.
+    """
+    data = np.asarray(array, order="C")  # (ascontiguousarray would turn a 0-d array into 1-d)
+    header = np.lib.format.header_data_from_array_1_0(data)
+    try:
+        np.lib.format.write_array_header_1_0(member, header)
+    except ValueError:  # a header over 64 KiB (very long structured dtypes) needs format 2.0
+        np.lib.format.write_array_header_2_0(member, header)
+    if data.size:
+        member.write(data.reshape(-1).view(np.uint8).data)
 
 
 def _encode_values(values: dict[str, Any]) -> bytes:
@@ -172,6 +202,40 @@ def _ensure_dir(path: Path) -> None:
         fsync_dir(folder.parent)
 
 
+class PendingSync:
+    """The fsync of a written folder, running on a background thread.
+
+    ``wait`` blocks until it is done (or ``timeout`` seconds pass: then it returns False) and
+    re-raises the error of a failed fsync. Nothing may be published before ``wait`` returned
+    True.
+    """
+
+    def __init__(self, paths: list[Path | BinaryIO]) -> None:
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(paths,), name="kaizenml-fsync", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, paths: list[Path | BinaryIO]) -> None:
+        try:
+            _fsync_all(paths)
+        except BaseException as exc:  # re-raised by wait() in the caller's thread
+            self._errors.append(exc)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        if self._errors:
+            raise self._errors[0]
+        return True
+
+    def join(self) -> None:
+        """Wait for the thread without raising (before the folder is removed)."""
+        self._thread.join()
+
+
 def write_temp_folder(
     parent: Path, artifact: Any, serializer: str | None = None
 ) -> tuple[Path, str]:
@@ -180,6 +244,21 @@ def write_temp_folder(
     Every file is fsynced; the manifest is written last. Returns the folder and the sha256 of
     its manifest. The caller publishes it with :func:`publish_folder` or removes it.
     """
+    folder, checksum, sync = start_temp_folder(parent, artifact, serializer)
+    try:
+        sync.wait()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, checksum
+
+
+def start_temp_folder(
+    parent: Path, artifact: Any, serializer: str | None = None
+) -> tuple[Path, str, PendingSync]:
+    """:func:`write_temp_folder` that returns as soon as the files are written, with their
+    fsync still running (see :class:`PendingSync`), so the caller can overlap it with other
+    work. The caller must ``wait()`` before publishing and ``join()`` before removing it."""
     serializer = check_serializer(serializer)
     files: dict[str, bytes] = {}
     manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
@@ -202,15 +281,20 @@ def write_temp_folder(
     _ensure_dir(parent)
     folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
     folder.mkdir()
+    opened: list[BinaryIO] = []
     try:
-        manifest["files"] = {name: _write_file(folder / name, data) for name, data in files.items()}
+        manifest["files"] = {
+            name: _write_file(folder / name, data, opened) for name, data in files.items()
+        }
         manifest_bytes = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
-        _write_file(folder / MANIFEST, manifest_bytes)
-        _fsync_all([folder / name for name in (*files, MANIFEST)] + [folder])
+        _write_file(folder / MANIFEST, manifest_bytes, opened)
     except BaseException:
+        for fh in opened:
+            fh.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return folder, hashlib.sha256(manifest_bytes).hexdigest()
+    sync = PendingSync([*opened, folder])
+    return folder, hashlib.sha256(manifest_bytes).hexdigest(), sync
 
 
 def _import_joblib() -> Any:

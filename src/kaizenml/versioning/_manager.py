@@ -54,13 +54,14 @@ from ..storage import (
 from ._artifacts import (
     TEMP_PREFIX,
     TRASH_PREFIX,
+    PendingSync,
     check_serializer,
     load_folder,
     publish_folder,
     remove_folder,
+    start_temp_folder,
     unpublish_folder,
     verify_folder,
-    write_temp_folder,
 )
 from ._compare import (
     SIGNIFICANT_CHANGE,
@@ -118,6 +119,11 @@ _dv = deleted_versions
 # raw_decode skips json.loads' wrapper layers (3-4x faster on the small documents of a row);
 # the texts were written by json.dumps, so they start with the document and hold nothing else.
 _decode = json.JSONDecoder().raw_decode
+# The version columns in the order _to_version unpacks them (before the active flag).
+_ROW_COLUMNS = (
+    "model_name", "version", "change_type", "parent_version", "description", "created_by",
+    "created_at", "metrics", "tags", "artifact_path", "checksum", "serializer",
+)
 
 #: How many models' histories a manager keeps in memory (least recently read dropped first).
 HISTORY_CACHE_MODELS = 32
@@ -202,6 +208,59 @@ _HISTORY_FIRST = _first_read_statement()
 _HISTORY_SINCE = _refresh_statement()
 
 
+# The statements of create_version, built once: constructing SQLAlchemy expressions anew on
+# every call cost more than executing them.
+_NAME = sa.bindparam("name", type_=sa.String)
+_BUMP_REVISION = (
+    sa.update(_hr)
+    .where(_hr.c.model_name == _NAME)
+    .values(revision=_hr.c.revision + 1)
+    .returning(_hr.c.revision)
+)
+_FIRST_REVISION = sa.insert(_hr)
+_INSERT_VERSION = sa.insert(_mv)
+
+
+def _latest_statement(table: sa.Table) -> sa.Select[Any]:
+    return (
+        sa.select(table.c.version)
+        .where(table.c.model_name == _NAME)
+        .order_by(table.c.major.desc(), table.c.minor.desc(), table.c.patch.desc())
+        .limit(1)
+    )
+
+
+# The highest live version, then the highest retired one.
+_LATEST = (_latest_statement(_mv), _latest_statement(deleted_versions))
+
+
+def _used_statement(part: str) -> sa.CompoundSelect:
+    """Numbers of ``part`` already used above the base (live and retired, one round trip)."""
+    major, minor, patch = (sa.bindparam(k, type_=sa.Integer) for k in ("major", "minor", "patch"))
+    queries = []
+    for table in (_mv, deleted_versions):
+        if part == "major":
+            where = [table.c.major > major]
+        elif part == "minor":
+            where = [table.c.major == major, table.c.minor > minor]
+        else:
+            where = [table.c.major == major, table.c.minor == minor, table.c.patch > patch]
+        queries.append(sa.select(table.c[part]).where(table.c.model_name == _NAME, *where))
+    return sa.union_all(*queries)
+
+
+_USED = {part: _used_statement(part) for part in ("major", "minor", "patch")}
+
+
+# How long create_version's transaction waits for its artifact files to reach the disk before
+# it rolls back, waits without holding the write lock, and runs again (seconds).
+_SYNC_WAIT_IN_TRANSACTION = 0.002
+
+
+class _FolderNotSynced(Exception):
+    """The artifact's fsync outlasted the in-transaction wait (rolls the transaction back)."""
+
+
 def _bump_revision(conn: Connection, name: str) -> int:
     """Increment the model's history revision inside the caller's write transaction.
 
@@ -210,15 +269,11 @@ def _bump_revision(conn: Connection, name: str) -> int:
     inserts the row; two such inserts at once collide on the primary key and the loser's
     transaction is retried by :func:`retry_on_conflict`.
     """
-    updated = conn.execute(
-        sa.update(_hr).where(_hr.c.model_name == name).values(revision=_hr.c.revision + 1)
-    )
-    if updated.rowcount == 0:
-        conn.execute(sa.insert(_hr).values(model_name=name, revision=1))
+    revision = conn.execute(_BUMP_REVISION, {"name": name}).scalar_one_or_none()
+    if revision is None:
+        conn.execute(_FIRST_REVISION, {"model_name": name, "revision": 1})
         return 1
-    return int(
-        conn.execute(sa.select(_hr.c.revision).where(_hr.c.model_name == name)).scalar_one()
-    )
+    return int(revision)
 
 
 # --- argument checks ---------------------------------------------------------------------------
@@ -436,11 +491,7 @@ class ModelVersionManager:
     # --- internal helpers ---------------------------------------------------------------------
     @staticmethod
     def _version_columns() -> tuple[Any, ...]:
-        return (
-            _mv.c.model_name, _mv.c.version, _mv.c.change_type, _mv.c.parent_version,
-            _mv.c.description, _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags,
-            _mv.c.artifact_path, _mv.c.checksum, _mv.c.serializer,
-        )
+        return tuple(_mv.c[column] for column in _ROW_COLUMNS)
 
     def _select_versions(self) -> sa.Select[Any]:
         return sa.select(
@@ -487,37 +538,16 @@ class ModelVersionManager:
     def _latest_number(self, conn: Connection, name: str) -> Version | None:
         # The highest live version; when every version was deleted, the highest deleted one,
         # so that numbering continues instead of restarting at 1.0.0.
-        for table in (_mv, deleted_versions):
-            row = conn.execute(
-                sa.select(table.c.version)
-                .where(table.c.model_name == name)
-                .order_by(table.c.major.desc(), table.c.minor.desc(), table.c.patch.desc())
-                .limit(1)
-            ).first()
-            if row is not None:
-                return Version.parse(row.version)
+        for statement in _LATEST:
+            found = conn.execute(statement, {"name": name}).scalar()
+            if found is not None:
+                return Version.parse(found)
         return None
 
     def _used_numbers(self, conn: Connection, name: str) -> Callable[[str, Version], set[int]]:
         def existing(part: str, base: Version) -> set[int]:
-            used: set[int] = set()
-            for table in (_mv, deleted_versions):
-                if part == "major":
-                    query = sa.select(table.c.major).where(
-                        table.c.model_name == name, table.c.major > base.major
-                    )
-                elif part == "minor":
-                    query = sa.select(table.c.minor).where(
-                        table.c.model_name == name, table.c.major == base.major,
-                        table.c.minor > base.minor,
-                    )
-                else:
-                    query = sa.select(table.c.patch).where(
-                        table.c.model_name == name, table.c.major == base.major,
-                        table.c.minor == base.minor, table.c.patch > base.patch,
-                    )
-                used.update(conn.execute(query.distinct()).scalars())
-            return used
+            params = {"name": name, "major": base.major, "minor": base.minor, "patch": base.patch}
+            return set(conn.execute(_USED[part], params).scalars())
 
         return existing
 
@@ -599,15 +629,24 @@ class ModelVersionManager:
         )
         serializer = check_serializer(serializer)
         model_dir = self._root / name
-        temp, checksum = write_temp_folder(model_dir, artifact, serializer)
-        try:
-            return retry_on_conflict(
-                lambda: self._insert_version(
-                    name, part, change_type, parent, description, created_by, metric_values,
-                    tag_values, serializer, temp, checksum,
-                )
+        # The files' fsync runs while the transaction picks the number (see _insert_version).
+        temp, checksum, sync = start_temp_folder(model_dir, artifact, serializer)
+
+        def attempt() -> ModelVersion:
+            args = (
+                name, part, change_type, parent, description, created_by, metric_values,
+                tag_values, serializer, temp, checksum, sync,
             )
+            try:
+                return self._insert_version(*args)
+            except _FolderNotSynced:
+                sync.wait()  # outside the transaction: no lock held while the disk catches up
+                return self._insert_version(*args)
+
+        try:
+            return retry_on_conflict(attempt)
         finally:
+            sync.join()
             # On success the folder was renamed away; on failure nothing may point at it.
             if temp.exists():
                 remove_folder(temp)
@@ -625,6 +664,7 @@ class ModelVersionManager:
         serializer: str | None,
         temp: Path,
         checksum: str,
+        sync: PendingSync,
     ) -> ModelVersion:
         published: Path | None = None
         try:
@@ -646,17 +686,18 @@ class ModelVersionManager:
                 number = next_version_number(self._used_numbers(conn, name), base, part)
                 version = str(number)
                 now = time.time()
+                row = (
+                    name, version, change_type if base is not None else "initial",
+                    None if base is None else str(base), description, created_by, now,
+                    json.dumps(metric_values), json.dumps(tag_values), f"{name}/{version}",
+                    checksum, serializer,
+                )
                 conn.execute(
-                    sa.insert(_mv).values(
-                        model_name=name, version=version, major=number.major,
-                        minor=number.minor, patch=number.patch,
-                        change_type=change_type if base is not None else "initial",
-                        parent_version=None if base is None else str(base),
-                        description=description, created_by=created_by, created_at=now,
-                        metrics=json.dumps(metric_values), tags=json.dumps(tag_values),
-                        artifact_path=f"{name}/{version}", checksum=checksum,
-                        serializer=serializer, revision=revision,
-                    )
+                    _INSERT_VERSION,
+                    {
+                        **dict(zip(_ROW_COLUMNS, row, strict=True)), "major": number.major,
+                        "minor": number.minor, "patch": number.patch, "revision": revision,
+                    },
                 )
                 if tag_values:
                     conn.execute(sa.insert(version_tags), [
@@ -669,11 +710,17 @@ class ModelVersionManager:
                         for k, v in metric_values.items()
                     ])
                 final = self._root / name / version
+                # The files must be on disk before their folder gets its final name. Usually
+                # their fsync finished while the statements above ran; a slow disk is not
+                # waited for here, holding the write lock, but after a rollback.
+                if not sync.wait(timeout=_SYNC_WAIT_IN_TRANSACTION):
+                    raise _FolderNotSynced
                 # The row (and its unique key) is ours inside this transaction, so a folder
                 # already at `final` is an orphan of a crashed writer and may be replaced.
                 publish_folder(temp, final)
                 published = final
-                record = self._require_version(conn, name, version)
+                # the row as inserted (a new number is never the active one)
+                record = self._to_version((*row, None))
         except BaseException:
             if published is not None:
                 unpublish_folder(published, temp)
