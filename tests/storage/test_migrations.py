@@ -97,18 +97,24 @@ def make_component(calls: list[int] | None = None) -> SchemaComponent:
     )
 
 
+def _load_fixture_store(name: str, storage_url: str, tmp_path: Path) -> str:
+    """Load fixture ``name`` into the test's private store: the committed ``.sqlite`` file on
+    SQLite, its ``.sql`` source (one statement per line) on PostgreSQL."""
+    if storage_url.startswith("sqlite"):
+        shutil.copy(FIXTURES / f"{name}.sqlite", tmp_path / "kaizenml.db")
+        return storage_url
+    engine = get_engine(storage_url)
+    with engine.begin() as conn:
+        for line in (FIXTURES / f"{name}.sql").read_text().splitlines():
+            if line.strip() and not line.startswith("--"):
+                conn.exec_driver_sql(line.replace("{serial_pk}", "SERIAL PRIMARY KEY"))
+    return storage_url
+
+
 @pytest.fixture
 def legacy_store(storage_url: str, tmp_path: Path) -> str:
     """The version-1 fixture loaded into the test's private store."""
-    if storage_url.startswith("sqlite"):
-        shutil.copy(FIXTURES / "store_v1.sqlite", tmp_path / "kaizenml.db")
-    else:
-        engine = get_engine(storage_url)
-        with engine.begin() as conn:
-            for line in (FIXTURES / "store_v1.sql").read_text().splitlines():
-                if line.strip() and not line.startswith("--"):
-                    conn.exec_driver_sql(line)
-    return storage_url
+    return _load_fixture_store("store_v1", storage_url, tmp_path)
 
 
 def test_sqlite_fixture_matches_its_sql_source() -> None:
@@ -291,16 +297,7 @@ def test_register_component_validates_numbering() -> None:
 @pytest.fixture
 def study_store_before_heartbeats(storage_url: str, tmp_path: Path) -> str:
     """A store whose study tables predate heartbeats, loaded into the test's private store."""
-    name = "optimize_before_heartbeats"
-    if storage_url.startswith("sqlite"):
-        shutil.copy(FIXTURES / f"{name}.sqlite", tmp_path / "kaizenml.db")
-        return storage_url
-    engine = get_engine(storage_url)
-    with engine.begin() as conn:
-        for line in (FIXTURES / f"{name}.sql").read_text().splitlines():
-            if line.strip() and not line.startswith("--"):
-                conn.exec_driver_sql(line.replace("{serial_pk}", "SERIAL PRIMARY KEY"))
-    return storage_url
+    return _load_fixture_store("optimize_before_heartbeats", storage_url, tmp_path)
 
 
 def test_study_store_from_before_heartbeats_is_upgraded_and_resumed(
@@ -358,16 +355,7 @@ def test_study_store_from_before_heartbeats_is_upgraded_and_resumed(
 @pytest.fixture
 def versioning_store_before_revisions(storage_url: str, tmp_path: Path) -> str:
     """A store whose model-versioning tables predate history revisions."""
-    name = "versioning_before_history_revisions"
-    if storage_url.startswith("sqlite"):
-        shutil.copy(FIXTURES / f"{name}.sqlite", tmp_path / "kaizenml.db")
-        return storage_url
-    engine = get_engine(storage_url)
-    with engine.begin() as conn:
-        for line in (FIXTURES / f"{name}.sql").read_text().splitlines():
-            if line.strip() and not line.startswith("--"):
-                conn.exec_driver_sql(line.replace("{serial_pk}", "SERIAL PRIMARY KEY"))
-    return storage_url
+    return _load_fixture_store("versioning_before_history_revisions", storage_url, tmp_path)
 
 
 def test_versioning_fixture_matches_its_sql_source() -> None:
@@ -432,16 +420,7 @@ def test_versioning_store_from_before_history_revisions_is_upgraded(
 @pytest.fixture
 def versioning_store_before_deleted_records(storage_url: str, tmp_path: Path) -> str:
     """A store with history revisions whose deletions did not keep the deleted rows."""
-    name = "versioning_before_deleted_records"
-    if storage_url.startswith("sqlite"):
-        shutil.copy(FIXTURES / f"{name}.sqlite", tmp_path / "kaizenml.db")
-        return storage_url
-    engine = get_engine(storage_url)
-    with engine.begin() as conn:
-        for line in (FIXTURES / f"{name}.sql").read_text().splitlines():
-            if line.strip() and not line.startswith("--"):
-                conn.exec_driver_sql(line.replace("{serial_pk}", "SERIAL PRIMARY KEY"))
-    return storage_url
+    return _load_fixture_store("versioning_before_deleted_records", storage_url, tmp_path)
 
 
 def test_deleted_records_fixture_matches_its_sql_source() -> None:
