@@ -69,12 +69,12 @@ RECORD_KEYS = (
 _name = sa.bindparam("name", type_=sa.String)
 _lo = sa.bindparam("lo", type_=sa.Integer)
 _hi = sa.bindparam("hi", type_=sa.Integer)
+# The version-row columns behind RECORD_KEYS, in that order.
+RECORD_COLUMNS = tuple(_mv.c[key] for key in RECORD_KEYS)
 # Live rows of one id range (the (model_name, id) index), the row's revision in the tag slot.
-_LIVE_RANGE = sa.select(
-    _mv.c.revision, _mv.c.id, _mv.c.version, _mv.c.change_type, _mv.c.parent_version,
-    _mv.c.description, _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags,
-    _mv.c.artifact_path, _mv.c.checksum, _mv.c.serializer,
-).where(_mv.c.model_name == _name, _mv.c.id >= _lo, _mv.c.id <= _hi)
+_LIVE_RANGE = sa.select(_mv.c.revision, _mv.c.id, *RECORD_COLUMNS).where(
+    _mv.c.model_name == _name, _mv.c.id >= _lo, _mv.c.id <= _hi
+)
 # Rows of that range deleted after the snapshot's revision.
 _DELETED_RANGE = sa.select(_dv.c.row_id, _dv.c.revision, _dv.c.record).where(
     _dv.c.model_name == _name, _dv.c.row_id >= _lo, _dv.c.row_id <= _hi,

@@ -72,7 +72,13 @@ from ._compare import (
     metric_direction,
     recommend,
 )
-from ._history import HistorySource, VersionHistory, deleted_record
+from ._history import (
+    RECORD_COLUMNS,
+    RECORD_KEYS,
+    HistorySource,
+    VersionHistory,
+    deleted_record,
+)
 from ._records import (
     DeploymentRecord,
     ModelVersion,
@@ -120,10 +126,8 @@ _dv = deleted_versions
 # the texts were written by json.dumps, so they start with the document and hold nothing else.
 _decode = json.JSONDecoder().raw_decode
 # The version columns in the order _to_version unpacks them (before the active flag).
-_ROW_COLUMNS = (
-    "model_name", "version", "change_type", "parent_version", "description", "created_by",
-    "created_at", "metrics", "tags", "artifact_path", "checksum", "serializer",
-)
+_ROW_COLUMNS = ("model_name", *RECORD_KEYS)
+_VERSION_COLUMNS = (_mv.c.model_name, *RECORD_COLUMNS)
 
 #: How many models' histories a manager keeps in memory (least recently read dropped first).
 HISTORY_CACHE_MODELS = 32
@@ -181,11 +185,7 @@ def _refresh_statement() -> sa.CompoundSelect:
     """
     name = sa.bindparam("name", type_=sa.String)
     since = sa.bindparam("since", type_=sa.Integer)
-    row_columns = (
-        _mv.c.id, _mv.c.version, _mv.c.change_type, _mv.c.parent_version, _mv.c.description,
-        _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags, _mv.c.artifact_path,
-        _mv.c.checksum, _mv.c.serializer,
-    )
+    row_columns = (_mv.c.id, *RECORD_COLUMNS)
 
     def kind(k: int) -> Any:
         return sa.literal_column(str(k), sa.Integer).label("kind")
@@ -489,13 +489,9 @@ class ModelVersionManager:
         return metric_direction(metric, self._directions)
 
     # --- internal helpers ---------------------------------------------------------------------
-    @staticmethod
-    def _version_columns() -> tuple[Any, ...]:
-        return tuple(_mv.c[column] for column in _ROW_COLUMNS)
-
     def _select_versions(self) -> sa.Select[Any]:
         return sa.select(
-            *self._version_columns(), _av.c.version.label("active_version"),
+            *_VERSION_COLUMNS, _av.c.version.label("active_version"),
         ).select_from(
             _mv.outerjoin(
                 _av, sa.and_(_av.c.model_name == _mv.c.model_name, _av.c.version == _mv.c.version)
@@ -792,10 +788,7 @@ class ModelVersionManager:
             count = check_int(limit, "limit", minimum=1)
             query = (
                 sa.select(
-                    sa.literal_column("2", sa.Integer), _mv.c.id, _mv.c.version,
-                    _mv.c.change_type, _mv.c.parent_version, _mv.c.description,
-                    _mv.c.created_by, _mv.c.created_at, _mv.c.metrics, _mv.c.tags,
-                    _mv.c.artifact_path, _mv.c.checksum, _mv.c.serializer,
+                    sa.literal_column("2", sa.Integer), _mv.c.id, *RECORD_COLUMNS,
                     sa.select(_av.c.version).where(_av.c.model_name == name).scalar_subquery(),
                 )
                 .where(_mv.c.model_name == name)
@@ -921,7 +914,7 @@ class ModelVersionManager:
         def txn() -> str:
             with self._engine.connect() as conn, conn.begin():
                 row = conn.execute(
-                    sa.select(_mv.c.id, _mv.c.revision, *self._version_columns()[1:],
+                    sa.select(_mv.c.id, _mv.c.revision, *RECORD_COLUMNS,
                               _av.c.version.label("active_version"))
                     .select_from(_mv.outerjoin(_av, sa.and_(
                         _av.c.model_name == _mv.c.model_name, _av.c.version == _mv.c.version)))
@@ -1107,7 +1100,7 @@ class ModelVersionManager:
         # Driven from the active-version table (one primary-key lookup, then the unique key of
         # the version), so the cost does not grow with the number of versions.
         query = sa.select(
-            *self._version_columns(), _av.c.version.label("active_version")
+            *_VERSION_COLUMNS, _av.c.version.label("active_version")
         ).select_from(
             _av.join(_mv, sa.and_(_mv.c.model_name == _av.c.model_name,
                                   _mv.c.version == _av.c.version))
