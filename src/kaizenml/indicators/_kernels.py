@@ -346,6 +346,17 @@ def _moments(x, i, window, anchor):
 
 
 @_serial
+def _slide_sums(x, i, v, run, window, anchor, s1, s2):
+    """Bar ``i`` (value ``v``, ``run`` valid bars so far) enters the window's deviation sums and,
+    once the window is full, bar ``i - window`` leaves them. Returns ``(v - anchor, s1, s2)``."""
+    d = v - anchor
+    if run > window:
+        t = x[i - window] - anchor
+        return d, s1 + (d - t), s2 + (d * d - t * t)
+    return d, s1 + d, s2 + d * d
+
+
+@_serial
 def _variance(s1, s2, inv, correction):
     """Window variance from the deviation sums; rounding noise is reported as exactly 0."""
     mean = s1 * inv
@@ -385,14 +396,7 @@ def _spread_1d(x, window, ddof, standardize, out):
             s1 = 0.0
             s2 = 0.0
             countdown = period
-        d = v - anchor
-        if run > window:
-            t = x[i - window] - anchor
-            s1 += d - t
-            s2 += d * d - t * t
-        else:
-            s1 += d
-            s2 += d * d
+        d, s1, s2 = _slide_sums(x, i, v, run, window, anchor, s1, s2)
         if run >= window:
             var = 0.0 if flat >= window - 1 else _variance(s1, s2, inv, correction)
             if standardize:
@@ -467,14 +471,7 @@ def _bollinger_1d(x, window, nbdev, middle, upper, lower, position, bandwidth):
             s1 = 0.0
             s2 = 0.0
             countdown = period
-        d = v - anchor
-        if run > window:
-            t = x[i - window] - anchor
-            s1 += d - t
-            s2 += d * d - t * t
-        else:
-            s1 += d
-            s2 += d * d
+        d, s1, s2 = _slide_sums(x, i, v, run, window, anchor, s1, s2)
         if run >= window:
             # the middle band is a running-sum SMA; the width comes from the deviations
             mid = (part + v) * inv
