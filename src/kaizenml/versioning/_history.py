@@ -202,13 +202,28 @@ class VersionHistory(Sequence[ModelVersion]):
         active_version: str | None,
         artifact_root: str,
     ) -> None:
+        loaded = list(rows)
+        self._assign(
+            model_name, [row[1] for row in loaded], active_version, artifact_root, None, loaded
+        )
+
+    def _assign(
+        self,
+        model_name: str,
+        ids: list[int],
+        active_version: str | None,
+        artifact_root: str,
+        source: HistorySource | None,
+        rows: list[Any] | None = None,
+        items: list[ModelVersion | None] | None = None,
+    ) -> None:
         self._model_name = model_name
-        self._rows: list[Any] = list(rows)
-        self._ids: list[int] = [row[1] for row in self._rows]
+        self._ids = ids
+        self._rows: list[Any] = [None] * len(ids) if rows is None else rows
+        self._items: list[ModelVersion | None] = [None] * len(ids) if items is None else items
         self._active = active_version
         self._root = artifact_root
-        self._items: list[ModelVersion | None] = [None] * len(self._rows)
-        self._source: HistorySource | None = None
+        self._source = source
 
     @classmethod
     def _lazy(
@@ -225,13 +240,7 @@ class VersionHistory(Sequence[ModelVersion]):
         from ``source`` on access except those already in ``rows``/``items`` (same length as
         ``ids``). Only a history with strictly decreasing ids may be ``_refreshed``."""
         history = cls.__new__(cls)
-        history._model_name = model_name
-        history._ids = ids
-        history._rows = [None] * len(ids) if rows is None else rows
-        history._items = [None] * len(ids) if items is None else items
-        history._active = active_version
-        history._root = artifact_root
-        history._source = source
+        history._assign(model_name, ids, active_version, artifact_root, source, rows, items)
         return history
 
     def _refreshed(
