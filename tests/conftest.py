@@ -103,3 +103,17 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         yield url
     finally:
         _drop_pg_schema(base, schema, url)
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    """Environment for child Python processes: they import the same kaizenml as the tests
+    (the installed package or the source tree, whichever this process imported), also when
+    they start in another folder."""
+    import kaizenml
+
+    env = dict(os.environ)
+    package_parent = str(Path(kaizenml.__file__).resolve().parents[1])
+    paths = [str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
+    return env

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-import kaizenml
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -23,13 +20,10 @@ EXPECTED = {
 }
 
 
-def _run(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    # the package under test, whether installed or imported from a source checkout
-    package_root = str(Path(kaizenml.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    env["KAIZENML_HOME"] = str(cwd / "home")
-    env["MPLBACKEND"] = "Agg"
+def _run(
+    script: Path, *args: str, cwd: Path, worker_env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    env = {**worker_env, "KAIZENML_HOME": str(cwd / "home"), "MPLBACKEND": "Agg"}
     return subprocess.run(
         [sys.executable, str(script), *args],
         cwd=cwd,
@@ -45,9 +39,9 @@ def test_every_example_is_listed() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_example_runs(name: str, tmp_path: Path) -> None:
+def test_example_runs(name: str, tmp_path: Path, worker_env: dict[str, str]) -> None:
     args = [str(tmp_path / "out")] if name in ("05_improve_model.py", "06_plots.py") else []
-    proc = _run(EXAMPLES / name, *args, cwd=tmp_path)
+    proc = _run(EXAMPLES / name, *args, cwd=tmp_path, worker_env=worker_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in EXPECTED[name]:
         assert text in proc.stdout, (text, proc.stdout)
@@ -56,6 +50,6 @@ def test_example_runs(name: str, tmp_path: Path) -> None:
         assert png[:4] == b"\x89PNG"
     if name == "05_improve_model.py":
         # a second run resumes the study and compares with the promoted version
-        again = _run(EXAMPLES / name, *args, cwd=tmp_path)
+        again = _run(EXAMPLES / name, *args, cwd=tmp_path, worker_env=worker_env)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "active 1.0.0: log_loss" in again.stdout and "(reevaluated)" in again.stdout

@@ -17,19 +17,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
-def _worker_env() -> dict[str, str]:
-    # Workers import kaizenml exactly as this process did: the installed package, or the
-    # sources named by PYTHONPATH (made absolute, as workers may start elsewhere).
-    env = dict(os.environ)
-    if env.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.pathsep.join(
-            str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p
-        )
-    return env
-
-
 @pytest.fixture
-def spawn_worker() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+def spawn_worker(worker_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start ``_study_worker.py INDEX CONFIG`` in its own process; killed at teardown if alive."""
     procs: list[subprocess.Popen[str]] = []
 
@@ -39,7 +28,7 @@ def spawn_worker() -> Iterator[Callable[..., subprocess.Popen[str]]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_worker_env(),
+            env=worker_env,
             start_new_session=True,  # its own process group: dask children die with it
         )
         procs.append(proc)

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kaizenml.features import FeatureDefinition, FeatureStore
+from kaizenml.features._builtins import BUILTIN_DEFINITIONS
 
 _STORE: dict[str, FeatureStore] = {}
 
@@ -18,17 +19,8 @@ def _store() -> FeatureStore:
     return _STORE["s"]
 
 
-BUILTINS = [
-    "price_return",
-    "price_volatility",
-    "price_momentum",
-    "volume_ratio",
-    "rsi_14",
-    "macd",
-    "bb_position",
-    "hour_of_day",
-    "day_of_week",
-]
+# every registered built-in, so a new one is checked for look-ahead without editing this test
+BUILTINS = [definition["name"] for definition in BUILTIN_DEFINITIONS]
 
 configs = st.fixed_dictionaries(
     {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -27,15 +26,9 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path):
 
 
 @pytest.fixture()
-def subprocess_env() -> dict[str, str]:
+def subprocess_env(worker_env: dict[str, str]) -> dict[str, str]:
     """Environment for child Python processes that must import this checkout's kaizenml."""
-    env = dict(os.environ)
-    import kaizenml
-
-    pkg_parent = str(Path(kaizenml.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p)
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    return env
+    return {"OPENBLAS_NUM_THREADS": "1", **worker_env}
 
 
 @pytest.fixture()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -49,23 +48,17 @@ def conf_store(storage_url: str) -> Iterator[tuple[str, sa.engine.Engine, dict[s
 
 
 @pytest.fixture
-def run_workers() -> Callable[..., list[str]]:
+def run_workers(worker_env: dict[str, str]) -> Callable[..., list[str]]:
     """Start ``n`` copies of a worker script at once; return their stdout, failing on errors."""
 
     def run(script: str, n: int, *args: str, timeout: float = 120.0) -> list[str]:
-        # Workers import kaizenml as this process did: installed, or from PYTHONPATH.
-        env = dict(os.environ)
-        if env.get("PYTHONPATH"):
-            env["PYTHONPATH"] = os.pathsep.join(
-                str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p
-            )
         procs = [
             subprocess.Popen(
                 [sys.executable, str(HERE / script), str(i), *args],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-                env=env,
+                env=worker_env,
             )
             for i in range(n)
         ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,18 +15,8 @@ HERE = Path(__file__).resolve().parent
 _FIGURES: list[str] = []
 
 
-def _worker_env() -> dict[str, str]:
-    # Workers import kaizenml as this process did: installed, or from PYTHONPATH.
-    env = dict(os.environ)
-    if env.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.pathsep.join(
-            str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p
-        )
-    return env
-
-
 @pytest.fixture
-def run_parallel() -> Callable[..., list[dict[str, Any]]]:
+def run_parallel(worker_env: dict[str, str]) -> Callable[..., list[dict[str, Any]]]:
     """Run ``_stress_worker.py MODE i ARGS...`` for i in range(n) at once; parse their JSON."""
 
     def run(mode: str, n: int, *args: str, timeout: float = 170.0) -> list[dict[str, Any]]:
@@ -37,7 +26,7 @@ def run_parallel() -> Callable[..., list[dict[str, Any]]]:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-                env=_worker_env(),
+                env=worker_env,
             )
             for i in range(n)
         ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -29,18 +28,8 @@ def manager(db_url: str, art_root: Path) -> ModelVersionManager:
     return ModelVersionManager(db_url, art_root)
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # the children import the same kaizenml as the tests (source tree or installed package)
-    import kaizenml
-
-    pkg_parent = str(Path(kaizenml.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = pkg_parent + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 @pytest.fixture
-def child() -> Callable[..., subprocess.Popen[str]]:
+def child(worker_env: dict[str, str]) -> Callable[..., subprocess.Popen[str]]:
     """Start ``python -c <code>`` with kaizenml importable; stdout is a text pipe."""
     procs: list[subprocess.Popen[str]] = []
 
@@ -50,7 +39,7 @@ def child() -> Callable[..., subprocess.Popen[str]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_child_env(),
+            env=worker_env,
         )
         procs.append(proc)
         return proc
