@@ -37,7 +37,7 @@ def test_round_trip_and_folder_layout(manager: ModelVersionManager, art_root: Pa
     folder = art_root / "alpha" / "1.0.0"
     assert Path(v.artifact_path) == folder
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["arrays.npz", "manifest.json", "values.json"]
+    assert names == ["arrays.npz", "manifest.json"]
     loaded = manager.load_artifact("alpha", "1.0.0")
     assert set(loaded) == set(art)
     for key in ("weights", "bias", "mask", "names"):
@@ -48,23 +48,24 @@ def test_round_trip_and_folder_layout(manager: ModelVersionManager, art_root: Pa
     # the files are plain formats readable by their own tools
     with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
         np.testing.assert_array_equal(npz["weights"], art["weights"])
-    assert json.loads((folder / "values.json").read_text())["config"]["layers"] == [16, 8]
-    # the manifest holds the sha256 of every file; the row holds the manifest's
+    # the manifest holds the other values and the sha256 of the data file; the row holds the
+    # manifest's
     manifest_bytes = (folder / "manifest.json").read_bytes()
     assert v.checksum == hashlib.sha256(manifest_bytes).hexdigest()
     manifest = json.loads(manifest_bytes)
-    for name in ("arrays.npz", "values.json"):
-        data = (folder / name).read_bytes()
-        assert manifest["files"][name] == {
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "size": len(data),
-        }
-    assert manifest["serializer"] is None
+    assert manifest["values"]["config"]["layers"] == [16, 8]
+    assert manifest["values"] == {k: art[k] for k in ("config", "features", "seed")}
+    assert manifest["arrays"] == ["bias", "mask", "names", "weights"]
+    data = (folder / "arrays.npz").read_bytes()
+    assert manifest["files"] == {
+        "arrays.npz": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    }
+    assert manifest["serializer"] is None and manifest["format_version"] == 2
     # no temporary folders left behind
     assert [p.name for p in (art_root / "alpha").iterdir()] == ["1.0.0"]
 
 
-@pytest.mark.parametrize("victim", ["arrays.npz", "values.json", "manifest.json"])
+@pytest.mark.parametrize("victim", ["arrays.npz", "manifest.json"])
 def test_corruption_raises_integrity_error_naming_file(
     manager: ModelVersionManager, art_root: Path, victim: str
 ) -> None:
@@ -81,8 +82,8 @@ def test_corruption_raises_integrity_error_naming_file(
 
 def test_missing_file_and_folder(manager: ModelVersionManager, art_root: Path) -> None:
     manager.create_version("alpha", _artifact(), change_type="architecture")
-    (art_root / "alpha" / "1.0.0" / "values.json").unlink()
-    with pytest.raises(IntegrityError, match=r"values\.json is missing"):
+    (art_root / "alpha" / "1.0.0" / "arrays.npz").unlink()
+    with pytest.raises(IntegrityError, match=r"arrays\.npz is missing"):
         manager.load_artifact("alpha", "1.0.0")
     manager.create_version("alpha", _artifact(), change_type="bugfix")
     import shutil
@@ -249,10 +250,10 @@ if mode == "after-rename":
 if mode == "mid-write":
     from kaizenml.versioning import _artifacts
     real_write = _artifacts._write_file
-    def write_then_die(path, data, opened):
-        if path.name == "values.json":
+    def write_then_die(fh, data):
+        if fh.name.endswith("manifest.json"):  # the data file is written, the manifest not
             os.kill(os.getpid(), 9)
-        return real_write(path, data, opened)
+        return real_write(fh, data)
     _artifacts._write_file = write_then_die
 print("ready", flush=True)
 rng = np.random.default_rng(os.getpid())
@@ -409,3 +410,78 @@ def test_failed_fsync_raises_and_leaves_nothing(
     monkeypatch.undo()
     assert [x.version for x in manager.get_version_history("fs")] == ["1.0.0"]
     assert sorted(p.name for p in (art_root / "fs").iterdir()) == ["1.0.0"]
+
+
+def _as_format_1(folder: Path, arrays: dict, values: dict) -> str:
+    """Rewrite a version's folder in the layout of format version 1 (values in values.json,
+    listed in the manifest with the npz); returns the new manifest's sha256."""
+    for path in folder.iterdir():
+        path.unlink()
+    np.savez(folder / "arrays.npz", **arrays)
+    (folder / "values.json").write_text(json.dumps(values, sort_keys=True))
+    files = {
+        name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        for name in ("arrays.npz", "values.json")
+        for data in [(folder / name).read_bytes()]
+    }
+    manifest = {"format": "kaizenml-artifact", "format_version": 1, "arrays": sorted(arrays),
+                "values": sorted(values), "serializer": None, "files": files}
+    data = json.dumps(manifest, sort_keys=True, indent=1).encode()
+    (folder / "manifest.json").write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_folders_of_format_version_1_still_load_and_verify(
+    manager: ModelVersionManager, art_root: Path
+) -> None:
+    from kaizenml.versioning._schema import model_versions
+
+    manager.create_version("old", {"w": np.ones(3)}, change_type="architecture")
+    folder = art_root / "old" / "1.0.0"
+    checksum = _as_format_1(folder, {"w": np.arange(4.0)}, {"cfg": {"lr": 0.1}, "n": 2})
+    with manager.engine.begin() as conn:
+        conn.execute(sa.update(model_versions).where(model_versions.c.model_name == "old")
+                     .values(checksum=checksum))
+    manager.verify_version("old", "1.0.0")
+    loaded = manager.load_artifact("old", "1.0.0")
+    np.testing.assert_array_equal(loaded["w"], np.arange(4.0))
+    assert loaded["cfg"] == {"lr": 0.1} and loaded["n"] == 2
+    (folder / "values.json").write_text('{"cfg": {"lr": 0.2}, "n": 2}')
+    with pytest.raises(IntegrityError, match=r"values\.json is corrupted"):
+        manager.load_artifact("old", "1.0.0")
+
+
+def test_only_values_or_only_arrays(manager: ModelVersionManager, art_root: Path) -> None:
+    """No arrays: the folder holds the manifest alone; no values: an empty mapping."""
+    manager.create_version("cfg", {"lr": 0.1, "layers": [3, 2]}, change_type="architecture")
+    folder = art_root / "cfg" / "1.0.0"
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
+    assert manager.load_artifact("cfg", "1.0.0") == {"lr": 0.1, "layers": [3, 2]}
+    manager.create_version("arr", {"w": np.arange(3)}, change_type="architecture")
+    manifest = json.loads((art_root / "arr" / "1.0.0" / "manifest.json").read_text())
+    assert manifest["values"] == {} and manifest["arrays"] == ["w"]
+    # the npz is a valid zip whose members carry correct CRCs (written without seeking)
+    import zipfile
+
+    with zipfile.ZipFile(art_root / "arr" / "1.0.0" / "arrays.npz") as zf:
+        assert zf.testzip() is None and zf.namelist() == ["w.npy"]
+    manager.create_version("none", {}, change_type="architecture")
+    assert manager.load_artifact("none", "1.0.0") == {}
+
+
+def test_manifest_missing_the_arrays_file_is_refused(
+    manager: ModelVersionManager, art_root: Path
+) -> None:
+    from kaizenml.versioning._schema import model_versions
+
+    manager.create_version("bad", {"w": np.ones(2), "n": 1}, change_type="architecture")
+    folder = art_root / "bad" / "1.0.0"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {}
+    data = json.dumps(manifest).encode()
+    (folder / "manifest.json").write_bytes(data)
+    with manager.engine.begin() as conn:
+        conn.execute(sa.update(model_versions).where(model_versions.c.model_name == "bad")
+                     .values(checksum=hashlib.sha256(data).hexdigest()))
+    with pytest.raises(IntegrityError, match="does not list arrays.npz"):
+        manager.load_artifact("bad", "1.0.0")

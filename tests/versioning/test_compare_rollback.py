@@ -209,9 +209,9 @@ def test_failed_rollback_leaves_active_untouched(
     plan = deployed.create_rollback_plan("m", "1.1.0", "try")
     assert plan.passed
     # the artifact gets corrupted between planning and execution: the rerun catches it
-    (art_root / "m" / "1.1.0" / "values.json").write_text('{"w": 1}')
+    (art_root / "m" / "1.1.0" / "arrays.npz").write_bytes(b"PK not a zip")
     result = deployed.execute_rollback("m", plan)
-    assert not result.success and "values.json" in result.message
+    assert not result.success and "arrays.npz" in result.message
     assert result.plan.status == "failed" and result.plan.result_message == result.message
     assert deployed.get_active_version("m").version == "2.0.0"
     assert len(deployed.get_deployment_history("m")) == 1

@@ -1,7 +1,7 @@
 """Model versioning: semantic versions, safe artifacts, active version, comparison and rollback.
 
 A :class:`ModelVersionManager` stores every version of a model as a checksummed artifact folder
-(``<root>/<model>/<version>/``: ``arrays.npz`` + ``values.json`` + ``manifest.json``) and a row
+(``<root>/<model>/<version>/``: ``arrays.npz`` + ``manifest.json``) and a row
 in the shared database; it tracks the active version with an audit log, compares versions'
 metrics, validates and executes rollbacks, and checkpoints training loops.
 

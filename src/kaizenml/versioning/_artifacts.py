@@ -3,17 +3,21 @@
 Used by the version manager and the checkpointer. A folder holds
 
 * ``arrays.npz``   every numpy array of the artifact (the ``np.savez`` format; read with
-  ``allow_pickle=False``, so object arrays are refused);
-* ``values.json``  every other value, which must be JSON-able;
-* ``manifest.json`` the format, the serializer and the sha256 and size of each file.
+  ``allow_pickle=False``, so object arrays are refused); absent when there are no arrays;
+* ``manifest.json`` the format, the serializer, every other (JSON-able) value of the
+  artifact under ``"values"``, and the sha256 and size of each data file.
 
 Every file is fsynced, and so is the folder, before the folder is renamed into place.
 
 The sha256 of ``manifest.json`` itself is kept in the database row, so the row pins the whole
-folder. With an explicit ``serializer="pickle"`` or ``"joblib"`` the artifact is stored as one
-``artifact.pkl`` / ``artifact.joblib`` instead of the two data files; loading it needs the same
-opt-in. Nothing in a folder is ever imported or executed: only the fixed file names above are
-opened, and the bytes are hashed before they are parsed.
+folder: the values directly, the data files through their checksums. With an explicit
+``serializer="pickle"`` or ``"joblib"`` the artifact is stored as one ``artifact.pkl`` /
+``artifact.joblib`` instead; loading it needs the same opt-in. Nothing in a folder is ever
+imported or executed: only the fixed file names above are opened, and the bytes are hashed
+before they are parsed.
+
+Folders of format version 1 (values in a separate ``values.json`` listed in the manifest) are
+still read.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -51,13 +57,15 @@ __all__ = [
 
 SERIALIZERS = ("pickle", "joblib")
 FORMAT = "kaizenml-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
-VALUES = "values.json"
+VALUES = "values.json"  # format version 1 only
 _OBJECT_FILES = {"pickle": "artifact.pkl", "joblib": "artifact.joblib"}
 _KNOWN_FILES = {ARRAYS, VALUES, *_OBJECT_FILES.values()}
 TEMP_PREFIX = ".tmp-"
+_PIECE = 1 << 18  # bytes
 TRASH_PREFIX = ".trash-"
 
 
@@ -71,55 +79,106 @@ def check_serializer(serializer: Any) -> str | None:
     )
 
 
-def _write_file(path: Path, data: bytes, opened: list[BinaryIO]) -> dict[str, Any]:
-    """Write ``data`` to a new file and leave it open (appended to ``opened``) for its fsync:
-    opening a file again just to fsync it costs as much as the write here."""
-    fh = open(path, "wb")  # noqa: SIM115 - closed by _fsync_target or the caller's cleanup
-    opened.append(fh)
+def _write_file(fh: BinaryIO, data: bytes) -> dict[str, Any]:
     fh.write(data)
     fh.flush()
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
-def _fsync_target(target: Path | BinaryIO, errors: list[BaseException]) -> None:
-    """fsync a folder (by path) or a file left open by :func:`_write_file` (then closed)."""
-    try:
-        if isinstance(target, Path):
-            # Windows can only flush a file opened for writing; POSIX folders open read-only.
-            fd = os.open(target, os.O_RDONLY if target.is_dir() else os.O_RDWR)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            try:
-                os.fsync(target.fileno())
-            finally:
-                target.close()
-    except BaseException as exc:  # re-raised by the caller's thread
-        errors.append(exc)
+class _HashingStream:
+    """A write-only stream over an open file that hashes and counts every byte on its way.
 
-
-def _fsync_all(paths: list[Path | BinaryIO]) -> None:
-    """fsync files (and folders) concurrently.
-
-    fsync releases the GIL; issued together, the filesystem journal commits them as one group
-    instead of one commit per file, which roughly halves the cost of a small folder.
+    It has no ``tell``, so :mod:`zipfile` treats it as unseekable and writes each member's
+    sizes and CRC after the data instead of seeking back: the bytes pass through exactly once,
+    in file order, which is what the hash needs. The sha256 runs on a worker thread (hashlib
+    releases the GIL), in order, while this thread computes the zip CRC and writes.
     """
-    if os.name == "nt":  # folders cannot be opened for fsync on Windows
-        paths = [p for p in paths if not (isinstance(p, Path) and p.is_dir())]
-    errors: list[BaseException] = []
-    threads = [
-        threading.Thread(target=_fsync_target, args=(p, errors), name="kaizenml-fsync")
-        for p in paths[1:]
-    ]
-    for thread in threads:
-        thread.start()
-    _fsync_target(paths[0], errors)
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._sha256 = hashlib.sha256()
+        self._last: Future[None] | None = None
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._last = _hash_pool().submit(self._sha256.update, view)
+        self.size += view.nbytes
+        return self._fh.write(view)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def info(self) -> dict[str, Any]:
+        if self._last is not None:
+            self._last.result()  # one worker runs the updates in order: the last one ends them
+        return {"sha256": self._sha256.hexdigest(), "size": self.size}
+
+
+def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Write ``arrays`` as an ``.npz`` file straight from their memory, hashing on the way.
+
+    The layout is that of ``np.savez`` (an uncompressed zip of ``.npy`` members), written member
+    by member so that artifact keys never collide with ``np.savez``'s own keyword arguments
+    ("file", "allow_pickle").
+    """
+    stream = _HashingStream(fh)
+    with zipfile.ZipFile(
+        stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True  # type: ignore[arg-type]
+    ) as zf:
+        for key, array in arrays.items():
+            with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                _write_npy(member, array)
+    stream.flush()
+    return stream.info()
+
+
+def _fsync_target(target: Path | BinaryIO) -> None:
+    """fsync a folder (by path) or a file left open by the writers above (then closed)."""
+    if isinstance(target, Path):
+        # Windows can only flush a file opened for writing; POSIX folders open read-only.
+        fd = os.open(target, os.O_RDONLY if target.is_dir() else os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    else:
+        try:
+            os.fsync(target.fileno())
+        finally:
+            target.close()
+
+
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _get_pool(name: str, workers: int) -> ThreadPoolExecutor:
+    """A thread pool kept for the process: starting a thread costs about 0.1 ms, a large
+    share of writing a small artifact."""
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        return pool
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    return _get_pool("kaizenml-fsync", 8)
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    return _get_pool("kaizenml-hash", 1)  # one worker: updates of one hash run in order
+
+
+def _forget_pools() -> None:  # a forked child inherits the executors but not their threads
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def _split_artifact(artifact: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -147,18 +206,6 @@ def _split_artifact(artifact: Any) -> tuple[dict[str, np.ndarray], dict[str, Any
     return arrays, values
 
 
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    # The .npz layout of np.savez (an uncompressed zip of .npy members), written member by
-    # member so that artifact keys never collide with np.savez's own keyword arguments
-    # ("file", "allow_pickle").
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for key, array in arrays.items():
-            with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                _write_npy(member, array)
-    return buffer.getvalue()
-
-
 def _write_npy(member: Any, array: np.ndarray) -> None:
     """One ``.npy`` member: numpy's header, then the array's own memory in C order.
 
@@ -173,12 +220,16 @@ def _write_npy(member: Any, array: np.ndarray) -> None:
     except ValueError:  # a header over 64 KiB (very long structured dtypes) needs format 2.0
         np.lib.format.write_array_header_2_0(member, header)
     if data.size:
-        member.write(data.reshape(-1).view(np.uint8).data)
+        # In pieces: the zip CRC of one piece (this thread) overlaps the sha256 of the one
+        # before (the hash worker).
+        raw = memoryview(data.reshape(-1).view(np.uint8))
+        for start in range(0, len(raw), _PIECE):
+            member.write(raw[start : start + _PIECE])
 
 
-def _encode_values(values: dict[str, Any]) -> bytes:
+def _encode_values(values: dict[str, Any], indent: int | None = None) -> bytes:
     try:
-        text = json.dumps(values, sort_keys=True, allow_nan=True)
+        text = json.dumps(values, sort_keys=True, allow_nan=True, indent=indent)
     except (TypeError, ValueError) as exc:
         raise KaizenTypeError(
             f"artifact values must be numpy arrays or JSON-able (dict, list, str, int, float, "
@@ -203,37 +254,35 @@ def _ensure_dir(path: Path) -> None:
 
 
 class PendingSync:
-    """The fsync of a written folder, running on a background thread.
+    """The fsyncs of a folder being written: each file's starts on a background thread as soon
+    as the file is written (:meth:`add`), the folder's last. fsync releases the GIL, and the
+    filesystem journal commits fsyncs issued together as one group.
 
-    ``wait`` blocks until it is done (or ``timeout`` seconds pass: then it returns False) and
-    re-raises the error of a failed fsync. Nothing may be published before ``wait`` returned
-    True.
+    ``wait`` blocks until they are done (or ``timeout`` seconds pass: then it returns False)
+    and re-raises the error of a failed fsync. Nothing may be published before ``wait``
+    returned True, and a folder is removed only after ``join``.
     """
 
-    def __init__(self, paths: list[Path | BinaryIO]) -> None:
-        self._errors: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._run, args=(paths,), name="kaizenml-fsync", daemon=True
-        )
-        self._thread.start()
+    def __init__(self) -> None:
+        self._futures: list[Future[None]] = []
 
-    def _run(self, paths: list[Path | BinaryIO]) -> None:
-        try:
-            _fsync_all(paths)
-        except BaseException as exc:  # re-raised by wait() in the caller's thread
-            self._errors.append(exc)
+    def add(self, target: Path | BinaryIO) -> None:
+        """fsync ``target``: an open file (closed afterwards) or a folder."""
+        if os.name == "nt" and isinstance(target, Path) and target.is_dir():
+            return  # folders cannot be opened for fsync on Windows
+        self._futures.append(_fsync_pool().submit(_fsync_target, target))
 
     def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        _, pending = wait_futures(self._futures, timeout)
+        if pending:
             return False
-        if self._errors:
-            raise self._errors[0]
+        for future in self._futures:
+            future.result()  # re-raises a failed fsync
         return True
 
     def join(self) -> None:
-        """Wait for the thread without raising (before the folder is removed)."""
-        self._thread.join()
+        """Wait for every fsync without raising (before the folder is removed)."""
+        wait_futures(self._futures)
 
 
 def write_temp_folder(
@@ -244,7 +293,7 @@ def write_temp_folder(
     Every file is fsynced; the manifest is written last. Returns the folder and the sha256 of
     its manifest. The caller publishes it with :func:`publish_folder` or removes it.
     """
-    folder, checksum, sync = start_temp_folder(parent, artifact, serializer)
+    folder, checksum, sync = _write_prepared(parent, _Prepared(artifact, serializer))
     try:
         sync.wait()
     except BaseException:
@@ -253,48 +302,76 @@ def write_temp_folder(
     return folder, checksum
 
 
+class _Prepared:
+    """An artifact checked and split into what the files will hold, before any disk access."""
+
+    __slots__ = ("arrays", "files", "manifest")
+
+    def __init__(self, artifact: Any, serializer: str | None) -> None:
+        serializer = check_serializer(serializer)
+        self.files: dict[str, bytes] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.manifest: dict[str, Any] = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "serializer": serializer
+        }
+        if serializer is None:
+            self.arrays, values = _split_artifact(artifact)
+            _encode_values(values)  # refused here, in the caller's thread
+            self.manifest["arrays"] = sorted(self.arrays)
+            self.manifest["values"] = values
+        elif serializer == "pickle":
+            self.files[_OBJECT_FILES["pickle"]] = pickle.dumps(
+                artifact, protocol=pickle.HIGHEST_PROTOCOL
+            )
+        else:
+            buffer = io.BytesIO()
+            _import_joblib().dump(artifact, buffer)
+            self.files[_OBJECT_FILES["joblib"]] = buffer.getvalue()
+
+
+
+def _write_prepared(parent: Path, prepared: _Prepared) -> tuple[Path, str, PendingSync]:
+    """Write the files of a prepared artifact into a new temporary folder; returns as soon as
+    they are written, with their fsyncs running (see :class:`PendingSync`)."""
+    _ensure_dir(parent)
+    folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+    folder.mkdir()
+    sync = PendingSync()
+    # Every file is created first, so that the folder's own fsync (its entries) runs while
+    # the data is written. Each file's fsync starts as soon as it is written, through the
+    # handle that wrote it (opening a file again just to fsync it costs as much as the write).
+    names = [*prepared.files, *([ARRAYS] if prepared.arrays else []), MANIFEST]
+    handles: dict[str, BinaryIO] = {}
+    try:
+        for name in names:
+            handles[name] = open(folder / name, "wb")  # noqa: SIM115 - closed by the fsync
+        sync.add(folder)
+        written = {}
+        for name, data in prepared.files.items():
+            written[name] = _write_file(handles[name], data)
+            sync.add(handles.pop(name))
+        if prepared.arrays:
+            written[ARRAYS] = _write_npz(handles[ARRAYS], prepared.arrays)
+            sync.add(handles.pop(ARRAYS))
+        manifest_bytes = _encode_values({**prepared.manifest, "files": written}, indent=1)
+        checksum = _write_file(handles[MANIFEST], manifest_bytes)["sha256"]
+        sync.add(handles.pop(MANIFEST))
+    except BaseException:
+        for fh in handles.values():
+            fh.close()
+        sync.join()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, checksum, sync
+
+
 def start_temp_folder(
     parent: Path, artifact: Any, serializer: str | None = None
 ) -> tuple[Path, str, PendingSync]:
     """:func:`write_temp_folder` that returns as soon as the files are written, with their
-    fsync still running (see :class:`PendingSync`), so the caller can overlap it with other
+    fsyncs still running (see :class:`PendingSync`), so the caller can overlap them with other
     work. The caller must ``wait()`` before publishing and ``join()`` before removing it."""
-    serializer = check_serializer(serializer)
-    files: dict[str, bytes] = {}
-    manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
-    if serializer is None:
-        arrays, values = _split_artifact(artifact)
-        values_bytes = _encode_values(values)
-        files[ARRAYS] = _npz_bytes(arrays)
-        files[VALUES] = values_bytes
-        manifest["arrays"] = sorted(arrays)
-        manifest["values"] = sorted(values)
-    elif serializer == "pickle":
-        files[_OBJECT_FILES["pickle"]] = pickle.dumps(artifact, protocol=pickle.HIGHEST_PROTOCOL)
-    else:
-        joblib = _import_joblib()
-        buffer = io.BytesIO()
-        joblib.dump(artifact, buffer)
-        files[_OBJECT_FILES["joblib"]] = buffer.getvalue()
-    manifest["serializer"] = serializer
-
-    _ensure_dir(parent)
-    folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
-    folder.mkdir()
-    opened: list[BinaryIO] = []
-    try:
-        manifest["files"] = {
-            name: _write_file(folder / name, data, opened) for name, data in files.items()
-        }
-        manifest_bytes = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
-        _write_file(folder / MANIFEST, manifest_bytes, opened)
-    except BaseException:
-        for fh in opened:
-            fh.close()
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    sync = PendingSync([*opened, folder])
-    return folder, hashlib.sha256(manifest_bytes).hexdigest(), sync
+    return _write_prepared(parent, _Prepared(artifact, serializer))
 
 
 def _import_joblib() -> Any:
@@ -362,11 +439,20 @@ def _read_manifest(folder: Path, checksum: str) -> dict[str, Any]:
         manifest = json.loads(data)
     except ValueError as exc:  # pragma: no cover - guarded by the checksum
         raise IntegrityError(f"artifact file {folder / MANIFEST} is not valid JSON") from exc
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if manifest.get("format") != FORMAT or version not in _READABLE_VERSIONS:
         raise IntegrityError(f"artifact file {folder / MANIFEST} has an unknown format")
     files = manifest.get("files")
     if not isinstance(files, dict) or not set(files) <= _KNOWN_FILES:
         raise IntegrityError(f"artifact file {folder / MANIFEST} lists unexpected files")
+    if manifest.get("serializer") is None:
+        # version 1 keeps the values in values.json and always writes both files; version 2
+        # keeps them in the manifest and writes arrays.npz only when there are arrays
+        needed = {ARRAYS, VALUES} if version == 1 else {ARRAYS} if manifest.get("arrays") else set()
+        if version != 1 and not isinstance(manifest.get("values"), dict):
+            raise IntegrityError(f"artifact file {folder / MANIFEST} has no values mapping")
+        for name in sorted(needed - set(files)):
+            raise IntegrityError(f"artifact file {folder / MANIFEST} does not list {name}")
     return manifest
 
 
@@ -394,9 +480,14 @@ def load_folder(folder: Path, checksum: str, serializer: str | None = None) -> A
     stored = manifest.get("serializer")
     files = manifest["files"]
     if stored is None:
+        if manifest["format_version"] == 1:
+            values_bytes = _read_verified(folder, VALUES, files[VALUES]["sha256"])
+            result: dict[str, Any] = dict(json.loads(values_bytes))
+        else:
+            result = dict(manifest["values"])
+        if ARRAYS not in files:
+            return result
         arrays_bytes = _read_verified(folder, ARRAYS, files[ARRAYS]["sha256"])
-        values_bytes = _read_verified(folder, VALUES, files[VALUES]["sha256"])
-        result: dict[str, Any] = dict(json.loads(values_bytes))
         try:
             with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
                 for key in npz.files:
