@@ -29,6 +29,7 @@ import os
 import pickle
 import shutil
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Mapping
@@ -124,7 +125,10 @@ def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """
     stream = _HashingStream(fh)
     with zipfile.ZipFile(
-        stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True  # type: ignore[arg-type]
+        stream,  # type: ignore[call-overload]
+        "w",
+        compression=zipfile.ZIP_STORED,
+        allowZip64=True,
     ) as zf:
         for key, array in arrays.items():
             with zf.open(key + ".npy", "w", force_zip64=True) as member:
@@ -222,7 +226,7 @@ def _write_npy(member: Any, array: np.ndarray) -> None:
     if data.size:
         # In pieces: the zip CRC of one piece (this thread) overlaps the sha256 of the one
         # before (the hash worker).
-        raw = memoryview(data.reshape(-1).view(np.uint8))
+        raw = data.reshape(-1).view(np.uint8).data
         for start in range(0, len(raw), _PIECE):
             member.write(raw[start : start + _PIECE])
 
@@ -271,6 +275,9 @@ class PendingSync:
         if os.name == "nt" and isinstance(target, Path) and target.is_dir():
             return  # folders cannot be opened for fsync on Windows
         self._futures.append(_fsync_pool().submit(_fsync_target, target))
+        # Let the worker take the GIL now to issue the fsync; otherwise it waits until this
+        # thread next blocks, which can be a few hundred microseconds of Python code later.
+        time.sleep(0)
 
     def wait(self, timeout: float | None = None) -> bool:
         _, pending = wait_futures(self._futures, timeout)
