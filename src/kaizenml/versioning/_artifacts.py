@@ -116,8 +116,9 @@ class _HashingStream:
         return {"sha256": self._sha256.hexdigest(), "size": self.size}
 
 
-def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Write ``arrays`` as an ``.npz`` file straight from their memory, hashing on the way.
+def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> _HashingStream:
+    """Write ``arrays`` as an ``.npz`` file straight from their memory, hashing on the way
+    (the returned stream's ``info()`` waits for the hash).
 
     The layout is that of ``np.savez`` (an uncompressed zip of ``.npy`` members), written member
     by member so that artifact keys never collide with ``np.savez``'s own keyword arguments
@@ -134,7 +135,7 @@ def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
             with zf.open(key + ".npy", "w", force_zip64=True) as member:
                 _write_npy(member, array)
     stream.flush()
-    return stream.info()
+    return stream
 
 
 def _fsync_target(target: Path | BinaryIO) -> None:
@@ -358,8 +359,9 @@ def _write_prepared(parent: Path, prepared: _Prepared) -> tuple[Path, str, Pendi
             written[name] = _write_file(handles[name], data)
             sync.add(handles.pop(name))
         if prepared.arrays:
-            written[ARRAYS] = _write_npz(handles[ARRAYS], prepared.arrays)
-            sync.add(handles.pop(ARRAYS))
+            stream = _write_npz(handles[ARRAYS], prepared.arrays)
+            sync.add(handles.pop(ARRAYS))  # the fsync runs while the hash finishes
+            written[ARRAYS] = stream.info()
         manifest_bytes = _encode_values({**prepared.manifest, "files": written}, indent=1)
         checksum = _write_file(handles[MANIFEST], manifest_bytes)["sha256"]
         sync.add(handles.pop(MANIFEST))
