@@ -98,12 +98,12 @@ class _HashingStream:
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
         self._sha256 = hashlib.sha256()
-        self._last: Future[None] | None = None
+        self._updates: list[Future[None]] = []
         self.size = 0
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
-        self._last = _hash_pool().submit(self._sha256.update, view)
+        self._updates.append(_hash_pool().submit(self._sha256.update, view))
         self.size += view.nbytes
         return self._fh.write(view)
 
@@ -111,8 +111,8 @@ class _HashingStream:
         self._fh.flush()
 
     def info(self) -> dict[str, Any]:
-        if self._last is not None:
-            self._last.result()  # one worker runs the updates in order: the last one ends them
+        for update in self._updates:  # one worker runs them in order
+            update.result()
         return {"sha256": self._sha256.hexdigest(), "size": self.size}
 
 
