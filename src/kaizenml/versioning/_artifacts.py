@@ -91,20 +91,31 @@ class _HashingStream:
 
     It has no ``tell``, so :mod:`zipfile` treats it as unseekable and writes each member's
     sizes and CRC after the data instead of seeking back: the bytes pass through exactly once,
-    in file order, which is what the hash needs. The sha256 runs on a worker thread (hashlib
-    releases the GIL), in order, while this thread computes the zip CRC and writes.
+    in file order, which is what the hash needs. The sha256 of large pieces runs on a worker
+    thread (hashlib releases the GIL), in order, while this thread computes the zip CRC of the
+    next piece and writes; small pieces (zip and npy headers) ride along with the next large
+    one instead of waking the worker on their own.
     """
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
         self._sha256 = hashlib.sha256()
+        self._small: list[bytes] = []
         self._updates: list[Future[None]] = []
         self.size = 0
 
+    def _update(self, pieces: list[Any]) -> None:
+        for piece in pieces:
+            self._sha256.update(piece)
+
     def write(self, data: Any) -> int:
         view = memoryview(data)
-        self._updates.append(_hash_pool().submit(self._sha256.update, view))
         self.size += view.nbytes
+        if view.nbytes < _PIECE // 4:
+            self._small.append(bytes(view))
+        else:
+            pieces, self._small = [*self._small, view], []
+            self._updates.append(_hash_pool().submit(self._update, pieces))
         return self._fh.write(view)
 
     def flush(self) -> None:
@@ -113,6 +124,8 @@ class _HashingStream:
     def info(self) -> dict[str, Any]:
         for update in self._updates:  # one worker runs them in order
             update.result()
+        self._update(self._small)
+        self._small = []
         return {"sha256": self._sha256.hexdigest(), "size": self.size}
 
 
