@@ -28,13 +28,28 @@ def validate_name(value: Any, param: str) -> str:
     return value
 
 
-def check_int(value: Any, param: str, *, minimum: int | None = None) -> int:
-    """Return ``value`` as an int, refusing bools, floats and other types."""
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_int(
+    value: Any, param: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Return ``value`` as an int, refusing bools, floats and other types.
+
+    The value must also fit in a signed 64-bit integer (what numpy, numba and the databases
+    store), so a huge Python int fails here, naming ``param``, instead of overflowing later.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise KaizenTypeError(f"{param} must be an integer, got {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValidationError(f"{param} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValidationError(f"{param} must be <= {maximum}, got {value}")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValidationError(
+            f"{param}={value} does not fit in a 64-bit integer (at most {_INT64_MAX} in size)"
+        )
     return value
 
 
@@ -49,7 +64,12 @@ def check_float(
     """Return ``value`` as a float, refusing bools, non-numbers and (by default) NaN/inf."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise KaizenTypeError(f"{param} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValidationError(
+            f"{param}={value} is too large for a 64-bit float (at most about 1.8e308)"
+        ) from None
     if finite and not math.isfinite(value):
         raise ValidationError(f"{param} must be finite, got {value!r}")
     if minimum is not None and value < minimum:

@@ -210,10 +210,20 @@ def test_search(manager: ModelVersionManager) -> None:
     assert names(manager.search("m", metric="sharpe", metric_min=1.0, metric_max=1.4)) == [
         ("m", "1.1.0")]
     assert names(manager.search("m", change_type="bugfix")) == [("m", "1.1.1")]
+    assert names(manager.search("m", change_type="initial")) == [("m", "1.0.0")]
+    with pytest.raises(ValidationError, match=r"change_type='bugfx' is not supported; choose one"):
+        manager.search("m", change_type="bugfx")
     assert names(manager.search(metric="sortino")) == []
     assert len(manager.search(limit=2)) == 2
     with pytest.raises(ValidationError, match="metric="):
         manager.search(metric_min=1.0)
+
+
+def test_artifact_root_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "artifacts"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(ValidationError, match=r"artifacts='.*artifacts' must be a folder"):
+        ModelVersionManager(f"sqlite:///{tmp_path / 'k.db'}", blocker)
 
 
 def test_delete_version(manager: ModelVersionManager, art_root: Path) -> None:

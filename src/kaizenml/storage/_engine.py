@@ -154,6 +154,9 @@ def read_connection(engine: Engine) -> sa.Connection:
     return engine.connect().execution_options(**{_READ_ONLY: True})
 
 
+_BACKENDS = ("sqlite", "postgresql")
+
+
 def get_engine(url: str) -> Engine:
     """Return the process-wide engine for ``url`` (one per URL and process)."""
     if not isinstance(url, str):
@@ -170,16 +173,34 @@ def get_engine(url: str) -> Engine:
                 f"storage={url!r} is not a database URL; use e.g. 'sqlite:///path/to/file.db' "
                 "or 'postgresql+psycopg://user:password@host/dbname'"
             ) from exc
-        if sa_url.get_backend_name() == "sqlite":
-            database = sa_url.database
-            if database and database != ":memory:":
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_on_connect)
-            event.listen(engine, "begin", _sqlite_on_begin)
-        else:
-            # pre_ping: a pooled connection may have been closed by a restarted server.
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+        shown = sa_url.render_as_string(hide_password=True)
+        backend = sa_url.get_backend_name()
+        if backend not in _BACKENDS:
+            raise StorageError(
+                f"storage={shown!r} uses the {backend!r} backend; kaizenml stores its data in "
+                "SQLite ('sqlite:///path/to/file.db') or PostgreSQL "
+                "('postgresql+psycopg://user:password@host/dbname')"
+            )
+        try:
+            if backend == "sqlite":
+                database = sa_url.database
+                if database and database != ":memory:":
+                    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(url, connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_on_connect)
+                event.listen(engine, "begin", _sqlite_on_begin)
+            else:
+                # pre_ping: a pooled connection may have been closed by a restarted server.
+                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+        except ImportError as exc:
+            raise StorageError(
+                f"storage={shown!r} needs a database driver that is not installed ({exc}); for "
+                "PostgreSQL install kaizenml[postgres]"
+            ) from exc
+        except OSError as exc:
+            raise StorageError(
+                f"storage={shown!r}: cannot create the database's folder ({exc})"
+            ) from exc
         _ENGINES[key] = engine
         return engine
 
@@ -233,7 +254,13 @@ def ensure_schema(engine: Engine) -> None:
     key = (url, id(engine), tuple(sorted(metadata.tables)))
     if key in _SCHEMA_READY:
         return
-    retry_on_conflict(lambda: upgrade_schema(engine, metadata=metadata))
+    try:
+        retry_on_conflict(lambda: upgrade_schema(engine, metadata=metadata))
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        # the first connection of a store: a server that does not answer, a refused login, a
+        # database file that cannot be opened
+        shown = engine.url.render_as_string(hide_password=True)
+        raise StorageError(f"cannot open storage={shown!r}: {exc.orig or exc}") from exc
     _SCHEMA_READY.add(key)
 
 

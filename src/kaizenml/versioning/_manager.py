@@ -41,7 +41,7 @@ from .._exceptions import (
     StateError,
     ValidationError,
 )
-from .._validation import check_float, check_int, validate_name
+from .._validation import check_choice, check_float, check_int, validate_name
 from ..storage import (
     default_artifact_dir,
     default_storage_url,
@@ -458,7 +458,13 @@ class ModelVersionManager:
                     f"artifacts must be a folder path, got {type(artifacts).__name__}"
                 )
             self._root = Path(artifacts).expanduser()
-        self._root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise ValidationError(
+                f"artifacts={str(self._root)!r} must be a folder (it, or a folder above it, is "
+                "a file)"
+            ) from exc
         self._root_text = str(self._root)
         self._directions = check_directions(metric_directions)
         self._thresholds = _check_thresholds(rollback_thresholds, "rollback_thresholds")
@@ -972,7 +978,8 @@ class ModelVersionManager:
             Versions having ``metric``, with ``metric_min <= value <= metric_max`` (either
             bound optional).
         change_type:
-            Only versions with this change type.
+            Only versions with this change type (one of :data:`CHANGE_TYPES`, or ``"initial"``
+            for first versions).
         limit:
             At most this many results.
 
@@ -1013,7 +1020,9 @@ class ModelVersionManager:
                 cond.append(version_metrics.c.value <= check_float(metric_max, "metric_max"))
             query = query.where(sa.exists().where(*cond))
         if change_type is not None:
-            query = query.where(_mv.c.change_type == _check_text(change_type, "change_type"))
+            # a first version is recorded as "initial" whatever change type created it
+            check_choice(change_type, "change_type", (*CHANGE_TYPES, "initial"))
+            query = query.where(_mv.c.change_type == change_type)
         query = query.order_by(_mv.c.id.desc())
         if limit is not None:
             query = query.limit(check_int(limit, "limit", minimum=1))
