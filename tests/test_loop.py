@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kaizenml import TrialPruned, ValidationError
+from kaizenml import KaizenTypeError, NotFoundError, TrialPruned, ValidationError
 from kaizenml.loop import improve_model
 from kaizenml.optimize import Float, Int
 from kaizenml.versioning import ModelVersionManager
@@ -137,13 +137,30 @@ def test_failed_runs_never_touch_the_active_version(env) -> None:
     assert rep.interrupted and rep.new_version is None and not rep.promoted
     assert manager.get_active_version("toy").version == "1.0.0"
 
+    calls: list[int] = []
+
     def bad_artifact(params, dataset):
+        calls.append(1)
         return {"loss": -1.0}, {"model": object()}  # cannot be stored as numpy/JSON
 
-    with pytest.raises((TypeError, ValueError)):  # refused by the artifact store
+    # refused in the first trial that returns it (the version store would refuse it after the
+    # whole search), and the search stops there
+    with pytest.raises(KaizenTypeError, match=r"train_and_evaluate cannot be versioned: .*JSON"):
         run(env, bad_artifact, seed=7)
+    assert len(calls) == 1
     assert manager.get_active_version("toy").version == "1.0.0"
     assert [v.version for v in manager.get_version_history("toy")] == ["1.0.0"]
+
+    def reserved_key(params, dataset):
+        return {"loss": -1.0}, {"params": [1, 2]}
+
+    with pytest.raises(KaizenTypeError, match=r"the key 'params' is reserved by improve_model"):
+        run(env, reserved_key, seed=8)
+    with pytest.raises(NotFoundError, match=r"^features=\['nope'\]: .*'nope' is neither"):
+        run(env, reserved_key, features=["nope"], data={"close": np.arange(50.0)})
+    with pytest.raises(KaizenTypeError, match="tags must be a mapping of str to str, got list"):
+        improve_model("toy", space=SPACE, train_and_evaluate=reserved_key, metric="loss",
+                      direction="minimize", max_trials=1, tags=["a"])
 
 
 def test_pruning_over_epochs(env) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from ._exceptions import KaizenTypeError, ValidationError
@@ -84,3 +85,26 @@ def check_choice(value: Any, param: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValidationError(f"{param}={value!r} is not supported; choose one of {list(choices)}")
     return value
+
+
+def check_tags(tags: Any) -> dict[str, str]:
+    """Tags as ``str -> str`` (numbers and bools become text); None gives an empty dict."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise KaizenTypeError(f"tags must be a mapping of str to str, got {type(tags).__name__}")
+    out: dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key or len(key) > 256:
+            raise KaizenTypeError(f"tags keys must be non-empty str (<=256 chars), got {key!r}")
+        if isinstance(value, (str, bool, numbers.Number)):
+            text = str(value)
+        else:
+            raise KaizenTypeError(
+                f"tags[{key!r}] must be a str (numbers and bools are stored as text), got "
+                f"{type(value).__name__}"
+            )
+        if len(text) > 1024:
+            raise ValidationError(f"tags[{key!r}] is longer than 1024 characters")
+        out[key] = text
+    return out

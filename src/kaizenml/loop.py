@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._exceptions import KaizenTypeError, NotFoundError, ValidationError
-from ._validation import check_choice, check_float, check_int, validate_name
+from ._validation import check_choice, check_float, check_int, check_tags, validate_name
 
 __all__ = ["ImprovementReport", "improve_model"]
 
@@ -246,7 +246,10 @@ def _build_dataset(
         return dataset, []
     if data is None:
         raise ValidationError("features=... needs data=... (the raw columns to compute them from)")
-    computed = store.compute_features(list(features), data)
+    try:
+        computed = store.compute_features(list(features), data)
+    except NotFoundError as exc:
+        raise NotFoundError(f"features={list(features)!r}: {exc}") from None
     if hasattr(computed, "columns"):
         cols = {str(c): np.asarray(computed[c]) for c in computed.columns}
     else:
@@ -359,6 +362,7 @@ def improve_model(
     min_improvement = check_float(min_improvement, "min_improvement", minimum=0.0)
     if not callable(promote_if):
         check_choice(promote_if, "promote_if", _PROMOTE_RULES)
+    tags = check_tags(tags)
     if isinstance(features, str):
         features = [features]
     features = list(features)
@@ -411,8 +415,11 @@ def improve_model(
 
     def call(params: dict[str, Any], trial: Any) -> tuple[dict[str, float], Any]:
         if with_trial:
-            return _split_output(train_and_evaluate(params, dataset, trial), metric)
-        return _split_output(train_and_evaluate(params, dataset), metric)
+            metrics, artifact = _split_output(train_and_evaluate(params, dataset, trial), metric)
+        else:
+            metrics, artifact = _split_output(train_and_evaluate(params, dataset), metric)
+        _check_artifact(artifact)
+        return metrics, artifact
 
     active_params: dict[str, Any] | None = None
     stored_metrics: dict[str, float] = {}
@@ -435,6 +442,7 @@ def improve_model(
             )
         return metrics
 
+    bad_artifact: list[str] = []
     study_storage = storage if storage is not None else _default_storage()
     # the champion's parameters join the study as its first trial, measured like every
     # challenger on this data (and informing the sampler); a resumed study has it already
@@ -465,7 +473,10 @@ def improve_model(
         seed=seed,
         show_progress_bar=show_progress_bar,
         sampler_options=dict(strategy_options or {}),
+        callbacks=[_stop_on_bad_artifact(bad_artifact)],
     )
+    if bad_artifact:  # every trial would fail the same way: stopped at the first
+        raise KaizenTypeError(bad_artifact[0])
     report.result = result
     _count_trials(report, result, n_before)
     report.interrupted = bool(result.interrupted)
@@ -514,7 +525,7 @@ def improve_model(
         created_by=created_by,
         metrics=report.best_metrics,
         parent_version=report.baseline_version,
-        tags={**dict(tags or {}), "study": study_name, "trial": str(best.number)},
+        tags={**tags, "study": study_name, "trial": str(best.number)},
     )
     report.new_version = _version_of(version)
 
@@ -663,6 +674,45 @@ def _count_trials(report: ImprovementReport, result: Any, n_before: int) -> None
     report.n_failed = states.count("failed")
 
 
+_BAD_ARTIFACT = "the artifact returned by train_and_evaluate"
+
+
+def _check_artifact(artifact: Any) -> None:
+    """Refuse, in the trial that returned it, an artifact the version store would refuse after
+    the whole search."""
+    if artifact is None:
+        return
+    from .versioning._artifacts import check_artifact
+
+    try:
+        check_artifact(artifact)
+    except (KaizenTypeError, ValidationError) as exc:
+        raise KaizenTypeError(f"{_BAD_ARTIFACT} cannot be versioned: {exc}") from None
+    for reserved in _RESERVED_KEYS:
+        if reserved in artifact:
+            raise KaizenTypeError(
+                f"{_BAD_ARTIFACT} cannot be versioned: the key {reserved!r} is reserved by "
+                "improve_model; rename it"
+            )
+
+
+def _stop_on_bad_artifact(found: list[str]) -> Callable[[Any, Any], None]:
+    """A study callback that stops the search at the first trial that failed on its artifact
+    (a programming error every later trial would repeat) and keeps the message."""
+
+    def callback(opt: Any, trial: Any) -> None:
+        error = getattr(trial, "error", None) or ""
+        if _BAD_ARTIFACT in error and not found:
+            line = next(line for line in error.splitlines()[::-1] if _BAD_ARTIFACT in line)
+            found.append(line[line.index(_BAD_ARTIFACT) :])
+            opt.stop()
+
+    return callback
+
+
+_RESERVED_KEYS = ("params", "feature_names", "search")
+
+
 def _artifact_payload(artifact: Any, report: ImprovementReport, space: Any) -> dict[str, Any]:
     if artifact is None:
         payload: dict[str, Any] = {}
@@ -673,7 +723,7 @@ def _artifact_payload(artifact: Any, report: ImprovementReport, space: Any) -> d
             "the artifact returned by train_and_evaluate must be a mapping of names to numpy "
             f"arrays and JSON-able values, got {type(artifact).__name__}"
         )
-    for reserved in ("params", "feature_names", "search"):
+    for reserved in _RESERVED_KEYS:
         if reserved in payload:
             raise ValidationError(
                 f"the artifact key {reserved!r} is reserved by improve_model; rename it"

@@ -45,6 +45,7 @@ from ..storage import fsync_dir
 
 __all__ = [
     "PendingSync",
+    "check_artifact",
     "SERIALIZERS",
     "check_serializer",
     "load_folder",
@@ -321,6 +322,12 @@ def write_temp_folder(
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder, checksum
+
+
+def check_artifact(artifact: Any, serializer: str | None = None) -> None:
+    """Raise the error :meth:`ModelVersionManager.create_version` would raise for ``artifact``
+    (not a mapping, object arrays, values that are not JSON-able), without writing anything."""
+    _Prepared(artifact, serializer)
 
 
 class _Prepared:

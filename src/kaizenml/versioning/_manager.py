@@ -41,7 +41,7 @@ from .._exceptions import (
     StateError,
     ValidationError,
 )
-from .._validation import check_choice, check_float, check_int, validate_name
+from .._validation import check_choice, check_float, check_int, check_tags, validate_name
 from ..storage import (
     default_artifact_dir,
     default_storage_url,
@@ -299,28 +299,6 @@ def _check_metrics(metrics: Any, param: str = "metrics") -> dict[str, float]:
         if not isinstance(key, str) or not key or len(key) > 256:
             raise KaizenTypeError(f"{param} keys must be non-empty str (<=256 chars), got {key!r}")
         out[key] = check_float(value, f"{param}[{key!r}]")
-    return out
-
-
-def _check_tags(tags: Any) -> dict[str, str]:
-    if tags is None:
-        return {}
-    if not isinstance(tags, Mapping):
-        raise KaizenTypeError(f"tags must be a mapping of str to str, got {type(tags).__name__}")
-    out: dict[str, str] = {}
-    for key, value in tags.items():
-        if not isinstance(key, str) or not key or len(key) > 256:
-            raise KaizenTypeError(f"tags keys must be non-empty str (<=256 chars), got {key!r}")
-        if isinstance(value, (str, bool, numbers.Number)):
-            text = str(value)
-        else:
-            raise KaizenTypeError(
-                f"tags[{key!r}] must be a str (numbers and bools are stored as text), got "
-                f"{type(value).__name__}"
-            )
-        if len(text) > 1024:
-            raise ValidationError(f"tags[{key!r}] is longer than 1024 characters")
-        out[key] = text
     return out
 
 
@@ -625,7 +603,7 @@ class ModelVersionManager:
         description = _check_text(description, "description")
         created_by = _check_text(created_by, "created_by", 256)
         metric_values = _check_metrics(metrics)
-        tag_values = _check_tags(tags)
+        tag_values = check_tags(tags)
         parent = None if parent_version is None else _check_version_text(
             parent_version, "parent_version"
         )
