@@ -92,8 +92,12 @@ def test_second_run_continues_from_the_stored_state(demo_runs) -> None:
     # the rule search was seeded with the champion and compared with it on today's bars
     champ = second["rule"]["champion"]
     assert champ is not None and champ["version"] == "1.0.0"
+    rule_active = manager.get_active_version(RULE_MODEL)
     if second["rule"]["promoted"]:
         assert second["rule"]["metrics"]["sharpe"] > champ["sharpe"]
+        assert rule_active.version != champ["version"]
+    else:  # the champion stays active
+        assert rule_active.version == champ["version"]
     # new bars, so a new study, whose first trial re-measures the active classifier
     clf1, clf2 = first["classifier"]["report"], second["classifier"]["report"]
     assert clf2["study_name"] != clf1["study_name"]

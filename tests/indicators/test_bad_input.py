@@ -81,8 +81,30 @@ def test_nat_and_nan_timestamps_are_refused() -> None:
     stamps = np.array(["2024-01-01T00:00", "NaT"], dtype="datetime64[m]")
     with pytest.raises(ValidationError, match=r"timestamps contains NaT at position \(1,\)"):
         ki.hour_of_day(stamps)
-    with pytest.raises(ValidationError, match="timestamps"):
+    with pytest.raises(ValidationError, match=r"timestamps contains nan at position \(1,\); drop"):
         ki.day_of_week(np.array([1.7e9, np.nan]))
+
+
+def test_timestamps_outside_int64_are_refused_not_wrapped() -> None:
+    with pytest.raises(ValidationError, match=r"timestamps contains 1e\+300 at position \(0,\); "
+                       r"epoch seconds must be within"):
+        ki.hour_of_day([1e300])
+    huge = np.array([0, 2**63 + 5], dtype=np.uint64)
+    with pytest.raises(ValidationError, match=r"holds 9223372036854775813 at position \(1,\)"):
+        ki.hour_of_day(huge)
+    # large but valid values still work: 2**62 s is 4611686018427387904 % 86400 = 55104 s
+    # after midnight, 15.3067 h
+    out = ki.hour_of_day(np.array([2**62], dtype=np.uint64))
+    angle = 2 * np.pi * ((2**62 % 86_400) / 3600.0) / 24.0
+    np.testing.assert_allclose([out.sin[0], out.cos[0]], [np.sin(angle), np.cos(angle)],
+                               rtol=1e-12)
+
+
+def test_ragged_nested_lists_name_the_parameter() -> None:
+    with pytest.raises(ValidationError, match=r"^x must be rectangular: every series"):
+        ki.sma([[1.0, 2.0], [3.0]], 1)
+    with pytest.raises(ValidationError, match=r"^close must be rectangular"):
+        ki.atr([[1.0, 2.0]], [[1.0, 2.0]], [[1.0], [2.0, 3.0]], 1)
 
 
 def test_pandas_inputs_are_checked() -> None:

@@ -112,9 +112,19 @@ def as_float(x: Any, param: str) -> tuple[np.ndarray, Layout]:
         )
     if isinstance(x, (str, bytes)) or x is None:
         raise KaizenTypeError(f"{param} must be an array of numbers, got {type(x).__name__}")
-    arr = _numeric_from_numpy(np.asarray(x), param)
+    arr = _numeric_from_numpy(_asarray(x, param), param)
     _check_ndim(arr.ndim, param)
     return _frozen(np.ascontiguousarray(arr, dtype=np.float64)), Layout("array", arr.ndim)
+
+
+def _asarray(x: Any, param: str) -> np.ndarray:
+    """``np.asarray(x)``, with nested lists of unequal lengths refused naming ``param``."""
+    try:
+        return np.asarray(x)
+    except ValueError as exc:  # "inhomogeneous shape"
+        raise ValidationError(
+            f"{param} must be rectangular: every series (row) needs the same length ({exc})"
+        ) from None
 
 
 def _check_pandas_dtype(dtype: Any, param: str) -> None:
@@ -214,14 +224,28 @@ def _numpy_ticks(arr: np.ndarray, param: str) -> tuple[np.ndarray, int]:
         per_day = int(np.timedelta64(1, "D").astype(f"timedelta64[{count}{unit}]").astype(np.int64))
         return np.ascontiguousarray(arr.view(np.int64)), per_day
     if arr.dtype.kind in "iu":
+        if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+            where = np.argwhere(arr > np.iinfo(np.int64).max)[0]
+            raise ValidationError(
+                f"{param} holds {int(arr[tuple(where)])} at position "
+                f"{tuple(int(i) for i in where)}: epoch seconds must fit in a signed 64-bit "
+                "integer"
+            )
         return np.ascontiguousarray(arr, dtype=np.int64), 86_400
     if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr)
+        # beyond this many seconds the microseconds below overflow int64 (about 292,000 years)
+        limit = np.iinfo(np.int64).max / 1e6
+        bad = ~(np.abs(arr) < limit)  # also NaN and inf
         if bad.any():
             where = np.argwhere(bad)[0]
+            value = float(arr[tuple(where)])
+            fix = (
+                _NAT_FIX
+                if not np.isfinite(value)
+                else f"epoch seconds must be within +-{limit:.4g}"
+            )
             raise ValidationError(
-                f"{param} contains {arr[tuple(where)]!r} at position "
-                f"{tuple(int(i) for i in where)}; {_NAT_FIX}"
+                f"{param} contains {value!r} at position {tuple(int(i) for i in where)}; {fix}"
             )
         micros = np.rint(arr.astype(np.float64) * 1e6).astype(np.int64)
         return np.ascontiguousarray(micros), 86_400_000_000
