@@ -485,3 +485,35 @@ def test_manifest_missing_the_arrays_file_is_refused(
                      .values(checksum=hashlib.sha256(data).hexdigest()))
     with pytest.raises(IntegrityError, match="does not list arrays.npz"):
         manager.load_artifact("bad", "1.0.0")
+
+
+def test_threads_writing_large_artifacts_get_exact_checksums(
+    manager: ModelVersionManager, art_root: Path
+) -> None:
+    """The hash workers are shared by every writer; each file's pieces must still enter its
+    own hash in order (a 3 MiB array is twelve pieces)."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        rng = np.random.default_rng(k)
+        try:
+            for _ in range(3):
+                manager.create_version(f"t{k}", {"w": rng.normal(size=393_216)},
+                                       change_type="retrain")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(4):
+        for v in manager.get_version_history(f"t{k}"):
+            data = (Path(v.artifact_path) / "arrays.npz").read_bytes()
+            manifest = json.loads((Path(v.artifact_path) / "manifest.json").read_text())
+            assert manifest["files"]["arrays.npz"]["sha256"] == hashlib.sha256(data).hexdigest()
+            manager.verify_version(f"t{k}", v.version)

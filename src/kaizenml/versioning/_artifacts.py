@@ -92,10 +92,11 @@ class _HashingStream:
 
     It has no ``tell``, so :mod:`zipfile` treats it as unseekable and writes each member's
     sizes and CRC after the data instead of seeking back: the bytes pass through exactly once,
-    in file order, which is what the hash needs. The sha256 of large pieces runs on a worker
-    thread (hashlib releases the GIL), in order, while this thread computes the zip CRC of the
-    next piece and writes; small pieces (zip and npy headers) ride along with the next large
-    one instead of waking the worker on their own.
+    in file order, which is what the hash needs. The sha256 of large pieces runs on worker
+    threads (hashlib releases the GIL) while this thread computes the zip CRC of the next piece
+    and writes; each update first waits for the one before, so they apply in order even when
+    other writers' hashes share the workers. Small pieces (zip and npy headers) ride along with
+    the next large one instead of waking a worker on their own.
     """
 
     def __init__(self, fh: BinaryIO) -> None:
@@ -105,7 +106,9 @@ class _HashingStream:
         self._updates: list[Future[None]] = []
         self.size = 0
 
-    def _update(self, pieces: list[Any]) -> None:
+    def _update(self, previous: Future[None] | None, pieces: list[Any]) -> None:
+        if previous is not None:
+            previous.result()  # the pieces before these are in the hash (and it did not fail)
         for piece in pieces:
             self._sha256.update(piece)
 
@@ -116,16 +119,17 @@ class _HashingStream:
             self._small.append(bytes(view))
         else:
             pieces, self._small = [*self._small, view], []
-            self._updates.append(_hash_pool().submit(self._update, pieces))
+            previous = self._updates[-1] if self._updates else None
+            self._updates.append(_hash_pool().submit(self._update, previous, pieces))
         return self._fh.write(view)
 
     def flush(self) -> None:
         self._fh.flush()
 
     def info(self) -> dict[str, Any]:
-        for update in self._updates:  # one worker runs them in order
-            update.result()
-        self._update(self._small)
+        if self._updates:
+            self._updates[-1].result()  # each update waits for the one before
+        self._update(None, self._small)
         self._small = []
         return {"sha256": self._sha256.hexdigest(), "size": self.size}
 
@@ -187,7 +191,8 @@ def _fsync_pool() -> ThreadPoolExecutor:
 
 
 def _hash_pool() -> ThreadPoolExecutor:
-    return _get_pool("kaizenml-hash", 1)  # one worker: updates of one hash run in order
+    # tasks start in submission order, so a waiting update's predecessor is already running
+    return _get_pool("kaizenml-hash", max(2, os.cpu_count() or 1))
 
 
 def _forget_pools() -> None:  # a forked child inherits the executors but not their threads
