@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import pickle
@@ -94,9 +95,9 @@ class _HashingStream:
     sizes and CRC after the data instead of seeking back: the bytes pass through exactly once,
     in file order, which is what the hash needs. The sha256 of large pieces runs on worker
     threads (hashlib releases the GIL) while this thread computes the zip CRC of the next piece
-    and writes; each update first waits for the one before, so they apply in order even when
-    other writers' hashes share the workers. Small pieces (zip and npy headers) ride along with
-    the next large one instead of waking a worker on their own.
+    and writes. A stream's updates all go to one single-threaded worker, so they apply in
+    order; streams are dealt round-robin to one worker per CPU. Small pieces (zip and npy
+    headers) ride along with the next large one instead of waking a worker on their own.
     """
 
     def __init__(self, fh: BinaryIO) -> None:
@@ -104,11 +105,10 @@ class _HashingStream:
         self._sha256 = hashlib.sha256()
         self._small: list[bytes] = []
         self._updates: list[Future[None]] = []
+        self._worker = _hash_worker()
         self.size = 0
 
-    def _update(self, previous: Future[None] | None, pieces: list[Any]) -> None:
-        if previous is not None:
-            previous.result()  # the pieces before these are in the hash (and it did not fail)
+    def _update(self, pieces: list[Any]) -> None:
         for piece in pieces:
             self._sha256.update(piece)
 
@@ -119,17 +119,16 @@ class _HashingStream:
             self._small.append(bytes(view))
         else:
             pieces, self._small = [*self._small, view], []
-            previous = self._updates[-1] if self._updates else None
-            self._updates.append(_hash_pool().submit(self._update, previous, pieces))
+            self._updates.append(self._worker.submit(self._update, pieces))
         return self._fh.write(view)
 
     def flush(self) -> None:
         self._fh.flush()
 
     def info(self) -> dict[str, Any]:
-        if self._updates:
-            self._updates[-1].result()  # each update waits for the one before
-        self._update(None, self._small)
+        for update in self._updates:  # one thread runs them, in order
+            update.result()
+        self._update(self._small)
         self._small = []
         return {"sha256": self._sha256.hexdigest(), "size": self.size}
 
@@ -190,9 +189,13 @@ def _fsync_pool() -> ThreadPoolExecutor:
     return _get_pool("kaizenml-fsync", 8)
 
 
-def _hash_pool() -> ThreadPoolExecutor:
-    # tasks start in submission order, so a waiting update's predecessor is already running
-    return _get_pool("kaizenml-hash", max(2, os.cpu_count() or 1))
+_next_hash_worker = itertools.count()
+
+
+def _hash_worker() -> ThreadPoolExecutor:
+    """One of ``cpu_count`` single-threaded workers, in turn."""
+    k = next(_next_hash_worker) % (os.cpu_count() or 1)
+    return _get_pool(f"kaizenml-hash-{k}", 1)
 
 
 def _forget_pools() -> None:  # a forked child inherits the executors but not their threads
