@@ -160,6 +160,74 @@ def test_pad_and_unpad_round_trip() -> None:
     np.testing.assert_array_equal(K.unpad_segments(padded, off, np.empty(10)), x)
 
 
+def _with_infinities(n: int, seed: int) -> np.ndarray:
+    x = _series(n, seed=seed, nan_frac=0.1, level=50.0)
+    rng = np.random.default_rng(seed + 100)
+    x[rng.random(n) < 0.05] = np.inf
+    x[rng.random(n) < 0.05] = -np.inf
+    return x
+
+
+def _expanding_minmax_oracle(s: pd.Series) -> pd.Series:
+    lo, hi = s.expanding().min(), s.expanding().max()
+    return ((s - lo) / (hi - lo)).where(hi > lo, 0.5).where(s.notna())
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    ["zscore", "minmax", "fill_zero", "fill_forward", "fill_mean", "fill_backward", "last"],
+)
+def test_infinities_are_gaps_in_every_post_processing_kernel(kernel: str) -> None:
+    # the oracle sees the infinities as NaN: a non-finite value is a gap, never data
+    x = _with_infinities(1_500, seed=21)
+    assert np.isinf(x).sum() > 50
+    off = _segments(x.size, seed=22)
+    gaps = np.where(np.isfinite(x), x, np.nan)
+    out = np.empty_like(x)
+    if kernel == "zscore":
+        K.expanding_zscore(x, off, 1, out)
+        expected = _by_segment(
+            gaps, off, lambda s: (s - s.expanding().mean()) / s.expanding().std()
+        )
+    elif kernel == "minmax":
+        K.expanding_minmax(x, off, out)
+        expected = _by_segment(gaps, off, _expanding_minmax_oracle)
+    elif kernel == "fill_zero":
+        K.fill_value(x, 0.0, out)
+        expected = np.nan_to_num(gaps, nan=0.0)
+    elif kernel == "fill_forward":
+        K.fill_forward(x, off, out)
+        expected = _by_segment(gaps, off, lambda s: s.ffill())
+    elif kernel == "fill_mean":
+        K.fill_expanding_mean(x, off, out)
+        expected = _by_segment(gaps, off, lambda s: s.fillna(s.expanding().mean()))
+    elif kernel == "fill_backward":
+        K.fill_backward(x, off, out)
+        expected = _by_segment(gaps, off, lambda s: s.bfill())
+    else:
+        K.rolling_last(x, off, 4, out)
+        expected = _by_segment(gaps, off, lambda s: s.ffill(limit=3))
+    assert np.isfinite(expected).sum() > 1_000
+    np.testing.assert_allclose(out, expected, rtol=1e-8, atol=1e-10)
+    assert np.array_equal(np.isnan(out), np.isnan(expected))
+
+
+def test_one_infinity_does_not_corrupt_later_expanding_values() -> None:
+    x = np.array([1.0, 2.0, 3.0, np.inf, 5.0, 6.0, 7.0, 8.0])
+    off = np.array([0, x.size])
+    s = pd.Series(np.where(np.isfinite(x), x, np.nan))
+    m = K.expanding_minmax(x, off, np.empty_like(x))
+    np.testing.assert_allclose(m, _expanding_minmax_oracle(s).to_numpy(), rtol=1e-15)
+    np.testing.assert_array_equal(m, [0.5, 1.0, 1.0, np.nan, 1.0, 1.0, 1.0, 1.0])
+    z = K.expanding_zscore(x, off, 1, np.empty_like(x))
+    expected = ((s - s.expanding().mean()) / s.expanding().std()).to_numpy()
+    np.testing.assert_allclose(z, expected, rtol=1e-12)
+    assert np.isfinite(z[4:]).all()
+    y = np.array([1.0, np.inf, np.nan, 3.0, np.nan])
+    filled = K.fill_expanding_mean(y, np.array([0, y.size]), np.empty_like(y))
+    np.testing.assert_array_equal(filled, [1.0, 1.0, 1.0, 3.0, 2.0])
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 101, 5_000])
 def test_multiselect_matches_sort(n: int) -> None:
     rng = np.random.default_rng(n)

@@ -249,6 +249,44 @@ def test_aggregation_fill_normalize_pipeline_matches_pandas(store: FeatureStore,
     }
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"normalize": "minmax"},
+        {"normalize": "zscore"},
+        {"fill_missing": "mean"},
+        {"fill_missing": "mean", "normalize": "zscore"},
+    ],
+)
+def test_an_infinity_is_a_gap_in_expanding_steps(store: FeatureStore, cfg) -> None:
+    @store.compute_function("passthrough")
+    def passthrough(x, *, window_size=None):
+        return x
+
+    store.register_feature(
+        FeatureDefinition(
+            "passthrough",
+            "1.0.0",
+            dependencies=["x"],
+            compute_function="passthrough",
+            computation_config=cfg,
+        )
+    )
+    x = np.array([1.0, 2.0, 3.0, np.inf, 5.0, np.nan, -np.inf, 6.0, 7.0, 8.0])
+    out = store.compute_feature("passthrough", {"x": x})
+    s = pd.Series(np.where(np.isfinite(x), x, np.nan))  # the oracle: infinities are gaps
+    if cfg.get("fill_missing") == "mean":
+        s = s.fillna(s.expanding().mean())
+    if cfg.get("normalize") == "zscore":
+        s = (s - s.expanding().mean()) / s.expanding().std()
+    elif cfg.get("normalize") == "minmax":
+        lo, hi = s.expanding().min(), s.expanding().max()
+        s = ((s - lo) / (hi - lo)).where(hi > lo, 0.5).where(s.notna())
+    np.testing.assert_allclose(out, s.to_numpy(), rtol=1e-12)
+    assert np.array_equal(np.isnan(out), s.isna().to_numpy())
+    assert np.isfinite(out[-3:]).all()
+
+
 # ------------------------------------------------------------------ cache
 def test_cache_hits_and_never_stale(store: FeatureStore, hl) -> None:
     calls = _register_spread(store)
