@@ -441,6 +441,37 @@ def test_drift_psi_equals_hand_computation(store: FeatureStore) -> None:
     assert same.psi == pytest.approx(0.0, abs=1e-12) and not same.drifted
 
 
+def test_drift_input_and_feature_name_errors_name_the_parameter(store: FeatureStore, hl) -> None:
+    store.compute_feature("rsi_14", hl)
+    with pytest.raises(KaizenTypeError, match=r"^new must be numbers.*dtype <U1"):
+        store.check_drift("rsi_14", np.array(["a"]))
+    with pytest.raises(KaizenTypeError, match=r"^new must be numbers.*got Series.*not all numbers"):
+        store.check_drift("rsi_14", pd.Series(["a", "b"]))
+    with pytest.raises(KaizenTypeError, match=r"^new must be numbers.*datetime64"):
+        store.check_drift("rsi_14", np.array(["2024-01-02"], dtype="datetime64[s]"))
+    with pytest.raises(ValidationError, match=r"^new must be 1-D values.*\(1, 1\)"):
+        store.check_drift("rsi_14", [[1.0]])
+    with pytest.raises(KaizenTypeError, match=r"^name must be a feature name str.*got int 5"):
+        store.compute_feature(5, hl)
+    with pytest.raises(NotFoundError, match=r"^name='nope' is neither"):
+        store.compute_feature("nope", hl)
+    with pytest.raises(KaizenTypeError, match=r"^names\[1\] must be a feature name str.*int 5"):
+        store.compute_features(["rsi_14", 5], hl)
+    with pytest.raises(NotFoundError, match=r"^names\[1\]='nope' is neither"):
+        store.compute_features(["rsi_14", "nope"], hl)
+    with pytest.raises(KaizenTypeError, match=r"^names must be a list.*\['rsi_14'\]"):
+        store.compute_features("rsi_14", hl)
+
+
+def test_cache_dir_that_is_a_file_is_refused(db_url: str, tmp_path) -> None:
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    for path in (a_file, a_file / "below"):
+        with pytest.raises(ValidationError, match=r"^cache_dir must be a folder.*is a file"):
+            FeatureStore(db_url, cache_dir=path)
+    assert a_file.read_text() == "x"
+
+
 def test_definitions_persist_and_missing_function_is_clear(db_url: str, hl) -> None:
     first = FeatureStore(db_url)
     _register_spread(first)

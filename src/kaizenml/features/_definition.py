@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -76,7 +77,11 @@ def parse_version(value: Any, param: str = "version") -> tuple[Any, ...]:
 def split_name_version(ref: Any, param: str = "name") -> tuple[str, str | None]:
     """Split ``"name@version"`` into its parts (version None when not pinned)."""
     if not isinstance(ref, str):
-        raise KaizenTypeError(f"{param} must be a feature name str, got {type(ref).__name__}")
+        shown = reprlib.repr(ref)
+        raise KaizenTypeError(
+            f"{param} must be a feature name str such as 'rsi_14' or 'rsi_14@1.0.0', got "
+            f"{type(ref).__name__} {shown}"
+        )
     name, sep, version = ref.partition("@")
     validate_name(name, param)
     if sep:

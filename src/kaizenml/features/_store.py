@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import reprlib
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -365,13 +366,23 @@ class FeatureStore:
         if cache_dir is True:
             url = self._engine.url
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-                return Path(url.database).expanduser().resolve().parent / "feature-cache"
-            return kaizenml_home() / "feature-cache"
-        if isinstance(cache_dir, (str, Path)):
-            return Path(cache_dir).expanduser()
-        raise KaizenTypeError(
-            f"cache_dir must be a folder path, True or None, got {type(cache_dir).__name__}"
-        )
+                path = Path(url.database).expanduser().resolve().parent / "feature-cache"
+            else:
+                path = kaizenml_home() / "feature-cache"
+        elif isinstance(cache_dir, (str, Path)):
+            path = Path(cache_dir).expanduser()
+        else:
+            raise KaizenTypeError(
+                f"cache_dir must be a folder path, True or None, got {type(cache_dir).__name__}"
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise ValidationError(
+                f"cache_dir must be a folder, but {str(path)!r} is a file or lies under one; "
+                "pass the path of a folder (it is created when missing), True or None"
+            ) from exc
+        return path
 
     def _pool(self) -> ThreadPoolExecutor | None:
         if self._n_threads <= 1:
@@ -924,13 +935,17 @@ class FeatureStore:
         statistics: bool | None,
         record: bool = True,
         columns: Mapping[str, str] | None = None,
+        params: Sequence[str] | None = None,
     ) -> tuple[
         FrameData, list[tuple[FeatureDefinition, tuple[str, ...]]], dict[str, dict[str, np.ndarray]]
     ]:
+        """``params`` names each of ``refs`` as the caller spelled it (for error messages)."""
+        labels = list(params) if params is not None else ["name"] * len(refs)
+        # names first: a wrong name is reported before the data is read
+        requests = [self._resolve_output(r, p) for r, p in zip(refs, labels, strict=True)]
         frame = (
             data if isinstance(data, FrameData) else FrameData(data, symbol=symbol, columns=columns)
         )
-        requests = [self._resolve_output(r, "names") for r in refs]
         nodes = self._plan(requests, frame)
         for node in nodes.values():
             d = node.definition
@@ -1195,6 +1210,7 @@ class FeatureStore:
             use_cache=use_cache,
             statistics=statistics,
             columns=columns,
+            params=["name"],
         )
         d, cols = requests[0]
         values = results[d.ref]
@@ -1238,8 +1254,16 @@ class FeatureStore:
         >>> sorted(out)
         ['macd', 'macd_hist', 'macd_signal', 'rsi_14']
         """
-        if isinstance(names, str) or not isinstance(names, Sequence):
-            raise KaizenTypeError(f"names must be a list of feature names, got {names!r}")
+        if isinstance(names, str):
+            raise KaizenTypeError(
+                f"names must be a list of feature names, got the str {names!r}; pass "
+                f"[{names!r}], or call compute_feature for one feature"
+            )
+        if not isinstance(names, Sequence):
+            raise KaizenTypeError(
+                f"names must be a list of feature names such as ['rsi_14', 'macd'], got "
+                f"{type(names).__name__}"
+            )
         frame, requests, results = self._compute(
             list(names),
             data,
@@ -1247,6 +1271,7 @@ class FeatureStore:
             use_cache=use_cache,
             statistics=statistics,
             columns=columns,
+            params=[f"names[{i}]" for i in range(len(names))],
         )
         table: dict[str, np.ndarray] = {}
         for d, cols in requests:
@@ -1298,6 +1323,56 @@ class FeatureStore:
                 f"feature {d.ref!r} has several columns {list(cols)}; ask for one of them"
             )
         return d, cols[0]
+
+    def _column_values(
+        self,
+        d: FeatureDefinition,
+        col: str,
+        given: Any,
+        param: str,
+        *,
+        symbol: str | None,
+        columns: Mapping[str, str] | None,
+    ) -> np.ndarray:
+        """Values of column ``col``: ``given`` itself (array-like), or computed from ``given``
+        as raw data (a mapping or a table) without recording statistics or lineage."""
+        if isinstance(given, Mapping) or type(given).__name__ == "DataFrame":
+            _f, _r, results = self._compute(
+                [f"{col}@{d.version}"],  # pinned: the version asked for, not the newest
+                given,
+                symbol=symbol,
+                use_cache=True,
+                statistics=False,
+                record=False,
+                columns=columns,
+            )
+            return np.ascontiguousarray(results[d.ref][col])
+        given_type = type(given).__name__
+        if type(given).__module__.startswith(("pandas", "polars")):
+            given = given.to_numpy()
+        kind = "numbers (an array of the column's values) or raw data (a dict or a table)"
+        try:
+            raw = np.asarray(given)
+        except (TypeError, ValueError) as exc:
+            raise KaizenTypeError(f"{param} must be {kind}, got {given_type}: {exc}") from exc
+        if raw.dtype.kind not in "biufO":
+            raise KaizenTypeError(
+                f"{param} must be {kind}, got an array of dtype {raw.dtype} "
+                f"({reprlib.repr(given)}); convert it to float values first"
+            )
+        try:
+            values = np.ascontiguousarray(raw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise KaizenTypeError(
+                f"{param} must be {kind}, got {given_type} {reprlib.repr(given)} "
+                f"whose items are not all numbers ({exc})"
+            ) from exc
+        if values.ndim != 1:
+            raise ValidationError(
+                f"{param} must be 1-D values or a table, got shape {values.shape}; pass one "
+                "column's values"
+            )
+        return values
 
     def get_statistics(self, name: str) -> FeatureStatistics:
         """Statistics of the last computation of a feature column (persisted in storage).
@@ -1375,25 +1450,7 @@ class FeatureStore:
         threshold = check_float(threshold, "threshold", minimum=0.0)
         stats = self.get_statistics(name)
         d, col = self._column_ref(name)
-        if isinstance(new, Mapping) or type(new).__name__ == "DataFrame":
-            _f, _r, results = self._compute(
-                [col],
-                new,
-                symbol=symbol,
-                use_cache=True,
-                statistics=False,
-                record=False,
-                columns=columns,
-            )
-            values = results[d.ref][col]
-        else:
-            if type(new).__module__.startswith(("pandas", "polars")):
-                new = new.to_numpy()
-            values = np.asarray(new, dtype=np.float64)
-            if values.ndim != 1:
-                raise ValidationError(
-                    f"new must be 1-D values or a table, got shape {values.shape}"
-                )
+        values = self._column_values(d, col, new, "new", symbol=symbol, columns=columns)
         if not stats.reference_edges:
             raise ValidationError(
                 f"the stored statistics of {name!r} hold no values to compare with"
