@@ -249,24 +249,32 @@ def test_multiselect_on_sorted_and_constant_inputs() -> None:
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1_000, 20_001])
-def test_statistics_equal_numpy(n: int) -> None:
-    x = _series(n, seed=n, nan_frac=0.1, level=3.0)
+@pytest.mark.parametrize("missing", ["none", "some", "all_but_one"])
+def test_statistics_equal_numpy(n: int, missing: str) -> None:
+    x = _series(n, seed=n, nan_frac=0.1 if missing == "some" else 0.0, level=3.0)
+    if missing == "all_but_one":
+        x[np.arange(n) != n // 2] = np.nan
     st = column_statistics(x)
     clean = x[~np.isnan(x)]
+    assert clean.size >= 1  # every case has values to check against numpy
     assert st["count"] == clean.size and st["missing"] == n - clean.size
-    if clean.size == 0:
-        return
     assert st["mean"] == pytest.approx(clean.mean(), rel=1e-12)
     if clean.size > 1:
         assert st["std"] == pytest.approx(clean.std(ddof=1), rel=1e-10)
+    else:
+        assert np.isnan(st["std"])  # ddof=1 of one value is undefined
     assert st["min"] == clean.min() and st["max"] == clean.max()
-    for q, value in st["percentiles"].items():
-        assert value == np.percentile(clean, q), q
+    assert set(st["percentiles"]) == {5, 25, 50, 75, 95}
+    for q in (5, 25, 50, 75, 95):
+        assert st["percentiles"][q] == np.percentile(clean, q), q
 
 
 def test_statistics_of_all_missing_column() -> None:
     st = column_statistics(np.full(5, np.nan))
     assert st["count"] == 0 and st["missing"] == 5 and np.isnan(st["mean"])
+    assert set(st["percentiles"]) == {5, 25, 50, 75, 95}
+    assert all(np.isnan(v) for v in st["percentiles"].values())
+    assert st["reference_edges"] == () and st["reference_fractions"] == ()
 
 
 def test_reference_fractions_and_bins() -> None:
@@ -313,8 +321,9 @@ def test_statistics_of_a_large_column_equal_numpy() -> None:
     x = _series(300_000, seed=1, nan_frac=0.01, level=100.0)
     st = column_statistics(x)
     clean = x[~np.isnan(x)]
-    for q, value in st["percentiles"].items():
-        assert value == np.percentile(clean, q), q
+    assert set(st["percentiles"]) == {5, 25, 50, 75, 95}
+    for q in (5, 25, 50, 75, 95):
+        assert st["percentiles"][q] == np.percentile(clean, q), q
     assert st["std"] == pytest.approx(clean.std(ddof=1), rel=1e-10)
     counts = np.bincount(np.searchsorted(np.array(st["reference_edges"]), clean), minlength=10)
     np.testing.assert_allclose(st["reference_fractions"], counts / clean.size)

@@ -94,7 +94,7 @@ def test_register_needs_known_function_and_accepts_dicts(store: FeatureStore) ->
         }
     )
     assert d.computation_config == ComputationConfig(params={"window": 9})
-    with pytest.raises(KaizenTypeError):
+    with pytest.raises(KaizenTypeError, match="definition must be a FeatureDefinition or a dict"):
         store.register_feature(42)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="built in"):
         store.register_function("rsi", lambda close: close)
