@@ -37,7 +37,12 @@ from ._builtins import BUILTIN_DEFINITIONS, BUILTIN_FUNCTIONS
 from ._cache import FeatureCache
 from ._definition import ComputationConfig, FeatureDefinition, parse_version, split_name_version
 from ._frame import FrameData
-from ._schema import feature_definitions, feature_lineage, feature_statistics
+from ._schema import (
+    feature_definitions,
+    feature_drift_references,
+    feature_lineage,
+    feature_statistics,
+)
 from ._stats import (
     PERCENTILES,
     DriftReport,
@@ -278,12 +283,34 @@ _DELETE_STATISTICS = feature_statistics.delete().where(
 )
 
 
+_STATISTICS_FIELDS = tuple(c.name for c in feature_statistics.columns)
+
+
 def _nan_to_none(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def _none_to_nan(v: Any) -> float:
     return math.nan if v is None else float(v)
+
+
+def _statistics_row(st: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of :func:`column_statistics` (NaN as NULL, the decile reference as JSON)."""
+    return {
+        "count": int(st["count"]),
+        "missing": int(st["missing"]),
+        "mean": _nan_to_none(st["mean"]),
+        "std": _nan_to_none(st["std"]),
+        "min": _nan_to_none(st["min"]),
+        "max": _nan_to_none(st["max"]),
+        **{f"p{q}": _nan_to_none(st["percentiles"][q]) for q in PERCENTILES},
+        "reference": json.dumps(
+            {
+                "edges": [_nan_to_none(e) for e in st["reference_edges"]],
+                "fractions": [float(f) for f in st["reference_fractions"]],
+            }
+        ),
+    }
 
 
 class FeatureStore:
@@ -351,6 +378,8 @@ class FeatureStore:
         self._definitions: dict[str, dict[str, FeatureDefinition]] = {}
         self._builtin_refs: set[str] = set()
         self._last_recorded: dict[str, str] = {}
+        # (name, version, column) known to have a drift reference (one is never removed)
+        self._pinned: set[tuple[str, str, str]] = set()
         for fname, (fn, mode) in BUILTIN_FUNCTIONS.items():
             self._add_function(fname, fn, mode, builtin=True)
         for spec in BUILTIN_DEFINITIONS:
@@ -1115,26 +1144,15 @@ class FeatureStore:
                             "name": d.name,
                             "version": d.version,
                             "column_name": col,
-                            "count": st["count"],
-                            "missing": st["missing"],
-                            "mean": _nan_to_none(st["mean"]),
-                            "std": _nan_to_none(st["std"]),
-                            "min": _nan_to_none(st["min"]),
-                            "max": _nan_to_none(st["max"]),
-                            **{f"p{q}": _nan_to_none(st["percentiles"][q]) for q in PERCENTILES},
-                            "reference": json.dumps(
-                                {
-                                    "edges": [_nan_to_none(e) for e in st["reference_edges"]],
-                                    "fractions": list(st["reference_fractions"]),
-                                }
-                            ),
+                            **_statistics_row(st),
                             "computed_at": now,
                         }
                     )
 
-        def txn() -> None:
+        def txn() -> list[tuple[str, str, str]]:
             # one executemany per statement: the rows replace the previous computation's
             with self._engine.begin() as conn:
+                pinned = self._pin_first_references(conn, stats_rows, now)
                 if lineage_rows:
                     conn.execute(
                         _DELETE_LINEAGE,
@@ -1154,10 +1172,56 @@ class FeatureStore:
                         ],
                     )
                     conn.execute(feature_statistics.insert(), stats_rows)
+            return pinned
 
-        retry_on_conflict(txn)
+        self._pinned.update(retry_on_conflict(txn))
         for ref in refs:
             self._last_recorded[ref] = nodes[ref].key
+
+    def _pin_first_references(
+        self, conn: sa.Connection, stats_rows: list[dict[str, Any]], now: str
+    ) -> list[tuple[str, str, str]]:
+        """Pin a drift reference for every column in ``stats_rows`` that has none yet; return
+        the keys known to have one. Runs inside the transaction that replaces the statistics.
+
+        The reference is the first statistics with values that the store saw: the stored
+        statistics about to be replaced when they hold values (a store from before drift
+        references kept only those), else the new ones. Columns without values pin nothing.
+        """
+        keys = [(r["name"], r["version"], r["column_name"]) for r in stats_rows]
+        unknown = [k for k in keys if k not in self._pinned]
+        if not unknown:
+            return keys
+        names = sorted({k[0] for k in unknown})
+        ref_t = feature_drift_references
+        have = {
+            tuple(row)
+            for row in conn.execute(
+                sa.select(ref_t.c.name, ref_t.c.version, ref_t.c.column_name).where(
+                    ref_t.c.name.in_(names)
+                )
+            )
+        }
+        missing = [k for k in unknown if k not in have]
+        if not missing:
+            return keys
+        st_t = feature_statistics
+        previous = {
+            (row["name"], row["version"], row["column_name"]): dict(row)
+            for row in conn.execute(sa.select(st_t).where(st_t.c.name.in_(names))).mappings()
+        }
+        new = dict(zip(keys, stats_rows, strict=True))
+        inserts = []
+        for key in missing:
+            old = previous.get(key)
+            source = old if old is not None and old["count"] > 0 else new[key]
+            if source["count"] > 0:
+                row = {f: source[f] for f in _STATISTICS_FIELDS}
+                inserts.append({**row, "origin": "computation", "pinned_at": now})
+        if inserts:
+            conn.execute(ref_t.insert(), inserts)
+        done = {(r["name"], r["version"], r["column_name"]) for r in inserts}
+        return [k for k in keys if k not in missing or k in done]
 
     def compute_feature(
         self,
@@ -1374,38 +1438,10 @@ class FeatureStore:
             )
         return values
 
-    def get_statistics(self, name: str) -> FeatureStatistics:
-        """Statistics of the last computation of a feature column (persisted in storage).
-
-        ``name`` names one column: a one-column feature, an output column (``"macd_signal"``),
-        or a multi-output feature that has a column of its own name, which then means that
-        column (``"macd"`` is the MACD line of the three-column ``macd`` feature).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> store = FeatureStore("sqlite:///:memory:")
-        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 11.0)})
-        >>> store.get_statistics("price_return").count
-        9
-        """
-        d, col = self._column_ref(name)
-        t = feature_statistics
-        with read_connection(self._engine) as conn:
-            row = (
-                conn.execute(
-                    sa.select(t).where(
-                        t.c.name == d.name, t.c.version == d.version, t.c.column_name == col
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFoundError(
-                f"no statistics for {col!r} of {d.ref!r}: compute the feature first (with "
-                "statistics enabled)"
-            )
+    @staticmethod
+    def _statistics_from_row(
+        d: FeatureDefinition, col: str, row: Mapping[str, Any]
+    ) -> FeatureStatistics:
         ref = json.loads(row["reference"])
         return FeatureStatistics(
             feature=d.name,
@@ -1423,6 +1459,193 @@ class FeatureStore:
             computed_at=row["computed_at"],
         )
 
+    def _read_row(self, table: sa.Table, d: FeatureDefinition, col: str) -> Any:
+        with read_connection(self._engine) as conn:
+            return (
+                conn.execute(
+                    sa.select(table).where(
+                        table.c.name == d.name,
+                        table.c.version == d.version,
+                        table.c.column_name == col,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+
+    def get_statistics(self, name: str) -> FeatureStatistics:
+        """Statistics of the latest computation of a feature column (persisted in storage).
+
+        Every computation with statistics replaces them; drift is measured against a separate
+        reference that computations never replace (see :meth:`get_drift_reference`).
+
+        ``name`` names one column: a one-column feature, an output column (``"macd_signal"``),
+        or a multi-output feature that has a column of its own name, which then means that
+        column (``"macd"`` is the MACD line of the three-column ``macd`` feature).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 11.0)})
+        >>> store.get_statistics("price_return").count
+        9
+        """
+        d, col = self._column_ref(name)
+        row = self._read_row(feature_statistics, d, col)
+        if row is None:
+            raise NotFoundError(
+                f"no statistics for {col!r} of {d.ref!r}: compute the feature first (with "
+                "statistics enabled)"
+            )
+        return self._statistics_from_row(d, col, row)
+
+    def _reference(self, d: FeatureDefinition, col: str) -> tuple[FeatureStatistics, str, str]:
+        """The drift reference of a column, its origin and when it was pinned."""
+        row = self._read_row(feature_drift_references, d, col)
+        if row is not None:
+            self._pinned.add((d.name, d.version, col))
+            return self._statistics_from_row(d, col, row), row["origin"], row["pinned_at"]
+        # Not pinned yet: only a store from before drift references, or one whose computations
+        # had no values so far. Its stored statistics are then the first ones with values, and
+        # the next computation pins them before replacing them.
+        row = self._read_row(feature_statistics, d, col)
+        if row is None or int(row["count"]) == 0:
+            raise NotFoundError(
+                f"no drift reference for {col!r} of {d.ref!r}: compute the feature on reference "
+                "data (with statistics enabled) or pin one with "
+                f"store.set_drift_reference({col!r}, reference_data)"
+            )
+        return self._statistics_from_row(d, col, row), "computation", row["computed_at"]
+
+    def get_drift_reference(self, name: str) -> FeatureStatistics:
+        """Statistics of the reference that :meth:`check_drift` compares with.
+
+        The reference is pinned once: by the first computation of the column that has values,
+        or explicitly by :meth:`set_drift_reference`. Later computations update
+        :meth:`get_statistics` (the latest) but never the reference, so serving a feature on new
+        data cannot hide the drift of that data.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np
+        >>> store = FeatureStore(f"sqlite:///{tempfile.mkdtemp()}/features.db")
+        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 11.0)})
+        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 4.0)})
+        >>> store.get_drift_reference("price_return").count  # the first computation
+        9
+        >>> store.get_statistics("price_return").count  # the latest
+        2
+        """
+        d, col = self._column_ref(name)
+        return self._reference(d, col)[0]
+
+    def set_drift_reference(
+        self,
+        name: str,
+        reference: Any,
+        *,
+        symbol: str | None = None,
+        columns: Mapping[str, str] | None = None,
+    ) -> FeatureStatistics:
+        """Pin the reference that :meth:`check_drift` measures drift against.
+
+        Parameters
+        ----------
+        name : str
+            One column, as in :meth:`get_statistics` (``"rsi_14"``, ``"macd_signal"``,
+            ``"rsi_14@1.0.0"``). Each version of a feature has its own reference.
+        reference : FeatureStatistics, array-like or raw data
+            Statistics of this column (for example ``store.get_statistics(name)``, to adopt the
+            latest computation), the column's reference values, or raw data (a mapping or a
+            table) the feature is computed from, without recording statistics or lineage.
+        symbol, columns
+            As in :meth:`compute_feature`, when ``reference`` is raw data.
+
+        Returns
+        -------
+        FeatureStatistics
+            The statistics now pinned as the reference.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> rng = np.random.default_rng(0)
+        >>> training = {"close": 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 1_000)))}
+        >>> store.set_drift_reference("price_return", training).count
+        999
+        """
+        d, col = self._column_ref(name)
+        if isinstance(reference, FeatureStatistics):
+            if (reference.feature, reference.version, reference.column) != (
+                d.name,
+                d.version,
+                col,
+            ):
+                raise ValidationError(
+                    f"reference holds statistics of column {reference.column!r} of "
+                    f"'{reference.feature}@{reference.version}', not of {col!r} of {d.ref!r}; "
+                    "pass statistics of the same column and version, or its values"
+                )
+            if not reference.reference_edges:
+                raise ValidationError(
+                    f"reference statistics of {col!r} of {d.ref!r} hold no values to compare "
+                    "with; pass statistics of a computation that had values"
+                )
+            st: dict[str, Any] = {
+                "count": reference.count,
+                "missing": reference.missing,
+                "mean": reference.mean,
+                "std": reference.std,
+                "min": reference.min,
+                "max": reference.max,
+                "percentiles": dict(reference.percentiles),
+                "reference_edges": reference.reference_edges,
+                "reference_fractions": reference.reference_fractions,
+            }
+            computed_at = reference.computed_at or _now()
+        else:
+            values = self._column_values(
+                d, col, reference, "reference", symbol=symbol, columns=columns
+            )
+            st = column_statistics(values)
+            if st["count"] == 0:
+                raise ValidationError(
+                    f"reference for {col!r} of {d.ref!r} has no non-missing values; pass "
+                    "values (or data) the drift check can bin"
+                )
+            computed_at = _now()
+        if set(st["percentiles"]) != set(PERCENTILES):
+            raise ValidationError(
+                f"reference statistics must have the percentiles {list(PERCENTILES)}, got "
+                f"{sorted(st['percentiles'])}"
+            )
+        row = {
+            "name": d.name,
+            "version": d.version,
+            "column_name": col,
+            **_statistics_row(st),
+            "computed_at": computed_at,
+            "origin": "pinned",
+            "pinned_at": _now(),
+        }
+        t = feature_drift_references
+
+        def txn() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    t.delete().where(
+                        t.c.name == d.name, t.c.version == d.version, t.c.column_name == col
+                    )
+                )
+                conn.execute(t.insert(), [row])
+
+        retry_on_conflict(txn)
+        self._pinned.add((d.name, d.version, col))
+        return self._statistics_from_row(d, col, row)
+
     def check_drift(
         self,
         name: str,
@@ -1432,33 +1655,36 @@ class FeatureStore:
         threshold: float = 0.2,
         columns: Mapping[str, str] | None = None,
     ) -> DriftReport:
-        """Population stability index of new values against the stored statistics.
+        """Population stability index of new values against the column's drift reference.
 
-        ``new`` is either the new values of the column (array-like) or raw data the feature is
-        computed from (without overwriting the stored statistics). Bins are the stored deciles;
-        the PSI is ``sum((a - e) * ln(a / e))`` over the 10 bins with shares floored at 1e-6.
+        The reference (see :meth:`get_drift_reference`) is the first computation of the column
+        that had values, or what :meth:`set_drift_reference` pinned; later computations do not
+        replace it. ``new`` is either the new values of the column (array-like) or raw data the
+        feature is computed from (without recording statistics). Bins are the reference's
+        deciles; the PSI is ``sum((a - e) * ln(a / e))`` over the 10 bins with shares floored at
+        1e-6.
 
         Examples
         --------
+        >>> import tempfile
         >>> import numpy as np
-        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> store = FeatureStore(f"sqlite:///{tempfile.mkdtemp()}/features.db")
         >>> rng = np.random.default_rng(0)
         >>> _ = store.compute_feature("price_return", {"close": 100 + rng.random(500)})
         >>> store.check_drift("price_return", {"close": 100 + rng.random(500)}).drifted
         False
         """
         threshold = check_float(threshold, "threshold", minimum=0.0)
-        stats = self.get_statistics(name)
         d, col = self._column_ref(name)
+        stats, origin, pinned_at = self._reference(d, col)
         values = self._column_values(d, col, new, "new", symbol=symbol, columns=columns)
         if not stats.reference_edges:
             raise ValidationError(
-                f"the stored statistics of {name!r} hold no values to compare with"
+                f"the drift reference of {name!r} holds no values to compare with; pin one "
+                f"with store.set_drift_reference({name!r}, reference_data)"
             )
         edges = np.array(stats.reference_edges, dtype=np.float64)
-        counts = K.bin_counts(
-            np.ascontiguousarray(values), edges, np.zeros(edges.size + 1, np.int64)
-        )
+        counts = K.bin_counts(values, edges, np.zeros(edges.size + 1, np.int64))
         total = int(counts.sum())
         if total == 0:
             raise ValidationError(f"new data for {name!r} has no non-missing values")
@@ -1476,6 +1702,9 @@ class FeatureStore:
             actual=tuple(float(a) for a in actual),
             n_values=total,
             contributions=tuple(float(c) for c in contrib),
+            reference_origin=origin,
+            reference_computed_at=stats.computed_at,
+            reference_pinned_at=pinned_at,
         )
 
     def get_lineage(self, name: str) -> FeatureLineage:
