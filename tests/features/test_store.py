@@ -579,6 +579,16 @@ def test_store_from_before_drift_references_keeps_its_statistics_as_reference(tm
     assert FeatureStore(url).check_drift("price_return", live).psi == pytest.approx(oracle, 1e-9)
 
 
+def test_statistics_follow_a_cached_result_first_computed_without_them(store: FeatureStore) -> None:
+    first, second = _walk(13, 200, 0.0, 0.01), _walk(14, 50, 0.0, 0.01)
+    store.compute_feature("price_return", first)
+    store.compute_feature("price_return", second, statistics=False)
+    store.compute_feature("price_return", second)  # a cache hit, now with statistics
+    st = store.get_statistics("price_return")
+    expected = _returns(second["close"])[1:]
+    assert st.count == 49 and st.mean == pytest.approx(expected.mean(), rel=1e-12)
+
+
 def test_drift_input_and_feature_name_errors_name_the_parameter(store: FeatureStore, hl) -> None:
     store.compute_feature("rsi_14", hl)
     with pytest.raises(KaizenTypeError, match=r"^new must be numbers.*dtype <U1"):

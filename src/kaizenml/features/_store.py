@@ -377,7 +377,8 @@ class FeatureStore:
         self._functions: dict[str, _Function] = {}
         self._definitions: dict[str, dict[str, FeatureDefinition]] = {}
         self._builtin_refs: set[str] = set()
-        self._last_recorded: dict[str, str] = {}
+        # ref -> (cache key, whether statistics were recorded) of its last recorded computation
+        self._last_recorded: dict[str, tuple[str, bool]] = {}
         # (name, version, column) known to have a drift reference (one is never removed)
         self._pinned: set[tuple[str, str, str]] = set()
         for fname, (fn, mode) in BUILTIN_FUNCTIONS.items():
@@ -1072,11 +1073,16 @@ class FeatureStore:
                 fresh.append(ref)
         if record:
             want_stats = self._record_statistics if statistics is None else bool(statistics)
-            to_record = [
-                ref
-                for ref in results
-                if ref in fresh or self._last_recorded.get(ref) != nodes[ref].key
-            ]
+
+            def recorded(ref: str) -> bool:
+                # a repeat of the last recorded result; one recorded without statistics still
+                # needs them when they are wanted now
+                last = self._last_recorded.get(ref)
+                return (
+                    last is not None and last[0] == nodes[ref].key and (last[1] or not want_stats)
+                )
+
+            to_record = [ref for ref in results if ref in fresh or not recorded(ref)]
             if to_record:
                 self._record(to_record, nodes, results, frame, want_stats)
         return frame, requests, results
@@ -1176,7 +1182,7 @@ class FeatureStore:
 
         self._pinned.update(retry_on_conflict(txn))
         for ref in refs:
-            self._last_recorded[ref] = nodes[ref].key
+            self._last_recorded[ref] = (nodes[ref].key, want_stats)
 
     def _pin_first_references(
         self, conn: sa.Connection, stats_rows: list[dict[str, Any]], now: str
