@@ -79,7 +79,7 @@ def test_single_feature_shapes_and_output_columns(store: FeatureStore, market) -
     full = store.compute_feature("macd", data)
     assert full.shape == (300, 3)
     _assert_close(full[:, 2], expected["macd_hist"], "macd_hist")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         full[0, 0] = 1.0  # results are read-only
 
 

@@ -160,6 +160,74 @@ def test_pad_and_unpad_round_trip() -> None:
     np.testing.assert_array_equal(K.unpad_segments(padded, off, np.empty(10)), x)
 
 
+def _with_infinities(n: int, seed: int) -> np.ndarray:
+    x = _series(n, seed=seed, nan_frac=0.1, level=50.0)
+    rng = np.random.default_rng(seed + 100)
+    x[rng.random(n) < 0.05] = np.inf
+    x[rng.random(n) < 0.05] = -np.inf
+    return x
+
+
+def _expanding_minmax_oracle(s: pd.Series) -> pd.Series:
+    lo, hi = s.expanding().min(), s.expanding().max()
+    return ((s - lo) / (hi - lo)).where(hi > lo, 0.5).where(s.notna())
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    ["zscore", "minmax", "fill_zero", "fill_forward", "fill_mean", "fill_backward", "last"],
+)
+def test_infinities_are_gaps_in_every_post_processing_kernel(kernel: str) -> None:
+    # the oracle sees the infinities as NaN: a non-finite value is a gap, never data
+    x = _with_infinities(1_500, seed=21)
+    assert np.isinf(x).sum() > 50
+    off = _segments(x.size, seed=22)
+    gaps = np.where(np.isfinite(x), x, np.nan)
+    out = np.empty_like(x)
+    if kernel == "zscore":
+        K.expanding_zscore(x, off, 1, out)
+        expected = _by_segment(
+            gaps, off, lambda s: (s - s.expanding().mean()) / s.expanding().std()
+        )
+    elif kernel == "minmax":
+        K.expanding_minmax(x, off, out)
+        expected = _by_segment(gaps, off, _expanding_minmax_oracle)
+    elif kernel == "fill_zero":
+        K.fill_value(x, 0.0, out)
+        expected = np.nan_to_num(gaps, nan=0.0)
+    elif kernel == "fill_forward":
+        K.fill_forward(x, off, out)
+        expected = _by_segment(gaps, off, lambda s: s.ffill())
+    elif kernel == "fill_mean":
+        K.fill_expanding_mean(x, off, out)
+        expected = _by_segment(gaps, off, lambda s: s.fillna(s.expanding().mean()))
+    elif kernel == "fill_backward":
+        K.fill_backward(x, off, out)
+        expected = _by_segment(gaps, off, lambda s: s.bfill())
+    else:
+        K.rolling_last(x, off, 4, out)
+        expected = _by_segment(gaps, off, lambda s: s.ffill(limit=3))
+    assert np.isfinite(expected).sum() > 1_000
+    np.testing.assert_allclose(out, expected, rtol=1e-8, atol=1e-10)
+    assert np.array_equal(np.isnan(out), np.isnan(expected))
+
+
+def test_one_infinity_does_not_corrupt_later_expanding_values() -> None:
+    x = np.array([1.0, 2.0, 3.0, np.inf, 5.0, 6.0, 7.0, 8.0])
+    off = np.array([0, x.size])
+    s = pd.Series(np.where(np.isfinite(x), x, np.nan))
+    m = K.expanding_minmax(x, off, np.empty_like(x))
+    np.testing.assert_allclose(m, _expanding_minmax_oracle(s).to_numpy(), rtol=1e-15)
+    np.testing.assert_array_equal(m, [0.5, 1.0, 1.0, np.nan, 1.0, 1.0, 1.0, 1.0])
+    z = K.expanding_zscore(x, off, 1, np.empty_like(x))
+    expected = ((s - s.expanding().mean()) / s.expanding().std()).to_numpy()
+    np.testing.assert_allclose(z, expected, rtol=1e-12)
+    assert np.isfinite(z[4:]).all()
+    y = np.array([1.0, np.inf, np.nan, 3.0, np.nan])
+    filled = K.fill_expanding_mean(y, np.array([0, y.size]), np.empty_like(y))
+    np.testing.assert_array_equal(filled, [1.0, 1.0, 1.0, 3.0, 2.0])
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 101, 5_000])
 def test_multiselect_matches_sort(n: int) -> None:
     rng = np.random.default_rng(n)
@@ -181,24 +249,32 @@ def test_multiselect_on_sorted_and_constant_inputs() -> None:
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1_000, 20_001])
-def test_statistics_equal_numpy(n: int) -> None:
-    x = _series(n, seed=n, nan_frac=0.1, level=3.0)
+@pytest.mark.parametrize("missing", ["none", "some", "all_but_one"])
+def test_statistics_equal_numpy(n: int, missing: str) -> None:
+    x = _series(n, seed=n, nan_frac=0.1 if missing == "some" else 0.0, level=3.0)
+    if missing == "all_but_one":
+        x[np.arange(n) != n // 2] = np.nan
     st = column_statistics(x)
     clean = x[~np.isnan(x)]
+    assert clean.size >= 1  # every case has values to check against numpy
     assert st["count"] == clean.size and st["missing"] == n - clean.size
-    if clean.size == 0:
-        return
     assert st["mean"] == pytest.approx(clean.mean(), rel=1e-12)
     if clean.size > 1:
         assert st["std"] == pytest.approx(clean.std(ddof=1), rel=1e-10)
+    else:
+        assert np.isnan(st["std"])  # ddof=1 of one value is undefined
     assert st["min"] == clean.min() and st["max"] == clean.max()
-    for q, value in st["percentiles"].items():
-        assert value == np.percentile(clean, q), q
+    assert set(st["percentiles"]) == {5, 25, 50, 75, 95}
+    for q in (5, 25, 50, 75, 95):
+        assert st["percentiles"][q] == np.percentile(clean, q), q
 
 
 def test_statistics_of_all_missing_column() -> None:
     st = column_statistics(np.full(5, np.nan))
     assert st["count"] == 0 and st["missing"] == 5 and np.isnan(st["mean"])
+    assert set(st["percentiles"]) == {5, 25, 50, 75, 95}
+    assert all(np.isnan(v) for v in st["percentiles"].values())
+    assert st["reference_edges"] == () and st["reference_fractions"] == ()
 
 
 def test_reference_fractions_and_bins() -> None:
@@ -245,8 +321,9 @@ def test_statistics_of_a_large_column_equal_numpy() -> None:
     x = _series(300_000, seed=1, nan_frac=0.01, level=100.0)
     st = column_statistics(x)
     clean = x[~np.isnan(x)]
-    for q, value in st["percentiles"].items():
-        assert value == np.percentile(clean, q), q
+    assert set(st["percentiles"]) == {5, 25, 50, 75, 95}
+    for q in (5, 25, 50, 75, 95):
+        assert st["percentiles"][q] == np.percentile(clean, q), q
     assert st["std"] == pytest.approx(clean.std(ddof=1), rel=1e-10)
     counts = np.bincount(np.searchsorted(np.array(st["reference_edges"]), clean), minlength=10)
     np.testing.assert_allclose(st["reference_fractions"], counts / clean.size)

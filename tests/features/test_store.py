@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import talib
 
 from kaizenml import KaizenTypeError, NotFoundError, ValidationError
@@ -94,7 +98,7 @@ def test_register_needs_known_function_and_accepts_dicts(store: FeatureStore) ->
         }
     )
     assert d.computation_config == ComputationConfig(params={"window": 9})
-    with pytest.raises(KaizenTypeError):
+    with pytest.raises(KaizenTypeError, match="definition must be a FeatureDefinition or a dict"):
         store.register_feature(42)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="built in"):
         store.register_function("rsi", lambda close: close)
@@ -249,6 +253,44 @@ def test_aggregation_fill_normalize_pipeline_matches_pandas(store: FeatureStore,
     }
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"normalize": "minmax"},
+        {"normalize": "zscore"},
+        {"fill_missing": "mean"},
+        {"fill_missing": "mean", "normalize": "zscore"},
+    ],
+)
+def test_an_infinity_is_a_gap_in_expanding_steps(store: FeatureStore, cfg) -> None:
+    @store.compute_function("passthrough")
+    def passthrough(x, *, window_size=None):
+        return x
+
+    store.register_feature(
+        FeatureDefinition(
+            "passthrough",
+            "1.0.0",
+            dependencies=["x"],
+            compute_function="passthrough",
+            computation_config=cfg,
+        )
+    )
+    x = np.array([1.0, 2.0, 3.0, np.inf, 5.0, np.nan, -np.inf, 6.0, 7.0, 8.0])
+    out = store.compute_feature("passthrough", {"x": x})
+    s = pd.Series(np.where(np.isfinite(x), x, np.nan))  # the oracle: infinities are gaps
+    if cfg.get("fill_missing") == "mean":
+        s = s.fillna(s.expanding().mean())
+    if cfg.get("normalize") == "zscore":
+        s = (s - s.expanding().mean()) / s.expanding().std()
+    elif cfg.get("normalize") == "minmax":
+        lo, hi = s.expanding().min(), s.expanding().max()
+        s = ((s - lo) / (hi - lo)).where(hi > lo, 0.5).where(s.notna())
+    np.testing.assert_allclose(out, s.to_numpy(), rtol=1e-12)
+    assert np.array_equal(np.isnan(out), s.isna().to_numpy())
+    assert np.isfinite(out[-3:]).all()
+
+
 # ------------------------------------------------------------------ cache
 def test_cache_hits_and_never_stale(store: FeatureStore, hl) -> None:
     calls = _register_spread(store)
@@ -401,6 +443,181 @@ def test_drift_psi_equals_hand_computation(store: FeatureStore) -> None:
     assert report.drifted and report.psi > 0.25
     same = store.check_drift("price_return", ref_values)
     assert same.psi == pytest.approx(0.0, abs=1e-12) and not same.drifted
+
+
+def _numpy_psi(reference: np.ndarray, new: np.ndarray) -> tuple[float, np.ndarray]:
+    """The oracle: decile bins of the reference (numpy), shares floored at 1e-6, PSI."""
+    reference = reference[~np.isnan(reference)]
+    new = new[~np.isnan(new)]
+    edges = np.percentile(reference, np.arange(10, 100, 10))
+    e = np.bincount(np.searchsorted(edges, reference), minlength=10) / reference.size
+    a = np.bincount(np.searchsorted(edges, new), minlength=10) / new.size
+    e, a = np.maximum(e, 1e-6), np.maximum(a, 1e-6)
+    return float(np.sum((a - e) * np.log(a / e))), edges
+
+
+def _walk(seed: int, n: int, drift: float, vol: float) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"close": 100 * np.exp(np.cumsum(rng.normal(drift, vol, n)))}
+
+
+def _returns(close: np.ndarray) -> np.ndarray:
+    return np.concatenate([[np.nan], close[1:] / close[:-1] - 1])
+
+
+def test_live_computations_do_not_replace_the_drift_reference(db_url: str) -> None:
+    store = FeatureStore(db_url)
+    ref, new = _walk(5, 2_000, 0.0, 0.01), _walk(6, 1_000, 0.002, 0.03)
+    store.compute_feature("price_return", ref)
+    first = store.check_drift("price_return", new)
+    # serving the feature on live data records its statistics as the latest...
+    live = store.compute_feature("price_return", new)
+    assert store.get_statistics("price_return").count == 999
+    # ...but drift is still measured against the first computation
+    report = store.check_drift("price_return", live)
+    oracle, edges = _numpy_psi(_returns(ref["close"]), _returns(new["close"]))
+    assert report.psi == pytest.approx(oracle, rel=1e-9) and report.psi > 1.0
+    assert report.drifted and report.psi == pytest.approx(first.psi, rel=1e-12)
+    np.testing.assert_allclose(report.edges, edges, rtol=1e-12)
+    assert report.reference_origin == "computation"
+    # even a five-row call leaves the reference alone, also after a restart
+    store.compute_feature("price_return", {"close": new["close"][:5]})
+    assert store.get_statistics("price_return").count == 4
+    reopened = FeatureStore(db_url)
+    reference = reopened.get_drift_reference("price_return")
+    assert reference.count == 1_999 and reference.missing == 1
+    assert reference.percentiles[50] == pytest.approx(np.nanmedian(_returns(ref["close"])))
+    assert reopened.check_drift("price_return", live).psi == pytest.approx(oracle, rel=1e-9)
+
+
+def test_set_drift_reference_pins_explicitly(store: FeatureStore) -> None:
+    ref, new = _walk(7, 1_500, 0.0, 0.01), _walk(8, 800, 0.0, 0.02)
+    store.compute_feature("price_return", new)  # the first computation: live data
+    # pin the training data instead (computed, not recorded as the latest statistics)
+    pinned = store.set_drift_reference("price_return", ref)
+    assert pinned.count == 1_499 and store.get_statistics("price_return").count == 799
+    assert store.get_drift_reference("price_return") == pinned
+    report = store.check_drift("price_return", new)
+    oracle, _edges = _numpy_psi(_returns(ref["close"]), _returns(new["close"]))
+    assert report.psi == pytest.approx(oracle, rel=1e-9) and report.reference_origin == "pinned"
+    # values work as well as data; later computations keep the pinned reference
+    store.set_drift_reference("price_return", _returns(new["close"]))
+    store.compute_feature("price_return", ref)
+    back, _ = _numpy_psi(_returns(new["close"]), _returns(ref["close"]))
+    assert store.check_drift("price_return", ref).psi == pytest.approx(back, rel=1e-9)
+    # adopting the latest statistics re-pins them: drift of the same data is zero
+    store.set_drift_reference("price_return", store.get_statistics("price_return"))
+    assert store.check_drift("price_return", ref).psi == pytest.approx(0.0, abs=1e-12)
+    store.compute_feature("rsi_14", ref)
+    with pytest.raises(ValidationError, match="not of 'price_return'"):
+        store.set_drift_reference("price_return", store.get_statistics("rsi_14"))
+    with pytest.raises(ValidationError, match="no non-missing values"):
+        store.set_drift_reference("price_return", [np.nan, np.nan])
+    with pytest.raises(KaizenTypeError, match="^reference must be numbers"):
+        store.set_drift_reference("price_return", ["a", "b"])
+    with pytest.raises(NotFoundError, match=r"no drift reference.*set_drift_reference"):
+        store.check_drift("price_volatility", [0.1, 0.2])
+
+
+def test_drift_reference_per_version_and_pinned_version_computed(store: FeatureStore) -> None:
+    store.register_feature(
+        FeatureDefinition(
+            "price_return",
+            "1.1.0",
+            dependencies=["close"],
+            compute_function="returns",
+            computation_config={"params": {"horizon": 5}},
+        )
+    )
+    ref, new = _walk(9, 1_000, 0.0, 0.01), _walk(10, 600, 0.001, 0.02)
+    store.compute_feature("price_return@1.0.0", ref)
+    store.compute_feature("price_return", ref)  # 1.1.0: its own reference
+    assert store.get_drift_reference("price_return").count == 995
+    assert store.get_drift_reference("price_return@1.0.0").count == 999
+    # raw data is computed with the version asked for, not the newest
+    report = store.check_drift("price_return@1.0.0", new)
+    oracle, _ = _numpy_psi(_returns(ref["close"]), _returns(new["close"]))
+    assert report.psi == pytest.approx(oracle, rel=1e-9) and report.feature == "price_return@1.0.0"
+
+
+def test_statistics_without_values_pin_no_reference(store: FeatureStore) -> None:
+    store.compute_feature("price_return", {"close": [100.0]})  # one row: no return yet
+    with pytest.raises(NotFoundError, match="no drift reference"):
+        store.check_drift("price_return", [0.1])
+    ref = _walk(11, 300, 0.0, 0.01)
+    store.compute_feature("price_return", ref)  # the first computation with values
+    store.compute_feature("price_return", _walk(12, 300, 0.0, 0.05))
+    assert store.get_drift_reference("price_return").count == 299
+    assert store.get_drift_reference("price_return").mean == pytest.approx(
+        np.nanmean(_returns(ref["close"])), rel=1e-12
+    )
+
+
+def test_store_from_before_drift_references_keeps_its_statistics_as_reference(tmp_path) -> None:
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    source = fixtures / "features_before_drift_references.sqlite"
+    conn = sqlite3.connect(source)  # the committed file is what its SQL source says
+    tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+    assert tables == ["feature_definitions", "feature_lineage", "feature_statistics"]
+    conn.close()
+    shutil.copy(source, tmp_path / "old.db")
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = FeatureStore(url)
+    assert "feature_drift_references" in sa.inspect(store.engine).get_table_names()
+    ref, new = _walk(5, 2_000, 0.0, 0.01), _walk(6, 1_000, 0.002, 0.03)
+    oracle, edges = _numpy_psi(_returns(ref["close"]), _returns(new["close"]))
+    # the statistics stored by the old store are the reference until something is pinned...
+    old = store.get_statistics("price_return")
+    assert old.count == 1_999 and store.get_drift_reference("price_return") == old
+    report = store.check_drift("price_return", new)
+    assert report.psi == pytest.approx(oracle, rel=1e-9)
+    np.testing.assert_allclose(report.edges, edges, rtol=1e-12)
+    # ...and the first new computation pins them before replacing the latest statistics
+    live = store.compute_feature("price_return", new)
+    assert store.get_statistics("price_return").count == 999
+    assert store.get_drift_reference("price_return") == old
+    assert FeatureStore(url).check_drift("price_return", live).psi == pytest.approx(oracle, 1e-9)
+
+
+def test_statistics_follow_a_cached_result_first_computed_without_them(store: FeatureStore) -> None:
+    first, second = _walk(13, 200, 0.0, 0.01), _walk(14, 50, 0.0, 0.01)
+    store.compute_feature("price_return", first)
+    store.compute_feature("price_return", second, statistics=False)
+    store.compute_feature("price_return", second)  # a cache hit, now with statistics
+    st = store.get_statistics("price_return")
+    expected = _returns(second["close"])[1:]
+    assert st.count == 49 and st.mean == pytest.approx(expected.mean(), rel=1e-12)
+
+
+def test_drift_input_and_feature_name_errors_name_the_parameter(store: FeatureStore, hl) -> None:
+    store.compute_feature("rsi_14", hl)
+    with pytest.raises(KaizenTypeError, match=r"^new must be numbers.*dtype <U1"):
+        store.check_drift("rsi_14", np.array(["a"]))
+    with pytest.raises(KaizenTypeError, match=r"^new must be numbers.*got Series.*not all numbers"):
+        store.check_drift("rsi_14", pd.Series(["a", "b"]))
+    with pytest.raises(KaizenTypeError, match=r"^new must be numbers.*datetime64"):
+        store.check_drift("rsi_14", np.array(["2024-01-02"], dtype="datetime64[s]"))
+    with pytest.raises(ValidationError, match=r"^new must be 1-D values.*\(1, 1\)"):
+        store.check_drift("rsi_14", [[1.0]])
+    with pytest.raises(KaizenTypeError, match=r"^name must be a feature name str.*got int 5"):
+        store.compute_feature(5, hl)
+    with pytest.raises(NotFoundError, match=r"^name='nope' is neither"):
+        store.compute_feature("nope", hl)
+    with pytest.raises(KaizenTypeError, match=r"^names\[1\] must be a feature name str.*int 5"):
+        store.compute_features(["rsi_14", 5], hl)
+    with pytest.raises(NotFoundError, match=r"^names\[1\]='nope' is neither"):
+        store.compute_features(["rsi_14", "nope"], hl)
+    with pytest.raises(KaizenTypeError, match=r"^names must be a list.*\['rsi_14'\]"):
+        store.compute_features("rsi_14", hl)
+
+
+def test_cache_dir_that_is_a_file_is_refused(db_url: str, tmp_path) -> None:
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    for path in (a_file, a_file / "below"):
+        with pytest.raises(ValidationError, match=r"^cache_dir must be a folder.*is a file"):
+            FeatureStore(db_url, cache_dir=path)
+    assert a_file.read_text() == "x"
 
 
 def test_definitions_persist_and_missing_function_is_clear(db_url: str, hl) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -76,7 +77,11 @@ def parse_version(value: Any, param: str = "version") -> tuple[Any, ...]:
 def split_name_version(ref: Any, param: str = "name") -> tuple[str, str | None]:
     """Split ``"name@version"`` into its parts (version None when not pinned)."""
     if not isinstance(ref, str):
-        raise KaizenTypeError(f"{param} must be a feature name str, got {type(ref).__name__}")
+        shown = reprlib.repr(ref)
+        raise KaizenTypeError(
+            f"{param} must be a feature name str such as 'rsi_14' or 'rsi_14@1.0.0', got "
+            f"{type(ref).__name__} {shown}"
+        )
     name, sep, version = ref.partition("@")
     validate_name(name, param)
     if sep:
@@ -135,17 +140,18 @@ class ComputationConfig:
     window_size : int or None
         Rows in the rolling ``aggregation`` window; also passed to the compute function.
     aggregation : {None, "mean", "sum", "min", "max", "std", "last"}
-        Rolling aggregation (NaN until the window is full or while it holds a NaN, as pandas'
-        ``rolling(window_size)``; ``std`` uses ``ddof=1``; ``last`` is the newest non-NaN value
-        of the window).
+        Rolling aggregation (NaN until the window is full or while it holds a NaN or an
+        infinity, as pandas' ``rolling(window_size)``; ``std`` uses ``ddof=1``; ``last`` is the
+        newest finite value of the window).
     normalize : {False, None, "zscore", "minmax"}
-        Causal normalization: rolling over ``normalize_window`` rows, or expanding (all rows so
-        far) when ``normalize_window`` is None. Never over the whole series.
+        Causal normalization: rolling over ``normalize_window`` rows, or expanding (all finite
+        values so far; NaN and infinities are skipped and give NaN) when ``normalize_window``
+        is None. Never over the whole series.
     normalize_window : int or None
         Rolling normalization window (None: expanding).
     fill_missing : {None, "zero", "mean", "forward", "backward"}
-        NaN filling: a constant 0, the mean of earlier values, the last earlier value, or (only
-        with ``causal=False``) the next value.
+        Filling of NaN and infinities: a constant 0, the mean of earlier finite values, the last
+        earlier finite value, or (only with ``causal=False``) the next finite value.
     params : dict
         Extra keyword arguments for the compute function (JSON values).
     causal : bool

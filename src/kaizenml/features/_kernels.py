@@ -191,14 +191,15 @@ def rolling_extreme(x, offsets, window, want_max, out):
 
 @njit(cache=True, nogil=True)
 def rolling_last(x, offsets, window, out):
-    """The most recent non-NaN value among the last ``window`` rows (a bounded forward fill)."""
+    """The most recent finite value among the last ``window`` rows (a bounded forward fill;
+    NaN and infinities are gaps, as in the other rolling kernels)."""
     nan = np.nan
     for s in range(offsets.shape[0] - 1):
         lo = offsets[s]
         hi = offsets[s + 1]
         last = -1
         for t in range(lo, hi):
-            if x[t] == x[t]:
+            if np.isfinite(x[t]):
                 last = t
             if last >= 0 and last > t - window:
                 out[t] = x[last]
@@ -209,21 +210,22 @@ def rolling_last(x, offsets, window, out):
 
 @njit(cache=True, nogil=True)
 def fill_value(x, value, out):
-    """Replace NaN by a constant."""
+    """Replace NaN and infinities by a constant."""
     for t in range(x.shape[0]):
         v = x[t]
-        out[t] = value if v != v else v
+        out[t] = v if np.isfinite(v) else value
     return out
 
 
 @njit(cache=True, nogil=True)
 def fill_forward(x, offsets, out):
-    """Carry the last non-NaN value of the segment forward; leading NaNs stay NaN."""
+    """Carry the last finite value of the segment forward over NaN and infinities; leading
+    gaps become NaN."""
     for s in range(offsets.shape[0] - 1):
         carry = np.nan
         for t in range(offsets[s], offsets[s + 1]):
             v = x[t]
-            if v == v:
+            if np.isfinite(v):
                 carry = v
                 out[t] = v
             else:
@@ -233,13 +235,14 @@ def fill_forward(x, offsets, out):
 
 @njit(cache=True, nogil=True)
 def fill_expanding_mean(x, offsets, out):
-    """Replace a NaN by the mean of the segment's earlier non-NaN values (causal mean fill)."""
+    """Replace a NaN or an infinity by the mean of the segment's earlier finite values (causal
+    mean fill); an infinity is a gap, so it never enters the mean."""
     for s in range(offsets.shape[0] - 1):
         total = 0.0
         n = 0
         for t in range(offsets[s], offsets[s + 1]):
             v = x[t]
-            if v == v:
+            if np.isfinite(v):
                 total += v
                 n += 1
                 out[t] = v
@@ -252,12 +255,13 @@ def fill_expanding_mean(x, offsets, out):
 
 @njit(cache=True, nogil=True)
 def fill_backward(x, offsets, out):
-    """Carry the next non-NaN value backward. NOT causal: reads rows after t."""
+    """Carry the next finite value backward over NaN and infinities. NOT causal: reads rows
+    after t."""
     for s in range(offsets.shape[0] - 1):
         carry = np.nan
         for t in range(offsets[s + 1] - 1, offsets[s] - 1, -1):
             v = x[t]
-            if v == v:
+            if np.isfinite(v):
                 carry = v
                 out[t] = v
             else:
@@ -267,7 +271,8 @@ def fill_backward(x, offsets, out):
 
 @njit(cache=True, nogil=True)
 def expanding_zscore(x, offsets, ddof, out):
-    """(x[t] - mean) / std over the segment's non-NaN values up to and including t."""
+    """(x[t] - mean) / std over the segment's finite values up to and including t; NaN at a
+    NaN or an infinity, which never enters the running moments."""
     for s in range(offsets.shape[0] - 1):
         n = 0
         mean = 0.0
@@ -276,7 +281,7 @@ def expanding_zscore(x, offsets, ddof, out):
         first = np.nan
         for t in range(offsets[s], offsets[s + 1]):
             v = x[t]
-            if v != v:
+            if not np.isfinite(v):
                 out[t] = np.nan
                 continue
             if n == 0:
@@ -298,13 +303,14 @@ def expanding_zscore(x, offsets, ddof, out):
 
 @njit(cache=True, nogil=True)
 def expanding_minmax(x, offsets, out):
-    """(x[t] - min) / (max - min) over the segment's non-NaN values up to t; 0.5 on a zero range."""
+    """(x[t] - min) / (max - min) over the segment's finite values up to t; 0.5 on a zero
+    range; NaN at a NaN or an infinity, which never enters the running extremes."""
     for s in range(offsets.shape[0] - 1):
         lo_v = np.inf
         hi_v = -np.inf
         for t in range(offsets[s], offsets[s + 1]):
             v = x[t]
-            if v != v:
+            if not np.isfinite(v):
                 out[t] = np.nan
                 continue
             if v < lo_v:

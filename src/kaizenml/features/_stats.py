@@ -22,12 +22,15 @@ PSI_EPSILON = 1e-6
 
 @dataclass(frozen=True)
 class FeatureStatistics:
-    """Statistics of one feature column from its last computation.
+    """Statistics of one feature column: of its latest computation
+    (:meth:`FeatureStore.get_statistics`) or of its drift reference
+    (:meth:`FeatureStore.get_drift_reference`).
 
     ``count`` counts non-missing values, ``missing`` the NaNs; ``std`` uses ``ddof=1``;
     percentiles use linear interpolation between order statistics (numpy's default method).
-    ``reference_edges``/``reference_fractions`` (deciles and the share of values per bin) are
-    the baseline of :meth:`FeatureStore.check_drift`.
+    ``reference_edges``/``reference_fractions`` are the deciles and the share of values per
+    bin; those of the drift reference are the bins and expected shares of
+    :meth:`FeatureStore.check_drift`.
     """
 
     feature: str
@@ -62,9 +65,13 @@ class FeatureStatistics:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Population stability index of new values against a column's stored reference.
+    """Population stability index of new values against a column's drift reference.
 
     Rule of thumb: PSI < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift.
+    ``reference_origin`` says how the reference was chosen (``"computation"``: the first
+    computation of the column that had values; ``"pinned"``: :meth:`FeatureStore.
+    set_drift_reference`), ``reference_computed_at`` when its statistics were computed and
+    ``reference_pinned_at`` when it became the reference.
     """
 
     feature: str
@@ -77,6 +84,9 @@ class DriftReport:
     actual: tuple[float, ...]
     n_values: int = 0
     contributions: tuple[float, ...] = field(default=())
+    reference_origin: str = ""
+    reference_computed_at: str = ""
+    reference_pinned_at: str = ""
 
 
 def _lerp(a: float, b: float, t: float) -> float:

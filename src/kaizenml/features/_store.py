@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import reprlib
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +37,12 @@ from ._builtins import BUILTIN_DEFINITIONS, BUILTIN_FUNCTIONS
 from ._cache import FeatureCache
 from ._definition import ComputationConfig, FeatureDefinition, parse_version, split_name_version
 from ._frame import FrameData
-from ._schema import feature_definitions, feature_lineage, feature_statistics
+from ._schema import (
+    feature_definitions,
+    feature_drift_references,
+    feature_lineage,
+    feature_statistics,
+)
 from ._stats import (
     PERCENTILES,
     DriftReport,
@@ -277,12 +283,34 @@ _DELETE_STATISTICS = feature_statistics.delete().where(
 )
 
 
+_STATISTICS_FIELDS = tuple(c.name for c in feature_statistics.columns)
+
+
 def _nan_to_none(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def _none_to_nan(v: Any) -> float:
     return math.nan if v is None else float(v)
+
+
+def _statistics_row(st: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of :func:`column_statistics` (NaN as NULL, the decile reference as JSON)."""
+    return {
+        "count": int(st["count"]),
+        "missing": int(st["missing"]),
+        "mean": _nan_to_none(st["mean"]),
+        "std": _nan_to_none(st["std"]),
+        "min": _nan_to_none(st["min"]),
+        "max": _nan_to_none(st["max"]),
+        **{f"p{q}": _nan_to_none(st["percentiles"][q]) for q in PERCENTILES},
+        "reference": json.dumps(
+            {
+                "edges": [_nan_to_none(e) for e in st["reference_edges"]],
+                "fractions": [float(f) for f in st["reference_fractions"]],
+            }
+        ),
+    }
 
 
 class FeatureStore:
@@ -349,7 +377,10 @@ class FeatureStore:
         self._functions: dict[str, _Function] = {}
         self._definitions: dict[str, dict[str, FeatureDefinition]] = {}
         self._builtin_refs: set[str] = set()
-        self._last_recorded: dict[str, str] = {}
+        # ref -> (cache key, whether statistics were recorded) of its last recorded computation
+        self._last_recorded: dict[str, tuple[str, bool]] = {}
+        # (name, version, column) known to have a drift reference (one is never removed)
+        self._pinned: set[tuple[str, str, str]] = set()
         for fname, (fn, mode) in BUILTIN_FUNCTIONS.items():
             self._add_function(fname, fn, mode, builtin=True)
         for spec in BUILTIN_DEFINITIONS:
@@ -365,13 +396,23 @@ class FeatureStore:
         if cache_dir is True:
             url = self._engine.url
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-                return Path(url.database).expanduser().resolve().parent / "feature-cache"
-            return kaizenml_home() / "feature-cache"
-        if isinstance(cache_dir, (str, Path)):
-            return Path(cache_dir).expanduser()
-        raise KaizenTypeError(
-            f"cache_dir must be a folder path, True or None, got {type(cache_dir).__name__}"
-        )
+                path = Path(url.database).expanduser().resolve().parent / "feature-cache"
+            else:
+                path = kaizenml_home() / "feature-cache"
+        elif isinstance(cache_dir, (str, Path)):
+            path = Path(cache_dir).expanduser()
+        else:
+            raise KaizenTypeError(
+                f"cache_dir must be a folder path, True or None, got {type(cache_dir).__name__}"
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise ValidationError(
+                f"cache_dir must be a folder, but {str(path)!r} is a file or lies under one; "
+                "pass the path of a folder (it is created when missing), True or None"
+            ) from exc
+        return path
 
     def _pool(self) -> ThreadPoolExecutor | None:
         if self._n_threads <= 1:
@@ -924,13 +965,17 @@ class FeatureStore:
         statistics: bool | None,
         record: bool = True,
         columns: Mapping[str, str] | None = None,
+        params: Sequence[str] | None = None,
     ) -> tuple[
         FrameData, list[tuple[FeatureDefinition, tuple[str, ...]]], dict[str, dict[str, np.ndarray]]
     ]:
+        """``params`` names each of ``refs`` as the caller spelled it (for error messages)."""
+        labels = list(params) if params is not None else ["name"] * len(refs)
+        # names first: a wrong name is reported before the data is read
+        requests = [self._resolve_output(r, p) for r, p in zip(refs, labels, strict=True)]
         frame = (
             data if isinstance(data, FrameData) else FrameData(data, symbol=symbol, columns=columns)
         )
-        requests = [self._resolve_output(r, "names") for r in refs]
         nodes = self._plan(requests, frame)
         for node in nodes.values():
             d = node.definition
@@ -1028,11 +1073,16 @@ class FeatureStore:
                 fresh.append(ref)
         if record:
             want_stats = self._record_statistics if statistics is None else bool(statistics)
-            to_record = [
-                ref
-                for ref in results
-                if ref in fresh or self._last_recorded.get(ref) != nodes[ref].key
-            ]
+
+            def recorded(ref: str) -> bool:
+                # a repeat of the last recorded result; one recorded without statistics still
+                # needs them when they are wanted now
+                last = self._last_recorded.get(ref)
+                return (
+                    last is not None and last[0] == nodes[ref].key and (last[1] or not want_stats)
+                )
+
+            to_record = [ref for ref in results if ref in fresh or not recorded(ref)]
             if to_record:
                 self._record(to_record, nodes, results, frame, want_stats)
         return frame, requests, results
@@ -1100,26 +1150,15 @@ class FeatureStore:
                             "name": d.name,
                             "version": d.version,
                             "column_name": col,
-                            "count": st["count"],
-                            "missing": st["missing"],
-                            "mean": _nan_to_none(st["mean"]),
-                            "std": _nan_to_none(st["std"]),
-                            "min": _nan_to_none(st["min"]),
-                            "max": _nan_to_none(st["max"]),
-                            **{f"p{q}": _nan_to_none(st["percentiles"][q]) for q in PERCENTILES},
-                            "reference": json.dumps(
-                                {
-                                    "edges": [_nan_to_none(e) for e in st["reference_edges"]],
-                                    "fractions": list(st["reference_fractions"]),
-                                }
-                            ),
+                            **_statistics_row(st),
                             "computed_at": now,
                         }
                     )
 
-        def txn() -> None:
+        def txn() -> list[tuple[str, str, str]]:
             # one executemany per statement: the rows replace the previous computation's
             with self._engine.begin() as conn:
+                pinned = self._pin_first_references(conn, stats_rows, now)
                 if lineage_rows:
                     conn.execute(
                         _DELETE_LINEAGE,
@@ -1139,10 +1178,56 @@ class FeatureStore:
                         ],
                     )
                     conn.execute(feature_statistics.insert(), stats_rows)
+            return pinned
 
-        retry_on_conflict(txn)
+        self._pinned.update(retry_on_conflict(txn))
         for ref in refs:
-            self._last_recorded[ref] = nodes[ref].key
+            self._last_recorded[ref] = (nodes[ref].key, want_stats)
+
+    def _pin_first_references(
+        self, conn: sa.Connection, stats_rows: list[dict[str, Any]], now: str
+    ) -> list[tuple[str, str, str]]:
+        """Pin a drift reference for every column in ``stats_rows`` that has none yet; return
+        the keys known to have one. Runs inside the transaction that replaces the statistics.
+
+        The reference is the first statistics with values that the store saw: the stored
+        statistics about to be replaced when they hold values (a store from before drift
+        references kept only those), else the new ones. Columns without values pin nothing.
+        """
+        keys = [(r["name"], r["version"], r["column_name"]) for r in stats_rows]
+        unknown = [k for k in keys if k not in self._pinned]
+        if not unknown:
+            return keys
+        names = sorted({k[0] for k in unknown})
+        ref_t = feature_drift_references
+        have = {
+            tuple(row)
+            for row in conn.execute(
+                sa.select(ref_t.c.name, ref_t.c.version, ref_t.c.column_name).where(
+                    ref_t.c.name.in_(names)
+                )
+            )
+        }
+        missing = [k for k in unknown if k not in have]
+        if not missing:
+            return keys
+        st_t = feature_statistics
+        previous = {
+            (row["name"], row["version"], row["column_name"]): dict(row)
+            for row in conn.execute(sa.select(st_t).where(st_t.c.name.in_(names))).mappings()
+        }
+        new = dict(zip(keys, stats_rows, strict=True))
+        inserts = []
+        for key in missing:
+            old = previous.get(key)
+            source = old if old is not None and old["count"] > 0 else new[key]
+            if source["count"] > 0:
+                row = {f: source[f] for f in _STATISTICS_FIELDS}
+                inserts.append({**row, "origin": "computation", "pinned_at": now})
+        if inserts:
+            conn.execute(ref_t.insert(), inserts)
+        done = {(r["name"], r["version"], r["column_name"]) for r in inserts}
+        return [k for k in keys if k not in missing or k in done]
 
     def compute_feature(
         self,
@@ -1195,6 +1280,7 @@ class FeatureStore:
             use_cache=use_cache,
             statistics=statistics,
             columns=columns,
+            params=["name"],
         )
         d, cols = requests[0]
         values = results[d.ref]
@@ -1238,8 +1324,16 @@ class FeatureStore:
         >>> sorted(out)
         ['macd', 'macd_hist', 'macd_signal', 'rsi_14']
         """
-        if isinstance(names, str) or not isinstance(names, Sequence):
-            raise KaizenTypeError(f"names must be a list of feature names, got {names!r}")
+        if isinstance(names, str):
+            raise KaizenTypeError(
+                f"names must be a list of feature names, got the str {names!r}; pass "
+                f"[{names!r}], or call compute_feature for one feature"
+            )
+        if not isinstance(names, Sequence):
+            raise KaizenTypeError(
+                f"names must be a list of feature names such as ['rsi_14', 'macd'], got "
+                f"{type(names).__name__}"
+            )
         frame, requests, results = self._compute(
             list(names),
             data,
@@ -1247,6 +1341,7 @@ class FeatureStore:
             use_cache=use_cache,
             statistics=statistics,
             columns=columns,
+            params=[f"names[{i}]" for i in range(len(names))],
         )
         table: dict[str, np.ndarray] = {}
         for d, cols in requests:
@@ -1299,38 +1394,60 @@ class FeatureStore:
             )
         return d, cols[0]
 
-    def get_statistics(self, name: str) -> FeatureStatistics:
-        """Statistics of the last computation of a feature column (persisted in storage).
-
-        ``name`` names one column: a one-column feature, an output column (``"macd_signal"``),
-        or a multi-output feature that has a column of its own name, which then means that
-        column (``"macd"`` is the MACD line of the three-column ``macd`` feature).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> store = FeatureStore("sqlite:///:memory:")
-        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 11.0)})
-        >>> store.get_statistics("price_return").count
-        9
-        """
-        d, col = self._column_ref(name)
-        t = feature_statistics
-        with read_connection(self._engine) as conn:
-            row = (
-                conn.execute(
-                    sa.select(t).where(
-                        t.c.name == d.name, t.c.version == d.version, t.c.column_name == col
-                    )
-                )
-                .mappings()
-                .first()
+    def _column_values(
+        self,
+        d: FeatureDefinition,
+        col: str,
+        given: Any,
+        param: str,
+        *,
+        symbol: str | None,
+        columns: Mapping[str, str] | None,
+    ) -> np.ndarray:
+        """Values of column ``col``: ``given`` itself (array-like), or computed from ``given``
+        as raw data (a mapping or a table) without recording statistics or lineage."""
+        if isinstance(given, Mapping) or type(given).__name__ == "DataFrame":
+            _f, _r, results = self._compute(
+                [f"{col}@{d.version}"],  # pinned: the version asked for, not the newest
+                given,
+                symbol=symbol,
+                use_cache=True,
+                statistics=False,
+                record=False,
+                columns=columns,
             )
-        if row is None:
-            raise NotFoundError(
-                f"no statistics for {col!r} of {d.ref!r}: compute the feature first (with "
-                "statistics enabled)"
+            return np.ascontiguousarray(results[d.ref][col])
+        given_type = type(given).__name__
+        if type(given).__module__.startswith(("pandas", "polars")):
+            given = given.to_numpy()
+        kind = "numbers (an array of the column's values) or raw data (a dict or a table)"
+        try:
+            raw = np.asarray(given)
+        except (TypeError, ValueError) as exc:
+            raise KaizenTypeError(f"{param} must be {kind}, got {given_type}: {exc}") from exc
+        if raw.dtype.kind not in "biufO":
+            raise KaizenTypeError(
+                f"{param} must be {kind}, got an array of dtype {raw.dtype} "
+                f"({reprlib.repr(given)}); convert it to float values first"
             )
+        try:
+            values = np.ascontiguousarray(raw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise KaizenTypeError(
+                f"{param} must be {kind}, got {given_type} {reprlib.repr(given)} "
+                f"whose items are not all numbers ({exc})"
+            ) from exc
+        if values.ndim != 1:
+            raise ValidationError(
+                f"{param} must be 1-D values or a table, got shape {values.shape}; pass one "
+                "column's values"
+            )
+        return values
+
+    @staticmethod
+    def _statistics_from_row(
+        d: FeatureDefinition, col: str, row: Mapping[str, Any]
+    ) -> FeatureStatistics:
         ref = json.loads(row["reference"])
         return FeatureStatistics(
             feature=d.name,
@@ -1348,6 +1465,193 @@ class FeatureStore:
             computed_at=row["computed_at"],
         )
 
+    def _read_row(self, table: sa.Table, d: FeatureDefinition, col: str) -> Any:
+        with read_connection(self._engine) as conn:
+            return (
+                conn.execute(
+                    sa.select(table).where(
+                        table.c.name == d.name,
+                        table.c.version == d.version,
+                        table.c.column_name == col,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+
+    def get_statistics(self, name: str) -> FeatureStatistics:
+        """Statistics of the latest computation of a feature column (persisted in storage).
+
+        Every computation with statistics replaces them; drift is measured against a separate
+        reference that computations never replace (see :meth:`get_drift_reference`).
+
+        ``name`` names one column: a one-column feature, an output column (``"macd_signal"``),
+        or a multi-output feature that has a column of its own name, which then means that
+        column (``"macd"`` is the MACD line of the three-column ``macd`` feature).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 11.0)})
+        >>> store.get_statistics("price_return").count
+        9
+        """
+        d, col = self._column_ref(name)
+        row = self._read_row(feature_statistics, d, col)
+        if row is None:
+            raise NotFoundError(
+                f"no statistics for {col!r} of {d.ref!r}: compute the feature first (with "
+                "statistics enabled)"
+            )
+        return self._statistics_from_row(d, col, row)
+
+    def _reference(self, d: FeatureDefinition, col: str) -> tuple[FeatureStatistics, str, str]:
+        """The drift reference of a column, its origin and when it was pinned."""
+        row = self._read_row(feature_drift_references, d, col)
+        if row is not None:
+            self._pinned.add((d.name, d.version, col))
+            return self._statistics_from_row(d, col, row), row["origin"], row["pinned_at"]
+        # Not pinned yet: only a store from before drift references, or one whose computations
+        # had no values so far. Its stored statistics are then the first ones with values, and
+        # the next computation pins them before replacing them.
+        row = self._read_row(feature_statistics, d, col)
+        if row is None or int(row["count"]) == 0:
+            raise NotFoundError(
+                f"no drift reference for {col!r} of {d.ref!r}: compute the feature on reference "
+                "data (with statistics enabled) or pin one with "
+                f"store.set_drift_reference({col!r}, reference_data)"
+            )
+        return self._statistics_from_row(d, col, row), "computation", row["computed_at"]
+
+    def get_drift_reference(self, name: str) -> FeatureStatistics:
+        """Statistics of the reference that :meth:`check_drift` compares with.
+
+        The reference is pinned once: by the first computation of the column that has values,
+        or explicitly by :meth:`set_drift_reference`. Later computations update
+        :meth:`get_statistics` (the latest) but never the reference, so serving a feature on new
+        data cannot hide the drift of that data.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np
+        >>> store = FeatureStore(f"sqlite:///{tempfile.mkdtemp()}/features.db")
+        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 11.0)})
+        >>> _ = store.compute_feature("price_return", {"close": np.arange(1.0, 4.0)})
+        >>> store.get_drift_reference("price_return").count  # the first computation
+        9
+        >>> store.get_statistics("price_return").count  # the latest
+        2
+        """
+        d, col = self._column_ref(name)
+        return self._reference(d, col)[0]
+
+    def set_drift_reference(
+        self,
+        name: str,
+        reference: Any,
+        *,
+        symbol: str | None = None,
+        columns: Mapping[str, str] | None = None,
+    ) -> FeatureStatistics:
+        """Pin the reference that :meth:`check_drift` measures drift against.
+
+        Parameters
+        ----------
+        name : str
+            One column, as in :meth:`get_statistics` (``"rsi_14"``, ``"macd_signal"``,
+            ``"rsi_14@1.0.0"``). Each version of a feature has its own reference.
+        reference : FeatureStatistics, array-like or raw data
+            Statistics of this column (for example ``store.get_statistics(name)``, to adopt the
+            latest computation), the column's reference values, or raw data (a mapping or a
+            table) the feature is computed from, without recording statistics or lineage.
+        symbol, columns
+            As in :meth:`compute_feature`, when ``reference`` is raw data.
+
+        Returns
+        -------
+        FeatureStatistics
+            The statistics now pinned as the reference.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> rng = np.random.default_rng(0)
+        >>> training = {"close": 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 1_000)))}
+        >>> store.set_drift_reference("price_return", training).count
+        999
+        """
+        d, col = self._column_ref(name)
+        if isinstance(reference, FeatureStatistics):
+            if (reference.feature, reference.version, reference.column) != (
+                d.name,
+                d.version,
+                col,
+            ):
+                raise ValidationError(
+                    f"reference holds statistics of column {reference.column!r} of "
+                    f"'{reference.feature}@{reference.version}', not of {col!r} of {d.ref!r}; "
+                    "pass statistics of the same column and version, or its values"
+                )
+            if not reference.reference_edges:
+                raise ValidationError(
+                    f"reference statistics of {col!r} of {d.ref!r} hold no values to compare "
+                    "with; pass statistics of a computation that had values"
+                )
+            st: dict[str, Any] = {
+                "count": reference.count,
+                "missing": reference.missing,
+                "mean": reference.mean,
+                "std": reference.std,
+                "min": reference.min,
+                "max": reference.max,
+                "percentiles": dict(reference.percentiles),
+                "reference_edges": reference.reference_edges,
+                "reference_fractions": reference.reference_fractions,
+            }
+            computed_at = reference.computed_at or _now()
+        else:
+            values = self._column_values(
+                d, col, reference, "reference", symbol=symbol, columns=columns
+            )
+            st = column_statistics(values)
+            if st["count"] == 0:
+                raise ValidationError(
+                    f"reference for {col!r} of {d.ref!r} has no non-missing values; pass "
+                    "values (or data) the drift check can bin"
+                )
+            computed_at = _now()
+        if set(st["percentiles"]) != set(PERCENTILES):
+            raise ValidationError(
+                f"reference statistics must have the percentiles {list(PERCENTILES)}, got "
+                f"{sorted(st['percentiles'])}"
+            )
+        row = {
+            "name": d.name,
+            "version": d.version,
+            "column_name": col,
+            **_statistics_row(st),
+            "computed_at": computed_at,
+            "origin": "pinned",
+            "pinned_at": _now(),
+        }
+        t = feature_drift_references
+
+        def txn() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    t.delete().where(
+                        t.c.name == d.name, t.c.version == d.version, t.c.column_name == col
+                    )
+                )
+                conn.execute(t.insert(), [row])
+
+        retry_on_conflict(txn)
+        self._pinned.add((d.name, d.version, col))
+        return self._statistics_from_row(d, col, row)
+
     def check_drift(
         self,
         name: str,
@@ -1357,51 +1661,36 @@ class FeatureStore:
         threshold: float = 0.2,
         columns: Mapping[str, str] | None = None,
     ) -> DriftReport:
-        """Population stability index of new values against the stored statistics.
+        """Population stability index of new values against the column's drift reference.
 
-        ``new`` is either the new values of the column (array-like) or raw data the feature is
-        computed from (without overwriting the stored statistics). Bins are the stored deciles;
-        the PSI is ``sum((a - e) * ln(a / e))`` over the 10 bins with shares floored at 1e-6.
+        The reference (see :meth:`get_drift_reference`) is the first computation of the column
+        that had values, or what :meth:`set_drift_reference` pinned; later computations do not
+        replace it. ``new`` is either the new values of the column (array-like) or raw data the
+        feature is computed from (without recording statistics). Bins are the reference's
+        deciles; the PSI is ``sum((a - e) * ln(a / e))`` over the 10 bins with shares floored at
+        1e-6.
 
         Examples
         --------
+        >>> import tempfile
         >>> import numpy as np
-        >>> store = FeatureStore("sqlite:///:memory:")
+        >>> store = FeatureStore(f"sqlite:///{tempfile.mkdtemp()}/features.db")
         >>> rng = np.random.default_rng(0)
         >>> _ = store.compute_feature("price_return", {"close": 100 + rng.random(500)})
         >>> store.check_drift("price_return", {"close": 100 + rng.random(500)}).drifted
         False
         """
         threshold = check_float(threshold, "threshold", minimum=0.0)
-        stats = self.get_statistics(name)
         d, col = self._column_ref(name)
-        if isinstance(new, Mapping) or type(new).__name__ == "DataFrame":
-            _f, _r, results = self._compute(
-                [col],
-                new,
-                symbol=symbol,
-                use_cache=True,
-                statistics=False,
-                record=False,
-                columns=columns,
-            )
-            values = results[d.ref][col]
-        else:
-            if type(new).__module__.startswith(("pandas", "polars")):
-                new = new.to_numpy()
-            values = np.asarray(new, dtype=np.float64)
-            if values.ndim != 1:
-                raise ValidationError(
-                    f"new must be 1-D values or a table, got shape {values.shape}"
-                )
+        stats, origin, pinned_at = self._reference(d, col)
+        values = self._column_values(d, col, new, "new", symbol=symbol, columns=columns)
         if not stats.reference_edges:
             raise ValidationError(
-                f"the stored statistics of {name!r} hold no values to compare with"
+                f"the drift reference of {name!r} holds no values to compare with; pin one "
+                f"with store.set_drift_reference({name!r}, reference_data)"
             )
         edges = np.array(stats.reference_edges, dtype=np.float64)
-        counts = K.bin_counts(
-            np.ascontiguousarray(values), edges, np.zeros(edges.size + 1, np.int64)
-        )
+        counts = K.bin_counts(values, edges, np.zeros(edges.size + 1, np.int64))
         total = int(counts.sum())
         if total == 0:
             raise ValidationError(f"new data for {name!r} has no non-missing values")
@@ -1419,6 +1708,9 @@ class FeatureStore:
             actual=tuple(float(a) for a in actual),
             n_values=total,
             contributions=tuple(float(c) for c in contrib),
+            reference_origin=origin,
+            reference_computed_at=stats.computed_at,
+            reference_pinned_at=pinned_at,
         )
 
     def get_lineage(self, name: str) -> FeatureLineage:
