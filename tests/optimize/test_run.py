@@ -409,3 +409,64 @@ def test_system_exit_in_a_serial_objective_fails_its_trial_and_propagates() -> N
     trials = storage.get_trials(storage.get_study("exit").study_id)
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED]
     assert "SystemExit" in trials[1].error
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "thread-executor"])
+def test_a_non_scalar_result_fails_only_its_trial(parallel, caplog) -> None:
+    import numpy as np
+
+    def objective(p):
+        if p["k"] == 1:
+            return {"loss": np.array([1.0, 2.0])}
+        if p["k"] == 3:
+            return {"loss": "1.5"}  # text is not a result, even when it looks like a number
+        return {"loss": float(p["k"])}
+
+    kw = {"executor": cf.ThreadPoolExecutor(max_workers=1)} if parallel else {}
+    with caplog.at_level(logging.WARNING, logger="kaizenml.optimize"):
+        res = optimize_hyperparameters(
+            {"k": Int(0, 4)},
+            objective,
+            strategy="grid",
+            max_trials=5,
+            metric="loss",
+            pruner=None,
+            **kw,
+        )
+    if parallel:
+        kw["executor"].shutdown()
+    by_k = {t.params["k"]: t for t in res.trials}
+    assert [by_k[k].state for k in range(5)] == [
+        "complete",
+        "failed",
+        "complete",
+        "failed",
+        "complete",
+    ]
+    n1, n3 = by_k[1].number, by_k[3].number
+    assert by_k[1].error == (
+        f"trial {n1}: metric 'loss' must be a real number, got array of shape (2,)"
+    )
+    assert by_k[3].error == f"trial {n3}: metric 'loss' must be a real number, got str '1.5'"
+    assert f"trial {n1} failed: trial {n1}: metric 'loss'" in caplog.text
+    assert (res.n_complete, res.n_failed, res.best_value) == (3, 2, 0.0)
+
+
+def test_a_string_or_vector_objective_value_fails_its_trial() -> None:
+    import numpy as np
+
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        lambda p: np.array([p["x"]]) if p["x"] < 0.5 else "abc",
+        strategy="random",
+        max_trials=6,
+        seed=0,
+        pruner=None,
+    )
+    assert res.n_trials == 6 and res.n_failed == 6
+    for t in res.trials:
+        expected = "array of shape (1,)" if t.params["x"] < 0.5 else "str 'abc'"
+        assert t.error == (
+            f"trial {t.number}: the objective must return a real number or a dict of metrics, "
+            f"got {expected}"
+        )

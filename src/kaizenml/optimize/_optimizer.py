@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import threading
 import time
 import traceback
@@ -16,6 +17,8 @@ import uuid
 import weakref
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from .._exceptions import KaizenTypeError, StateError, ValidationError
 from .._validation import check_choice, check_float, check_int, validate_name
@@ -25,11 +28,45 @@ from ._space import SearchSpace
 from ._storage import StudyStorage, make_storage, new_owner_token
 from ._trial import Trial, TrialState, direction_sign
 
-__all__ = ["HyperparameterOptimizer", "resolve_value"]
+__all__ = ["HyperparameterOptimizer", "as_real", "resolve_value"]
 
 logger = logging.getLogger("kaizenml.optimize")
 
 _DIRECTIONS = ("minimize", "maximize")
+
+
+def as_real(value: Any) -> float | None:
+    """``float(value)`` for one real number, ``None`` for anything else.
+
+    Accepted: Python and numpy real numbers, 0-d numeric arrays and other objects that convert
+    with ``float()`` (``Decimal``, a framework's one-element tensor). Refused: bools, strings
+    (``"1.5"`` is text, not a result), complex numbers and arrays with more than zero dimensions,
+    even of size one, because an objective returning a vector is almost always a bug.
+    """
+    if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
+        return None
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            return None
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if not hasattr(value, "__float__"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, ArithmeticError, RuntimeError):
+        return None
+
+
+def describe_value(value: Any) -> str:
+    """A short description of a rejected result for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape}"
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{type(value).__name__} {text}"
 
 
 def resolve_value(
@@ -37,8 +74,9 @@ def resolve_value(
 ) -> tuple[float, dict[str, float]]:
     """Turn what an objective returned into ``(objective value, metrics dict)``.
 
-    Raises :class:`~kaizenml.ValidationError` for unusable results; a non-finite value is
-    returned as it is (the caller fails the trial).
+    Raises :class:`~kaizenml.ValidationError` or :class:`~kaizenml.KaizenTypeError` for
+    unusable results (each number must be one real value); a non-finite value is returned as it
+    is (the caller fails the trial).
     """
     if isinstance(metrics, Mapping):
         if not metrics:
@@ -47,11 +85,13 @@ def resolve_value(
         for k, v in metrics.items():
             if not isinstance(k, str):
                 raise KaizenTypeError(f"trial {trial_number}: metric names must be str, got {k!r}")
-            if isinstance(v, bool) or not hasattr(v, "__float__"):
+            real = as_real(v)
+            if real is None:
                 raise KaizenTypeError(
-                    f"trial {trial_number}: metric {k!r} must be a number, got {v!r}"
+                    f"trial {trial_number}: metric {k!r} must be a real number, got "
+                    f"{describe_value(v)}"
                 )
-            out[k] = float(v)
+            out[k] = real
         if metric is None:
             if len(out) != 1:
                 raise ValidationError(
@@ -65,12 +105,12 @@ def resolve_value(
                 f"{sorted(out)}"
             )
         return out[metric], out
-    if isinstance(metrics, bool) or not hasattr(metrics, "__float__"):
+    value = as_real(metrics)
+    if value is None:
         raise KaizenTypeError(
-            f"trial {trial_number}: the objective must return a number or a dict of metrics, "
-            f"got {type(metrics).__name__}"
+            f"trial {trial_number}: the objective must return a real number or a dict of "
+            f"metrics, got {describe_value(metrics)}"
         )
-    value = float(metrics)
     return value, {metric or "value": value}
 
 
@@ -485,7 +525,12 @@ class HyperparameterOptimizer:
         self, trial_id: int | Trial, metrics: float | Mapping[str, float], **kw: Any
     ) -> Trial:
         """Finish a trial with its result: a number, or a dict of metrics (``metric`` picks the
-        objective). A NaN or infinite objective value fails the trial instead."""
+        objective). A NaN or infinite objective value fails the trial instead.
+
+        A result that is not a real number (a string, an array, a list) raises
+        :class:`~kaizenml.KaizenTypeError` and leaves the trial as it was, so it can be told
+        again or failed with :meth:`fail_trial`.
+        """
         number = self._number(trial_id)
         value, all_metrics = resolve_value(metrics, self.metric, number)
         if not math.isfinite(value):

@@ -34,7 +34,7 @@ from typing import Any
 
 from .._exceptions import KaizenTypeError, StateError, TrialPruned, ValidationError
 from .._validation import check_float, check_int
-from ._optimizer import HyperparameterOptimizer, resolve_value
+from ._optimizer import HyperparameterOptimizer, as_real, resolve_value
 from ._pruners import NopPruner, Pruner
 from ._sampler import Sampler, SpaceExhausted
 from ._space import SearchSpace
@@ -190,15 +190,12 @@ def _load_objective(blob: bytes) -> Callable[..., Any]:
 
 
 def _plain(result: Any) -> Any:
-    # numpy scalars and the like become floats so the outcome pickles anywhere
+    # numpy scalars and the like become floats so the outcome pickles anywhere; anything else
+    # is sent back as it is and rejected (with its description) by resolve_value
     if isinstance(result, Mapping):
         return {k: _plain(v) for k, v in result.items()}
-    if isinstance(result, bool):
-        return result
-    try:
-        return float(result)
-    except (TypeError, ValueError):
-        return result
+    real = as_real(result)
+    return result if real is None else real
 
 
 def _call_objective(
@@ -340,7 +337,8 @@ def optimize_hyperparameters(
         metrics. ``trial`` is a :class:`TrialHandle` (``report(step, value)``,
         ``should_prune()``); raising :class:`~kaizenml.TrialPruned` prunes the trial, any other
         exception fails it (the traceback is kept) and the study goes on; NaN or infinite
-        results fail the trial.
+        results fail the trial, and so does a result that is not a real number (a string, an
+        array; the error names the trial and the metric, and a warning is logged).
     strategy:
         ``"bayesian"``, ``"random"``, ``"grid"``, ``"genetic"`` or a :class:`Sampler`.
     max_trials:
