@@ -215,6 +215,10 @@ class HyperparameterOptimizer:
             raise KaizenTypeError(
                 f"sampler_options must be a dict or None, got {type(sampler_options).__name__}"
             )
+        if sampler_options is not None and "seed" in sampler_options:
+            raise ValidationError(
+                "sampler_options must not contain 'seed'; pass seed= to the study instead"
+            )
         if isinstance(strategy, Sampler) and seed is not None and strategy.seed is None:
             logger.debug("seed=%s ignored: the Sampler instance carries its own seed", seed)
         self.sampler = make_sampler(strategy, seed=seed, **dict(sampler_options or {}))
