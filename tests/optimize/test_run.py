@@ -470,3 +470,40 @@ def test_a_string_or_vector_objective_value_fails_its_trial() -> None:
             f"trial {t.number}: the objective must return a real number or a dict of metrics, "
             f"got {expected}"
         )
+
+
+def test_a_single_callable_is_accepted_as_callbacks() -> None:
+    seen = []
+
+    def cb(opt, trial):
+        seen.append((trial.number, trial.value))
+
+    res = optimize_hyperparameters(
+        {"k": Int(0, 3)}, lambda p: float(p["k"]), strategy="grid", max_trials=4, callbacks=cb
+    )
+    assert seen == [(t.number, t.value) for t in res.trials] and len(seen) == 4
+    with pytest.raises(KaizenTypeError) as info:
+        optimize_hyperparameters({"k": Int(0, 3)}, lambda p: 0.0, max_trials=2, callbacks=3)
+    assert str(info.value) == "callbacks must be a callable or a list of callables, got 3"
+    with pytest.raises(KaizenTypeError, match="got 'print' in the list"):
+        optimize_hyperparameters(
+            {"k": Int(0, 3)}, lambda p: 0.0, max_trials=2, callbacks=[cb, "print"]
+        )
+
+
+def test_a_non_json_user_attribute_fails_in_the_objective_that_sets_it() -> None:
+    import numpy as np
+
+    def objective(p, trial):
+        trial.set_user_attr("ok", [1, 2])
+        if p["k"] == 1:
+            trial.set_user_attr("bad", np.arange(3))
+        return float(p["k"])
+
+    res = optimize_hyperparameters(
+        {"k": Int(0, 2)}, objective, strategy="grid", max_trials=3, pruner=None
+    )
+    assert [t.state for t in res.trials] == ["complete", "failed", "complete"]
+    assert "KaizenTypeError: user attribute 'bad': value must be JSON-able" in res.trials[1].error
+    assert "got array of shape (3,)" in res.trials[1].error
+    assert res.trials[0].user_attrs == {"ok": [1, 2]}

@@ -7,6 +7,7 @@ so parallel workers get different suggestions and a resumed study continues wher
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
@@ -28,7 +29,7 @@ from ._space import SearchSpace
 from ._storage import StudyStorage, make_storage, new_owner_token
 from ._trial import Trial, TrialState, direction_sign
 
-__all__ = ["HyperparameterOptimizer", "as_real", "resolve_value"]
+__all__ = ["HyperparameterOptimizer", "as_real", "check_user_attr", "resolve_value"]
 
 logger = logging.getLogger("kaizenml.optimize")
 
@@ -67,6 +68,20 @@ def describe_value(value: Any) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def check_user_attr(key: Any, value: Any) -> None:
+    """Refuse a user attribute that storage could not keep: a key that is not a non-empty str,
+    or a value that is not JSON-able."""
+    if not isinstance(key, str) or not key:
+        raise KaizenTypeError(f"key must be a non-empty str, got {key!r}")
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError) as exc:  # ValueError: a container that contains itself
+        raise KaizenTypeError(
+            f"user attribute {key!r}: value must be JSON-able (str, int, float, bool, None, or "
+            f"lists and dicts of them), got {describe_value(value)} ({exc})"
+        ) from None
 
 
 def resolve_value(
@@ -600,9 +615,10 @@ class HyperparameterOptimizer:
         return trial
 
     def set_user_attr(self, trial_id: int | Trial, key: str, value: Any) -> None:
-        """Attach a JSON-able attribute to a trial."""
-        if not isinstance(key, str) or not key:
-            raise KaizenTypeError(f"key must be a non-empty str, got {key!r}")
+        """Attach a JSON-able attribute to a trial (:class:`~kaizenml.KaizenTypeError` for a
+        value JSON cannot hold, such as a set, an array or a datetime: convert it first, e.g.
+        ``arr.tolist()`` or ``dt.isoformat()``)."""
+        check_user_attr(key, value)
         self._storage.set_user_attr(self._study.study_id, self._number(trial_id), key, value)
 
     def result(self) -> Any:
