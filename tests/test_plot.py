@@ -115,9 +115,26 @@ def test_version_metrics_sorted_by_time_with_active_star() -> None:
         plot_version_metrics([], ax=_ax())
 
 
-def test_new_figure_when_no_axes() -> None:
+def test_new_figure_when_no_axes_draws_the_study_best_so_far() -> None:
     import matplotlib.pyplot as plt
 
-    ax = plot_optimization_history([1.0, 0.5])
-    assert ax.figure is not None
-    plt.close(ax.figure)
+    from kaizenml.optimize import Float, optimize_hyperparameters
+
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)}, lambda p: p["x"], strategy="random", max_trials=8, seed=0
+    )
+    conv = res.convergence
+    assert conv["best_so_far"] != conv["value"]  # some trials did not improve: a real check
+    before = set(plt.get_fignums())
+    ax = plot_optimization_history(res)
+    try:
+        assert set(plt.get_fignums()) - before == {ax.figure.number}  # one new pyplot figure
+        line = ax.lines[0]
+        np.testing.assert_array_equal(line.get_xdata(), conv["number"])
+        np.testing.assert_array_equal(line.get_ydata(), conv["best_so_far"])
+        np.testing.assert_array_equal(
+            np.asarray(ax.collections[0].get_offsets()),
+            np.column_stack([conv["number"], conv["value"]]),
+        )
+    finally:
+        plt.close(ax.figure)

@@ -263,3 +263,29 @@ def test_fitness_inputs_match_the_space_decoding():
             assert np.array_equal(got["array"][:, j], idx)
         else:
             assert np.array_equal(got["array"][:, j], ref[name].astype(float))
+
+
+def test_a_fitness_of_strings_is_a_clear_type_error():
+    from kaizenml.optimize._ga_engine import tournament_selection
+
+    ga = GeneticSearch(_box(2, 1.0), population_size=4, seed=0, n_threads=1)
+
+    def labels(X):
+        return np.array(["good", "bad", "good", "bad"])
+
+    with pytest.raises(KaizenTypeError) as info:
+        ga.run(labels, inputs="array")
+    assert str(info.value) == (
+        "the fitness function 'labels' returned strings ['good', 'bad', 'good', ...]; fitness "
+        "values must be real numbers (NaN counts as the worst)"
+    )
+    # numeric text is refused too rather than parsed
+    with pytest.raises(KaizenTypeError, match=r"'<lambda>' returned strings \['1.5', '1.5'"):
+        ga.run(lambda X: ["1.5"] * len(X), inputs="array")
+    with pytest.raises(KaizenTypeError, match=r"returned objects \[\{\}, \{\}, \{\}, \.\.\.\]"):
+        ga.run(lambda X: [{}] * len(X), inputs="array")
+    # Python numbers and None (the worst) in a list are real values
+    res = ga.run(lambda X: [None, 1.0, 2, 3.0], inputs="array", generations=0)
+    assert res.best_value == 1.0 and math.isinf(res.fitness[0])
+    with pytest.raises(KaizenTypeError, match=r"^fitness holds strings \['a'\]"):
+        tournament_selection(["a"], 2, seed=0)

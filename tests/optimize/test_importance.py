@@ -54,9 +54,10 @@ def test_ishigami_first_order_indices_from_300_random_trials() -> None:
     exact = _ishigami_first_order()
     assert list(imp)[:2] == ["x2", "x1"]
     assert imp["x2"] > imp["x1"] > imp["x3"]
+    # the bounds docs/optimize.md promises (seeds 0-4 give at most 0.014 and 2e-5)
     for name in ("x1", "x2", "x3"):
-        assert abs(imp[name] - exact[name]) < 0.07, (name, imp[name], exact[name])
-    assert imp["dummy"] < 0.02
+        assert abs(imp[name] - exact[name]) < 0.04, (name, imp[name], exact[name])
+    assert imp["dummy"] < 0.001
 
 
 def test_additive_function_with_discrete_parameters() -> None:

@@ -201,3 +201,47 @@ def test_user_attrs_and_prune_trial(storage) -> None:
     assert opt.get_trial(t.number).user_attrs == {"fold": 3}
     with pytest.raises(StateError, match="already pruned"):
         opt.complete_trial(t.number, 1.0)
+
+
+def test_telling_a_non_scalar_raises_and_leaves_the_trial_running(storage) -> None:
+    import numpy as np
+
+    opt = _opt(storage=storage, metric="loss")
+    t = opt.start_trial(opt.ask().number)
+    with pytest.raises(KaizenTypeError) as info:
+        opt.complete_trial(t.number, np.array([1.0, 2.0]))
+    assert str(info.value) == (
+        f"trial {t.number}: the objective must return a real number or a dict of metrics, "
+        "got array of shape (2,)"
+    )
+    with pytest.raises(KaizenTypeError, match=r"metric 'loss' must be a real number, got list"):
+        opt.complete_trial(t.number, {"loss": [1.0]})
+    assert opt.get_trial(t.number).state == TrialState.RUNNING
+    # numpy scalars and 0-d arrays are real numbers
+    done = opt.complete_trial(t.number, {"loss": np.array(0.5), "acc": np.float32(0.25)})
+    assert done.state == TrialState.COMPLETE and done.value == 0.5
+    assert done.metrics == {"loss": 0.5, "acc": 0.25}
+
+
+def test_set_user_attr_refuses_values_json_cannot_hold(storage) -> None:
+    import datetime
+
+    import numpy as np
+
+    opt = _opt(storage=storage)
+    t = opt.ask()
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5)
+    for value, shown in [
+        ({1, 2}, "set {1, 2}"),
+        (np.array([1.0, 2.0]), "array of shape (2,)"),
+        (when, "datetime datetime.datetime(2024, 1, 2, 3, 4, 5)"),
+    ]:
+        with pytest.raises(KaizenTypeError) as info:
+            opt.set_user_attr(t.number, "s", value)
+        assert str(info.value).startswith(
+            "user attribute 's': value must be JSON-able (str, int, float, bool, None, or lists "
+            f"and dicts of them), got {shown} ("
+        )
+    opt.set_user_attr(t.number, "s", sorted({2, 1}))
+    opt.set_user_attr(t.number, "when", when.isoformat())
+    assert opt.get_trial(t.number).user_attrs == {"s": [1, 2], "when": "2024-01-02T03:04:05"}

@@ -122,3 +122,38 @@ def test_categorical_best_is_never_told_to_widen() -> None:
         pruner=None,
     )
     assert not [r for r in res.recommendations() if r["kind"] == "widen_range"]
+
+
+def _widen_recs(space, rows):
+    """Recommendations ``widen_range`` of a study told ``rows`` of (params, value)."""
+    opt = HyperparameterOptimizer(space, strategy="random", pruner=None)
+    for params, value in rows:
+        opt.enqueue_trial(params)
+        opt.complete_trial(opt.ask().number, value)
+    return {
+        r["parameter"]: r["message"]
+        for r in opt.result().recommendations()
+        if r["kind"] == "widen_range"
+    }
+
+
+def test_widen_range_on_the_end_level_of_a_few_level_int_or_stepped_float() -> None:
+    space = {"depth": Int(2, 8), "s": Float(0.0, 1.0, step=0.25)}
+    recs = _widen_recs(space, [({"depth": 2, "s": 1.0}, 0.0), ({"depth": 5, "s": 0.5}, 1.0)])
+    assert set(recs) == {"depth", "s"}
+    assert recs["depth"] == (
+        "the best depth=2 is at the low edge of its range [2, 8]; lower the low bound 2 and "
+        "search again"
+    )
+    assert recs["s"] == (
+        "the best s=1.0 is at the high edge of its range [0.0, 1.0]; raise the high bound 1.0 "
+        "and search again"
+    )
+    # one level inside either bound: nothing to widen
+    interior = _widen_recs(space, [({"depth": 3, "s": 0.75}, 0.0), ({"depth": 8, "s": 0.0}, 1.0)])
+    assert interior == {}
+    # the other ends of the ranges
+    recs = _widen_recs(space, [({"depth": 8, "s": 0.0}, 0.0), ({"depth": 5, "s": 0.5}, 1.0)])
+    assert "high edge" in recs["depth"] and "low edge" in recs["s"]
+    # log ints are discrete too
+    assert "depth" in _widen_recs({"depth": Int(1, 6, log=True)}, [({"depth": 6}, 0.0)])

@@ -409,3 +409,101 @@ def test_system_exit_in_a_serial_objective_fails_its_trial_and_propagates() -> N
     trials = storage.get_trials(storage.get_study("exit").study_id)
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED]
     assert "SystemExit" in trials[1].error
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "thread-executor"])
+def test_a_non_scalar_result_fails_only_its_trial(parallel, caplog) -> None:
+    import numpy as np
+
+    def objective(p):
+        if p["k"] == 1:
+            return {"loss": np.array([1.0, 2.0])}
+        if p["k"] == 3:
+            return {"loss": "1.5"}  # text is not a result, even when it looks like a number
+        return {"loss": float(p["k"])}
+
+    kw = {"executor": cf.ThreadPoolExecutor(max_workers=1)} if parallel else {}
+    with caplog.at_level(logging.WARNING, logger="kaizenml.optimize"):
+        res = optimize_hyperparameters(
+            {"k": Int(0, 4)},
+            objective,
+            strategy="grid",
+            max_trials=5,
+            metric="loss",
+            pruner=None,
+            **kw,
+        )
+    if parallel:
+        kw["executor"].shutdown()
+    by_k = {t.params["k"]: t for t in res.trials}
+    assert [by_k[k].state for k in range(5)] == [
+        "complete",
+        "failed",
+        "complete",
+        "failed",
+        "complete",
+    ]
+    n1, n3 = by_k[1].number, by_k[3].number
+    assert by_k[1].error == (
+        f"trial {n1}: metric 'loss' must be a real number, got array of shape (2,)"
+    )
+    assert by_k[3].error == f"trial {n3}: metric 'loss' must be a real number, got str '1.5'"
+    assert f"trial {n1} failed: trial {n1}: metric 'loss'" in caplog.text
+    assert (res.n_complete, res.n_failed, res.best_value) == (3, 2, 0.0)
+
+
+def test_a_string_or_vector_objective_value_fails_its_trial() -> None:
+    import numpy as np
+
+    res = optimize_hyperparameters(
+        {"x": Float(0.0, 1.0)},
+        lambda p: np.array([p["x"]]) if p["x"] < 0.5 else "abc",
+        strategy="random",
+        max_trials=6,
+        seed=0,
+        pruner=None,
+    )
+    assert res.n_trials == 6 and res.n_failed == 6
+    for t in res.trials:
+        expected = "array of shape (1,)" if t.params["x"] < 0.5 else "str 'abc'"
+        assert t.error == (
+            f"trial {t.number}: the objective must return a real number or a dict of metrics, "
+            f"got {expected}"
+        )
+
+
+def test_a_single_callable_is_accepted_as_callbacks() -> None:
+    seen = []
+
+    def cb(opt, trial):
+        seen.append((trial.number, trial.value))
+
+    res = optimize_hyperparameters(
+        {"k": Int(0, 3)}, lambda p: float(p["k"]), strategy="grid", max_trials=4, callbacks=cb
+    )
+    assert seen == [(t.number, t.value) for t in res.trials] and len(seen) == 4
+    with pytest.raises(KaizenTypeError) as info:
+        optimize_hyperparameters({"k": Int(0, 3)}, lambda p: 0.0, max_trials=2, callbacks=3)
+    assert str(info.value) == "callbacks must be a callable or a list of callables, got 3"
+    with pytest.raises(KaizenTypeError, match="got 'print' in the list"):
+        optimize_hyperparameters(
+            {"k": Int(0, 3)}, lambda p: 0.0, max_trials=2, callbacks=[cb, "print"]
+        )
+
+
+def test_a_non_json_user_attribute_fails_in_the_objective_that_sets_it() -> None:
+    import numpy as np
+
+    def objective(p, trial):
+        trial.set_user_attr("ok", [1, 2])
+        if p["k"] == 1:
+            trial.set_user_attr("bad", np.arange(3))
+        return float(p["k"])
+
+    res = optimize_hyperparameters(
+        {"k": Int(0, 2)}, objective, strategy="grid", max_trials=3, pruner=None
+    )
+    assert [t.state for t in res.trials] == ["complete", "failed", "complete"]
+    assert "KaizenTypeError: user attribute 'bad': value must be JSON-able" in res.trials[1].error
+    assert "got array of shape (3,)" in res.trials[1].error
+    assert res.trials[0].user_attrs == {"ok": [1, 2]}

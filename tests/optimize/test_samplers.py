@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from scipy.stats import qmc
 
-from kaizenml import ValidationError
+from kaizenml import KaizenTypeError, ValidationError
 from kaizenml.optimize import (
     Categorical,
     Float,
@@ -212,3 +212,42 @@ def test_strategy_instance_in_optimizer() -> None:
     )
     t = opt.ask()
     assert t.params == RandomSampler(seed=2).suggest(_ctx({"x": Float(0.0, 1.0)}, (), 0))
+
+
+def test_unknown_strategy_options_and_unhashable_strategy_are_clear_errors() -> None:
+    with pytest.raises(ValidationError) as info:
+        make_sampler("random", seed=0, foo=1)
+    assert (
+        str(info.value)
+        == "strategy='random' does not accept the option 'foo'; its options are ['qmc']"
+    )
+    with pytest.raises(ValidationError) as info:
+        make_sampler("grid", grid_points=3, points=2, shufle=True)
+    assert str(info.value) == (
+        "strategy='grid' does not accept the options 'points', 'shufle'; its options are "
+        "['grid_points', 'max_int_points', 'shuffle']"
+    )
+    # through the study constructor, and the same for every built-in strategy
+    for name in ("random", "grid", "bayesian", "genetic"):
+        with pytest.raises(
+            ValidationError,
+            match=rf"^strategy='{name}' does not accept the option 'foo'; its options are \['",
+        ):
+            HyperparameterOptimizer(
+                {"x": Float(0.0, 1.0)}, strategy=name, sampler_options={"foo": 1}
+            )
+    with pytest.raises(ValidationError, match="must not contain 'seed'"):
+        HyperparameterOptimizer(
+            {"x": Float(0.0, 1.0)}, strategy="grid", sampler_options={"seed": 1}
+        )
+    with pytest.raises(KaizenTypeError) as info:
+        HyperparameterOptimizer({"x": Float(0.0, 1.0)}, strategy=["random"])
+    assert str(info.value) == (
+        "strategy must be a name ['random', 'grid', 'bayesian', 'genetic'] or a Sampler "
+        "instance, got list ['random']"
+    )
+    # a known option with a bad value keeps its own message
+    with pytest.raises(ValidationError, match="grid_points must be >= 2"):
+        HyperparameterOptimizer(
+            {"x": Float(0.0, 1.0)}, strategy="grid", sampler_options={"grid_points": 1}
+        )

@@ -98,3 +98,59 @@ def test_encoding_known_values_and_exact_round_trips() -> None:
     rng = np.random.default_rng(0)
     for row in rng.random((200, space.n_dims)):
         space.validate_params(space.decode(row))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, np.float64("nan")])
+def test_categorical_refuses_non_finite_float_choices(bad) -> None:
+    with pytest.raises(ValidationError) as info:
+        Categorical([0.5, bad, "x"])
+    assert str(info.value) == (
+        f"Categorical choices must be finite numbers, got {bad!r} in [0.5, {bad!r}, 'x']; "
+        "use a string such as 'nan' or None for a missing value"
+    )
+    with pytest.raises(ValidationError, match=r"^space\['c'\]: Categorical choices must be finite"):
+        SearchSpace({"c": {"type": "categorical", "choices": [1.0, bad]}})
+    # the readable stand-ins for a missing value stay valid and round-trip
+    space = SearchSpace({"c": Categorical([0.5, "nan", None])})
+    for v in (0.5, "nan", None):
+        assert space.decode(space.encode({"c": v})) == {"c": v}
+
+
+def test_out_of_range_bounds_are_validation_errors_at_construction() -> None:
+    with pytest.raises(ValidationError) as info:
+        Float(0, 10**400)
+    assert str(info.value) == (
+        "Float high must be a finite float (at most about 1.8e308 in size), got an integer of "
+        "about 401 digits"
+    )
+    with pytest.raises(ValidationError, match="Float low must be a finite float"):
+        Float(-(10**400), 0.0)
+    with pytest.raises(ValidationError, match=r"high - low overflows"):
+        Float(-1e308, 1e308)
+    with pytest.raises(ValidationError, match=r"gives 1e\+300 levels"):
+        Float(0.0, 1.0, step=1e-300)
+    with pytest.raises(ValidationError) as info:
+        Int(1, 10**30)
+    assert str(info.value) == (
+        "Int high must fit in a 64-bit integer ([-2**63, 2**63 - 1]), got an integer of about "
+        "31 digits"
+    )
+    with pytest.raises(ValidationError, match="Int low must fit in a 64-bit integer"):
+        Int(-(2**63) - 1, 0)
+    with pytest.raises(ValidationError, match="Int high must fit in a 64-bit integer"):
+        Int(0, 1e30)  # an integral float is accepted, so it is range-checked too
+    with pytest.raises(ValidationError, match=r"too wide: high - low must fit"):
+        Int(-(2**63), 2**63 - 1)
+    with pytest.raises(ValidationError, match=r"space\['n'\]: Int high must fit"):
+        SearchSpace({"n": {"type": "int", "min": 1, "max": 10**30}})
+
+
+def test_the_widest_accepted_ranges_encode_exactly() -> None:
+    hi = 2**50 - 1  # 2**50 levels, the most an Int may hold
+    space = SearchSpace({"n": Int(0, hi), "w": Int(2**62, 2**62 + 2**40, step=2**10)})
+    for n in (0, 1, 2**49 + 1, hi - 1, hi):
+        for w in (2**62, 2**62 + 2**30, 2**62 + 2**40):
+            assert space.decode(space.encode({"n": n, "w": w})) == {"n": n, "w": w}
+    assert space.decode(np.ones(2)) == {"n": hi, "w": 2**62 + 2**40}
+    with pytest.raises(ValidationError, match="at most 2\\*\\*50 levels"):
+        Int(0, hi + 1)

@@ -217,6 +217,43 @@ def make_operators(
 # ---------------------------------------------------------------------------------------------
 # operator functions
 # ---------------------------------------------------------------------------------------------
+_KIND_NAMES = {
+    "U": "strings",
+    "S": "bytes",
+    "c": "complex numbers",
+    "M": "datetimes",
+    "m": "timedeltas",
+    "O": "objects",
+    "V": "records",
+}
+
+
+def _real_array(values: Any, what: str) -> np.ndarray:
+    """``values`` as float64, refusing text and other non-real values by name.
+
+    ``np.asarray(..., dtype=float64)`` would turn ``"1.5"`` into 1.5 and fail on ``"abc"`` with
+    a bare ValueError; a fitness made of strings is a bug in the caller's function either way.
+    """
+    try:
+        raw = np.asarray(values)
+    except ValueError as exc:  # ragged nested lists
+        raise ValidationError(f"{what} values numpy cannot stack into an array: {exc}") from None
+    if raw.dtype.kind in "biuf":
+        return raw.astype(np.float64, copy=False)
+    preview = raw.reshape(-1)[:3].tolist()
+    more = ", ..." if raw.size > 3 else ""
+    shown = f"{preview}"[:-1] + f"{more}]"
+    if raw.dtype.kind == "O":
+        try:  # Python numbers, Decimals and None (NaN) in an object array are fine
+            return raw.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    kind = _KIND_NAMES.get(raw.dtype.kind, f"dtype {raw.dtype}")
+    raise KaizenTypeError(
+        f"{what} {kind} {shown}; fitness values must be real numbers (NaN counts as the worst)"
+    )
+
+
 def tournament_selection(
     fitness: Any,
     n_select: int,
@@ -236,7 +273,7 @@ def tournament_selection(
     >>> idx.shape
     (4,)
     """
-    f = np.asarray(fitness, dtype=np.float64).reshape(-1)
+    f = _real_array(fitness, "fitness holds").reshape(-1)
     if f.size == 0:
         raise ValidationError("fitness must have at least one value, got an empty array")
     n_select = check_int(n_select, "n_select", minimum=0)
@@ -627,7 +664,8 @@ class GeneticSearch:
             arg = X.view()
             arg.flags.writeable = False
         values = fitness(arg)
-        f = np.asarray(values, dtype=np.float64)
+        name = getattr(fitness, "__name__", None) or type(fitness).__name__
+        f = _real_array(values, f"the fitness function {name!r} returned")
         if f.shape != (X.shape[0],):
             f = f.reshape(-1) if f.size == X.shape[0] else f
             if f.shape != (X.shape[0],):

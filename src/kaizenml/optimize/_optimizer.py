@@ -7,8 +7,10 @@ so parallel workers get different suggestions and a resumed study continues wher
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import numbers
 import threading
 import time
 import traceback
@@ -16,6 +18,8 @@ import uuid
 import weakref
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from .._exceptions import KaizenTypeError, StateError, ValidationError
 from .._validation import check_choice, check_float, check_int, validate_name
@@ -25,11 +29,59 @@ from ._space import SearchSpace
 from ._storage import StudyStorage, make_storage, new_owner_token
 from ._trial import Trial, TrialState, direction_sign
 
-__all__ = ["HyperparameterOptimizer", "resolve_value"]
+__all__ = ["HyperparameterOptimizer", "as_real", "check_user_attr", "resolve_value"]
 
 logger = logging.getLogger("kaizenml.optimize")
 
 _DIRECTIONS = ("minimize", "maximize")
+
+
+def as_real(value: Any) -> float | None:
+    """``float(value)`` for one real number, ``None`` for anything else.
+
+    Accepted: Python and numpy real numbers, 0-d numeric arrays and other objects that convert
+    with ``float()`` (``Decimal``, a framework's one-element tensor). Refused: bools, strings
+    (``"1.5"`` is text, not a result), complex numbers and arrays with more than zero dimensions,
+    even of size one, because an objective returning a vector is almost always a bug.
+    """
+    if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
+        return None
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            return None
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if not hasattr(value, "__float__"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, ArithmeticError, RuntimeError):
+        return None
+
+
+def describe_value(value: Any) -> str:
+    """A short description of a rejected result for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape}"
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def check_user_attr(key: Any, value: Any) -> None:
+    """Refuse a user attribute that storage could not keep: a key that is not a non-empty str,
+    or a value that is not JSON-able."""
+    if not isinstance(key, str) or not key:
+        raise KaizenTypeError(f"key must be a non-empty str, got {key!r}")
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError) as exc:  # ValueError: a container that contains itself
+        raise KaizenTypeError(
+            f"user attribute {key!r}: value must be JSON-able (str, int, float, bool, None, or "
+            f"lists and dicts of them), got {describe_value(value)} ({exc})"
+        ) from None
 
 
 def resolve_value(
@@ -37,8 +89,9 @@ def resolve_value(
 ) -> tuple[float, dict[str, float]]:
     """Turn what an objective returned into ``(objective value, metrics dict)``.
 
-    Raises :class:`~kaizenml.ValidationError` for unusable results; a non-finite value is
-    returned as it is (the caller fails the trial).
+    Raises :class:`~kaizenml.ValidationError` or :class:`~kaizenml.KaizenTypeError` for
+    unusable results (each number must be one real value); a non-finite value is returned as it
+    is (the caller fails the trial).
     """
     if isinstance(metrics, Mapping):
         if not metrics:
@@ -47,11 +100,13 @@ def resolve_value(
         for k, v in metrics.items():
             if not isinstance(k, str):
                 raise KaizenTypeError(f"trial {trial_number}: metric names must be str, got {k!r}")
-            if isinstance(v, bool) or not hasattr(v, "__float__"):
+            real = as_real(v)
+            if real is None:
                 raise KaizenTypeError(
-                    f"trial {trial_number}: metric {k!r} must be a number, got {v!r}"
+                    f"trial {trial_number}: metric {k!r} must be a real number, got "
+                    f"{describe_value(v)}"
                 )
-            out[k] = float(v)
+            out[k] = real
         if metric is None:
             if len(out) != 1:
                 raise ValidationError(
@@ -65,12 +120,12 @@ def resolve_value(
                 f"{sorted(out)}"
             )
         return out[metric], out
-    if isinstance(metrics, bool) or not hasattr(metrics, "__float__"):
+    value = as_real(metrics)
+    if value is None:
         raise KaizenTypeError(
-            f"trial {trial_number}: the objective must return a number or a dict of metrics, "
-            f"got {type(metrics).__name__}"
+            f"trial {trial_number}: the objective must return a real number or a dict of "
+            f"metrics, got {describe_value(metrics)}"
         )
-    value = float(metrics)
     return value, {metric or "value": value}
 
 
@@ -174,6 +229,10 @@ class HyperparameterOptimizer:
         if sampler_options is not None and not isinstance(sampler_options, Mapping):
             raise KaizenTypeError(
                 f"sampler_options must be a dict or None, got {type(sampler_options).__name__}"
+            )
+        if sampler_options is not None and "seed" in sampler_options:
+            raise ValidationError(
+                "sampler_options must not contain 'seed'; pass seed= to the study instead"
             )
         if isinstance(strategy, Sampler) and seed is not None and strategy.seed is None:
             logger.debug("seed=%s ignored: the Sampler instance carries its own seed", seed)
@@ -485,7 +544,12 @@ class HyperparameterOptimizer:
         self, trial_id: int | Trial, metrics: float | Mapping[str, float], **kw: Any
     ) -> Trial:
         """Finish a trial with its result: a number, or a dict of metrics (``metric`` picks the
-        objective). A NaN or infinite objective value fails the trial instead."""
+        objective). A NaN or infinite objective value fails the trial instead.
+
+        A result that is not a real number (a string, an array, a list) raises
+        :class:`~kaizenml.KaizenTypeError` and leaves the trial as it was, so it can be told
+        again or failed with :meth:`fail_trial`.
+        """
         number = self._number(trial_id)
         value, all_metrics = resolve_value(metrics, self.metric, number)
         if not math.isfinite(value):
@@ -551,9 +615,10 @@ class HyperparameterOptimizer:
         return trial
 
     def set_user_attr(self, trial_id: int | Trial, key: str, value: Any) -> None:
-        """Attach a JSON-able attribute to a trial."""
-        if not isinstance(key, str) or not key:
-            raise KaizenTypeError(f"key must be a non-empty str, got {key!r}")
+        """Attach a JSON-able attribute to a trial (:class:`~kaizenml.KaizenTypeError` for a
+        value JSON cannot hold, such as a set, an array or a datetime: convert it first, e.g.
+        ``arr.tolist()`` or ``dt.isoformat()``)."""
+        check_user_attr(key, value)
         self._storage.set_user_attr(self._study.study_id, self._number(trial_id), key, value)
 
     def result(self) -> Any:

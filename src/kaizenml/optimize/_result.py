@@ -154,7 +154,9 @@ class OptimizationResult:
     def recommendations(self, *, last_n: int | None = None) -> list[dict[str, Any]]:
         """Advice computed from the trials, each ``{"kind", "parameter", "message"}``.
 
-        * ``widen_range``: the best value sits within 5% of a bound of a numeric range;
+        * ``widen_range``: the best value sits within 5% of a bound of a numeric range (in the
+          unit encoding), or on the lowest or highest level of an ``Int`` or stepped ``Float``
+          with three levels or more;
         * ``fix_parameter``: a parameter explains under 1% of the variance alone (needs 20
           completed trials);
         * ``no_improvement``: the last ``last_n`` completed trials (default: max(10, a fifth))
@@ -173,10 +175,16 @@ class OptimizationResult:
                 ):
                     continue
                 value = best.params[name]
+                at_low, at_high = u[j] <= _EDGE, u[j] >= 1.0 - _EDGE
+                if self.space.kinds[j] != CONTINUOUS:
+                    # a few levels put even the end bins' centres far from the unit edges
+                    level = self.space._level_index(p, value)
+                    at_low = at_low or level == 0
+                    at_high = at_high or level == self.space.n_levels[j] - 1
                 side = None
-                if u[j] <= _EDGE:
+                if at_low:
                     side, bound = "low", p.low
-                elif u[j] >= 1.0 - _EDGE:
+                elif at_high:
                     side, bound = "high", p.high
                 if side is not None:
                     direction = "lower" if side == "low" else "raise"

@@ -34,7 +34,7 @@ from typing import Any
 
 from .._exceptions import KaizenTypeError, StateError, TrialPruned, ValidationError
 from .._validation import check_float, check_int
-from ._optimizer import HyperparameterOptimizer, resolve_value
+from ._optimizer import HyperparameterOptimizer, as_real, check_user_attr, resolve_value
 from ._pruners import NopPruner, Pruner
 from ._sampler import Sampler, SpaceExhausted
 from ._space import SearchSpace
@@ -74,9 +74,9 @@ class TrialHandle:
         return bool(self._backend.should_prune(self.number))
 
     def set_user_attr(self, key: str, value: Any) -> None:
-        """Attach a JSON-able attribute, saved with the trial."""
-        if not isinstance(key, str) or not key:
-            raise KaizenTypeError(f"key must be a non-empty str, got {key!r}")
+        """Attach a JSON-able attribute, saved with the trial (a value JSON cannot hold raises
+        :class:`~kaizenml.KaizenTypeError` here, in the objective)."""
+        check_user_attr(key, value)
         self.user_attrs[key] = value
 
     @property
@@ -190,15 +190,12 @@ def _load_objective(blob: bytes) -> Callable[..., Any]:
 
 
 def _plain(result: Any) -> Any:
-    # numpy scalars and the like become floats so the outcome pickles anywhere
+    # numpy scalars and the like become floats so the outcome pickles anywhere; anything else
+    # is sent back as it is and rejected (with its description) by resolve_value
     if isinstance(result, Mapping):
         return {k: _plain(v) for k, v in result.items()}
-    if isinstance(result, bool):
-        return result
-    try:
-        return float(result)
-    except (TypeError, ValueError):
-        return result
+    real = as_real(result)
+    return result if real is None else real
 
 
 def _call_objective(
@@ -322,7 +319,10 @@ def optimize_hyperparameters(
     load_if_exists: bool = False,
     seed: int | None = None,
     show_progress_bar: bool = False,
-    callbacks: Iterable[Callable[[HyperparameterOptimizer, Trial], Any]] = (),
+    callbacks: (
+        Callable[[HyperparameterOptimizer, Trial], Any]
+        | Iterable[Callable[[HyperparameterOptimizer, Trial], Any]]
+    ) = (),
     sampler_options: Mapping[str, Any] | None = None,
     retry_failed: int = 0,
     pruner_options: Mapping[str, Any] | None = None,
@@ -340,7 +340,8 @@ def optimize_hyperparameters(
         metrics. ``trial`` is a :class:`TrialHandle` (``report(step, value)``,
         ``should_prune()``); raising :class:`~kaizenml.TrialPruned` prunes the trial, any other
         exception fails it (the traceback is kept) and the study goes on; NaN or infinite
-        results fail the trial.
+        results fail the trial, and so does a result that is not a real number (a string, an
+        array; the error names the trial and the metric, and a warning is logged).
     strategy:
         ``"bayesian"``, ``"random"``, ``"grid"``, ``"genetic"`` or a :class:`Sampler`.
     max_trials:
@@ -369,7 +370,7 @@ def optimize_hyperparameters(
         A tqdm bar with the best value so far.
     callbacks:
         ``callback(optimizer, trial)`` after each finished trial (call ``optimizer.stop()`` to
-        end the study).
+        end the study); one callable or a list of them.
     sampler_options:
         Options of the named strategy (e.g. ``{"qmc": True}`` for random, ``{"grid_points":
         5}`` for grid).
@@ -403,10 +404,18 @@ def optimize_hyperparameters(
         raise KaizenTypeError(
             f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
         )
+    if callable(callbacks):
+        callbacks = [callbacks]  # one callback needs no list
+    elif isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise KaizenTypeError(
+            f"callbacks must be a callable or a list of callables, got {callbacks!r}"
+        )
     callbacks = list(callbacks)
     for cb in callbacks:
         if not callable(cb):
-            raise KaizenTypeError(f"callbacks must be callables, got {cb!r}")
+            raise KaizenTypeError(
+                f"callbacks must be a callable or a list of callables; got {cb!r} in the list"
+            )
 
     opt = HyperparameterOptimizer(
         space,

@@ -115,12 +115,37 @@ def available_strategies() -> tuple[str, ...]:
     return tuple(_STRATEGIES)
 
 
+def _accepted_options(cls: type) -> set[str] | None:
+    """Keyword options of a sampler class besides ``seed`` (``None``: it takes ``**kwargs``)."""
+    import inspect
+
+    out = set()
+    for name, p in inspect.signature(cls).parameters.items():
+        if p.kind == inspect.Parameter.VAR_KEYWORD:
+            return None
+        if name != "seed" and p.kind in (
+            inspect.Parameter.KEYWORD_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            out.add(name)
+    return out
+
+
 def make_sampler(strategy: str | Sampler, *, seed: int | None = None, **options: Any) -> Sampler:
     """Build the sampler for ``strategy`` (a name from :func:`available_strategies` or a
-    :class:`Sampler` instance, returned as it is)."""
+    :class:`Sampler` instance, returned as it is).
+
+    Options the strategy does not have raise :class:`~kaizenml.ValidationError` naming them and
+    the accepted ones.
+
+    Examples
+    --------
+    >>> make_sampler("random", seed=0, qmc=True).qmc
+    True
+    """
     import importlib
 
-    from .._exceptions import ValidationError
+    from .._exceptions import KaizenTypeError, ValidationError
 
     if isinstance(strategy, Sampler):
         if options:
@@ -129,6 +154,11 @@ def make_sampler(strategy: str | Sampler, *, seed: int | None = None, **options:
                 "pass them to the sampler's constructor"
             )
         return strategy
+    if not isinstance(strategy, str):
+        raise KaizenTypeError(
+            f"strategy must be a name {list(_STRATEGIES)} or a Sampler instance, got "
+            f"{type(strategy).__name__} {strategy!r}"
+        )
     if strategy not in _STRATEGIES:
         raise ValidationError(
             f"strategy={strategy!r} is not supported; choose one of {list(_STRATEGIES)} "
@@ -136,4 +166,12 @@ def make_sampler(strategy: str | Sampler, *, seed: int | None = None, **options:
         )
     module_name, cls_name = _STRATEGIES[strategy].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
+    accepted = _accepted_options(cls)
+    unknown = [] if accepted is None else [k for k in options if k not in accepted]
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        raise ValidationError(
+            f"strategy={strategy!r} does not accept the option{'s' if len(unknown) > 1 else ''} "
+            f"{names}; its options are {sorted(accepted or ())}"
+        )
     return cls(seed=seed, **options)

@@ -41,10 +41,32 @@ DISCRETE = 1
 CATEGORICAL = 2
 
 
+# Int values are decoded with int64 arithmetic (low + level * step)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# levels are encoded as float64 bin centres (i + 0.5) / n: up to 2**50 of them round-trip
+# exactly, with a margin for the rounding of the division and of the decoding product
+_MAX_LEVELS = 2**50
+
+
+def _show(value: Any) -> str:
+    # a huge int's repr is hundreds of digits (and raises past Python's str limit)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        v = int(value)
+        if abs(v) >= 10**21:
+            sign = "a negative" if v < 0 else "an"
+            return f"{sign} integer of about {int(abs(v).bit_length() * math.log10(2)) + 1} digits"
+    return repr(value)
+
+
 def _real(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise KaizenTypeError(f"{what} must be a real number, got {value!r}")
-    out = float(value)
+        raise KaizenTypeError(f"{what} must be a real number, got {_show(value)}")
+    try:
+        out = float(value)
+    except OverflowError:
+        raise ValidationError(
+            f"{what} must be a finite float (at most about 1.8e308 in size), got {_show(value)}"
+        ) from None
     if not math.isfinite(out):
         raise ValidationError(f"{what} must be finite, got {value!r}")
     return out
@@ -65,6 +87,11 @@ class Float:
         low_f, high_f = _real(low, "Float low"), _real(high, "Float high")
         if not low_f < high_f:
             raise ValidationError(f"Float needs low < high, got low={low_f}, high={high_f}")
+        if not math.isfinite(high_f - low_f):
+            raise ValidationError(
+                f"Float range [{low_f}, {high_f}] is too wide: high - low overflows a float; "
+                "narrow it or search a log-scaled parameter"
+            )
         if log and low_f <= 0:
             raise ValidationError(f"Float(log=True) needs low > 0, got low={low_f}")
         if step is not None:
@@ -74,6 +101,11 @@ class Float:
             if step_f <= 0:
                 raise ValidationError(f"Float step must be > 0, got {step_f}")
             n = (high_f - low_f) / step_f
+            if n >= _MAX_LEVELS:
+                raise ValidationError(
+                    f"Float step={step_f} gives {n:.3g} levels in [{low_f}, {high_f}]; at most "
+                    "2**50 are supported: use a larger step or no step"
+                )
             if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
                 raise ValidationError(
                     f"Float step={step_f} does not divide the range [{low_f}, {high_f}]; "
@@ -133,9 +165,12 @@ class Int:
         )
         for what, v in checks:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-                if isinstance(v, float) and v.is_integer():
-                    continue
-                raise KaizenTypeError(f"{what} must be an integer, got {v!r}")
+                if not (isinstance(v, float) and v.is_integer()):
+                    raise KaizenTypeError(f"{what} must be an integer, got {v!r}")
+            if not _INT64_MIN <= int(v) <= _INT64_MAX:
+                raise ValidationError(
+                    f"{what} must fit in a 64-bit integer ([-2**63, 2**63 - 1]), got {_show(v)}"
+                )
         low_i, high_i, step_i = int(low), int(high), int(step)
         if not low_i < high_i:
             raise ValidationError(f"Int needs low < high, got low={low_i}, high={high_i}")
@@ -149,6 +184,12 @@ class Int:
             raise ValidationError(
                 f"Int step={step_i} does not divide the range [{low_i}, {high_i}]; "
                 "choose high so that (high - low) is a multiple of step"
+            )
+        if high_i - low_i > _INT64_MAX or (high_i - low_i) // step_i >= _MAX_LEVELS:
+            raise ValidationError(
+                f"Int range [{low_i}, {high_i}] with step={step_i} is too wide: high - low must "
+                "fit in a 64-bit integer and the range may hold at most 2**50 levels; narrow it "
+                "or use a larger step"
             )
         object.__setattr__(self, "low", low_i)
         object.__setattr__(self, "high", high_i)
@@ -197,6 +238,12 @@ class Categorical:
             if c is not None and not isinstance(c, (str, int, float, bool)):
                 raise KaizenTypeError(
                     f"Categorical choices must be str, int, float, bool or None, got {c!r}"
+                )
+            # NaN never equals itself, so a trial's value could never be matched to its choice
+            if isinstance(c, float) and not math.isfinite(c):
+                raise ValidationError(
+                    f"Categorical choices must be finite numbers, got {c!r} in {list(ch)}; "
+                    "use a string such as 'nan' or None for a missing value"
                 )
         keys = [(type(c).__name__, c) for c in ch]
         if len(set(keys)) != len(keys):
