@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,24 +111,14 @@ def test_infinities_are_gaps_like_pandas(agg: str) -> None:
     assert np.array_equal(np.isnan(out), np.isnan(expected))
 
 
-@pytest.mark.parametrize("policy", ["zero", "forward", "mean", "backward"])
+@pytest.mark.parametrize("policy", ["fill_zero", "fill_forward", "fill_mean", "fill_backward"])
 def test_fill_policies_equal_pandas(policy: str) -> None:
     x = _series(2_000, seed=5, nan_frac=0.2)
     x[:3] = np.nan
     off = _segments(x.size, seed=6)
-    out = np.empty_like(x)
-    if policy == "zero":
-        K.fill_value(x, 0.0, out)
-        expected = np.nan_to_num(x, nan=0.0)
-    elif policy == "forward":
-        K.fill_forward(x, off, out)
-        expected = _by_segment(x, off, lambda s: s.ffill())
-    elif policy == "mean":
-        K.fill_expanding_mean(x, off, out)
-        expected = _by_segment(x, off, lambda s: s.fillna(s.expanding().mean()))
-    else:
-        K.fill_backward(x, off, out)
-        expected = _by_segment(x, off, lambda s: s.bfill())
+    kernel, oracle = _POST_PROCESSING[policy]
+    out = kernel(x, off, np.empty_like(x))
+    expected = oracle(x, off)
     np.testing.assert_allclose(out, expected, rtol=1e-12)
     assert np.array_equal(np.isnan(out), np.isnan(expected))
 
@@ -173,40 +165,56 @@ def _expanding_minmax_oracle(s: pd.Series) -> pd.Series:
     return ((s - lo) / (hi - lo)).where(hi > lo, 0.5).where(s.notna())
 
 
-@pytest.mark.parametrize(
-    "kernel",
-    ["zscore", "minmax", "fill_zero", "fill_forward", "fill_mean", "fill_backward", "last"],
-)
+def _run(call: Any) -> Any:
+    """A kernel call that returns its ``out`` argument."""
+
+    def kernel(x: np.ndarray, off: np.ndarray, out: np.ndarray) -> np.ndarray:
+        call(x, off, out)
+        return out
+
+    return kernel
+
+
+# post-processing kernel -> (kernel(x, offsets, out), pandas oracle(x with gaps as NaN, offsets))
+_POST_PROCESSING: dict[str, tuple[Any, Any]] = {
+    "zscore": (
+        _run(lambda x, off, out: K.expanding_zscore(x, off, 1, out)),
+        lambda g, off: _by_segment(
+            g, off, lambda s: (s - s.expanding().mean()) / s.expanding().std()
+        ),
+    ),
+    "minmax": (
+        _run(K.expanding_minmax),
+        lambda g, off: _by_segment(g, off, _expanding_minmax_oracle),
+    ),
+    "fill_zero": (
+        _run(lambda x, off, out: K.fill_value(x, 0.0, out)),
+        lambda g, off: np.nan_to_num(g, nan=0.0),
+    ),
+    "fill_forward": (_run(K.fill_forward), lambda g, off: _by_segment(g, off, lambda s: s.ffill())),
+    "fill_mean": (
+        _run(K.fill_expanding_mean),
+        lambda g, off: _by_segment(g, off, lambda s: s.fillna(s.expanding().mean())),
+    ),
+    "fill_backward": (
+        _run(K.fill_backward), lambda g, off: _by_segment(g, off, lambda s: s.bfill())
+    ),
+    "last": (
+        _run(lambda x, off, out: K.rolling_last(x, off, 4, out)),
+        lambda g, off: _by_segment(g, off, lambda s: s.ffill(limit=3)),
+    ),
+}
+
+
+@pytest.mark.parametrize("kernel", list(_POST_PROCESSING))
 def test_infinities_are_gaps_in_every_post_processing_kernel(kernel: str) -> None:
     # the oracle sees the infinities as NaN: a non-finite value is a gap, never data
     x = _with_infinities(1_500, seed=21)
     assert np.isinf(x).sum() > 50
     off = _segments(x.size, seed=22)
-    gaps = np.where(np.isfinite(x), x, np.nan)
-    out = np.empty_like(x)
-    if kernel == "zscore":
-        K.expanding_zscore(x, off, 1, out)
-        expected = _by_segment(
-            gaps, off, lambda s: (s - s.expanding().mean()) / s.expanding().std()
-        )
-    elif kernel == "minmax":
-        K.expanding_minmax(x, off, out)
-        expected = _by_segment(gaps, off, _expanding_minmax_oracle)
-    elif kernel == "fill_zero":
-        K.fill_value(x, 0.0, out)
-        expected = np.nan_to_num(gaps, nan=0.0)
-    elif kernel == "fill_forward":
-        K.fill_forward(x, off, out)
-        expected = _by_segment(gaps, off, lambda s: s.ffill())
-    elif kernel == "fill_mean":
-        K.fill_expanding_mean(x, off, out)
-        expected = _by_segment(gaps, off, lambda s: s.fillna(s.expanding().mean()))
-    elif kernel == "fill_backward":
-        K.fill_backward(x, off, out)
-        expected = _by_segment(gaps, off, lambda s: s.bfill())
-    else:
-        K.rolling_last(x, off, 4, out)
-        expected = _by_segment(gaps, off, lambda s: s.ffill(limit=3))
+    run, oracle = _POST_PROCESSING[kernel]
+    out = run(x, off, np.empty_like(x))
+    expected = oracle(np.where(np.isfinite(x), x, np.nan), off)
     assert np.isfinite(expected).sum() > 1_000
     np.testing.assert_allclose(out, expected, rtol=1e-8, atol=1e-10)
     assert np.array_equal(np.isnan(out), np.isnan(expected))
