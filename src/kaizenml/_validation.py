@@ -21,7 +21,7 @@ def validate_name(value: Any, param: str) -> str:
     """
     if not isinstance(value, str):
         raise KaizenTypeError(f"{param} must be a str, got {type(value).__name__}")
-    if not _NAME_RE.match(value) or ".." in value:
+    if not _NAME_RE.fullmatch(value) or ".." in value:
         raise ValidationError(
             f"{param}={value!r} is not a valid name: use 1-128 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit, without path separators or '..'"

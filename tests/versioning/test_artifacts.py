@@ -517,3 +517,53 @@ def test_threads_writing_large_artifacts_get_exact_checksums(
             manifest = json.loads((Path(v.artifact_path) / "manifest.json").read_text())
             assert manifest["files"]["arrays.npz"]["sha256"] == hashlib.sha256(data).hexdigest()
             manager.verify_version(f"t{k}", v.version)
+
+
+def test_commit_reported_failed_after_it_succeeded(manager: ModelVersionManager) -> None:
+    """A lost connection during COMMIT leaves its outcome unknown; the store says it was
+    stored: the version is returned once (not retried under the next number) and its folder
+    stays in place."""
+    from sqlalchemy.exc import OperationalError
+
+    manager.create_version("amb", {"w": np.ones(3)}, change_type="architecture")
+    dialect = manager.engine.dialect
+    real_commit = dialect.do_commit
+    calls: list[int] = []
+
+    def commit_then_lose_the_answer(dbapi_conn) -> None:
+        real_commit(dbapi_conn)
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    dialect.do_commit = commit_then_lose_the_answer
+    try:
+        v = manager.create_version("amb", {"w": np.zeros(3)}, change_type="retrain")
+    finally:
+        dialect.do_commit = real_commit
+    assert v.version == "1.1.0"
+    assert [x.version for x in manager.get_version_history("amb")] == ["1.1.0", "1.0.0"]
+    np.testing.assert_array_equal(manager.load_artifact("amb", "1.1.0")["w"], np.zeros(3))
+
+
+def test_commit_that_really_failed_undoes_the_folder(
+    manager: ModelVersionManager, art_root: Path
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    manager.create_version("amb", {"w": np.ones(3)}, change_type="architecture")
+    dialect = manager.engine.dialect
+    real_commit = dialect.do_commit
+
+    def lose_connection(dbapi_conn) -> None:
+        dbapi_conn.rollback()
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    dialect.do_commit = lose_connection
+    try:
+        with pytest.raises(OperationalError, match="server closed the connection"):
+            manager.create_version("amb", {"w": np.zeros(3)}, change_type="retrain")
+    finally:
+        dialect.do_commit = real_commit
+    assert [x.version for x in manager.get_version_history("amb")] == ["1.0.0"]
+    assert sorted(p.name for p in (art_root / "amb").iterdir()) == ["1.0.0"]

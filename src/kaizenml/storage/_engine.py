@@ -318,11 +318,11 @@ def _is_transient(exc: BaseException) -> bool:
                 "deadlock",
                 "could not serialize",
                 "already exists",
-                # PostgreSQL closed the connection under us (restart, failover); a new one works.
-                "server closed the connection",
-                "connection reset",
             )
         )
+        # A connection lost inside a transaction is not retried: if it was lost during COMMIT
+        # the transaction may have been committed, and running it again would do its work
+        # twice. (A pooled connection that died while idle is replaced before use: pre-ping.)
     if isinstance(exc, DBAPIError):
         return "already exists" in str(exc).lower()
     return False

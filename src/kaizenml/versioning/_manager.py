@@ -701,12 +701,37 @@ class ModelVersionManager:
                 published = final
                 # the row as inserted (a new number is never the active one)
                 record = self._to_version((*row, None))
-        except BaseException:
+        except BaseException as exc:
             if published is not None:
-                unpublish_folder(published, temp)
+                # A failure after the folder got its final name, most likely of the COMMIT
+                # itself, whose outcome a lost connection leaves unknown: ask the store.
+                committed = self._row_committed(name, version, checksum)
+                if committed and isinstance(exc, Exception):
+                    logger.warning(
+                        "the commit of %s %s reported %r but the version was stored; keeping it",
+                        name, version, exc,
+                    )
+                    return record
+                if committed is False:  # nothing points at the folder: undo, so a retry can
+                    unpublish_folder(published, temp)
+                # committed, or unknown: the folder stays where a committed row would look
+                # (if the row does not exist it is an orphan that clean_orphans removes)
             raise
         logger.info("created %s %s (%s)", name, version, change_type)
         return record
+
+    def _row_committed(self, name: str, version: str, checksum: str) -> bool | None:
+        """Whether the store holds this version with this checksum (None: it cannot say)."""
+        try:
+            with read_connection(self._engine) as conn:
+                found = conn.execute(
+                    sa.select(_mv.c.checksum).where(
+                        _mv.c.model_name == name, _mv.c.version == version
+                    )
+                ).scalar()
+        except Exception:  # the store is unreachable: the outcome stays unknown
+            return None
+        return found == checksum
 
     def get_version(self, model_name: str, version: str) -> ModelVersion:
         """The record of one version.
