@@ -145,3 +145,20 @@ def test_checkpoints_survive_a_killed_training_process(
     folders = (art_root / "trainer" / "checkpoints").iterdir()
     kept = sorted(int(p.name.split("-")[1]) for p in folders)
     assert kept == [c.step for c in ckpt.list()]
+
+
+def test_a_restarted_run_keeps_its_new_checkpoints(manager: ModelVersionManager) -> None:
+    """A training run restarted from step 0 after an earlier run reached step 300: its new
+    checkpoints are the ones kept and restored, not the old run's higher steps."""
+    first = manager.checkpointer("rs", every_n_steps=100, keep_last=2, keep_best=0)
+    for step in (100, 200, 300):
+        first.save(step, {"w": np.full(2, float(step)), "run": 1})
+    second = manager.checkpointer("rs", every_n_steps=100, keep_last=2, keep_best=0)
+    assert second.should_save(0)  # below the last step: a restart, due at once
+    saved = [s for s in range(0, 260, 10) if second.save(s, {"w": np.full(2, float(s)), "run": 2})]
+    assert saved == [0, 100, 200]
+    assert [c.step for c in second.list()] == [100, 200]
+    assert second.latest().step == 200
+    back = second.restore()
+    assert back["run"] == 2
+    np.testing.assert_array_equal(back["w"], [200.0, 200.0])

@@ -78,7 +78,7 @@ class Checkpointer:
         Save when at least this many seconds passed since the last save. With both cadences a
         save happens when either is due; with neither, every call saves.
     keep_last:
-        Number of most recent checkpoints (by step) to keep; at least 1.
+        Number of checkpoints saved last to keep (order of saving, not of steps); at least 1.
     keep_best:
         Number of best checkpoints by ``metric`` to keep as well (0 to disable).
     metric:
@@ -170,11 +170,11 @@ class Checkpointer:
         return [self._to_checkpoint(r) for r in rows]
 
     def latest(self) -> Checkpoint | None:
-        """The checkpoint with the highest step, or None."""
+        """The checkpoint saved last (after a restarted run, the new run's), or None."""
         with read_connection(self._engine) as conn:
             row = conn.execute(
                 sa.select(_ck).where(_ck.c.model_name == self._name)
-                .order_by(_ck.c.step.desc()).limit(1)
+                .order_by(_ck.c.id.desc()).limit(1)
             ).first()
         return None if row is None else self._to_checkpoint(row)
 
@@ -218,8 +218,8 @@ class Checkpointer:
         """Whether :meth:`save` at ``step`` would write, given the cadence."""
         if self._every_n is None and self._every_s is None:
             return True
-        if self._last_step is None:
-            return True
+        if self._last_step is None or step < self._last_step:
+            return True  # the first save, or a training run restarted below the last step
         due = False
         if self._every_n is not None and step - self._last_step >= self._every_n:
             due = True
@@ -240,8 +240,10 @@ class Checkpointer:
         """Save a checkpoint if the cadence says so (or ``force``); return whether it saved.
 
         Saving a step that already has a checkpoint replaces it. After a save, checkpoints
-        outside the last ``keep_last`` steps and the best ``keep_best`` by ``metric`` are
-        deleted (rows first, then folders).
+        outside the ``keep_last`` saved last and the best ``keep_best`` by ``metric`` are
+        deleted (rows first, then folders). "Last" is the order of saving, not of steps: a
+        training run restarted from step 0 keeps its new checkpoints, not the old run's higher
+        steps.
         """
         from ._manager import _check_metrics
 
@@ -300,10 +302,10 @@ class Checkpointer:
         def txn() -> builtins.list[str]:
             with self._engine.connect() as conn, conn.begin():
                 rows = conn.execute(
-                    sa.select(_ck).where(_ck.c.model_name == self._name).order_by(_ck.c.step)
+                    sa.select(_ck).where(_ck.c.model_name == self._name).order_by(_ck.c.id)
                 ).all()
                 items = [self._to_checkpoint(r) for r in rows]
-                keep = {c.step for c in items[-self._keep_last:]}
+                keep = {c.step for c in items[-self._keep_last:]}  # the ones saved last
                 if self._metric is not None and self._keep_best > 0:
                     keep |= {c.step for c in self._rank_best(items)[: self._keep_best]}
                 drop = [r for r in rows if r.step not in keep]
