@@ -507,3 +507,36 @@ def test_a_non_json_user_attribute_fails_in_the_objective_that_sets_it() -> None
     assert "KaizenTypeError: user attribute 'bad': value must be JSON-able" in res.trials[1].error
     assert "got array of shape (3,)" in res.trials[1].error
     assert res.trials[0].user_attrs == {"ok": [1, 2]}
+
+
+def test_a_run_survives_a_trial_finished_by_another_worker(tmp_path, caplog) -> None:
+    """Worker A stalls past the grace period; its trial is re-queued and B runs it. A's late
+    result lands first; B keeps the stored result, logs a warning and goes on with its run."""
+    import time
+
+    from kaizenml.optimize import HyperparameterOptimizer
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+    kw = dict(strategy="random", storage=url, study_name="s", load_if_exists=True,
+              heartbeat_interval=0.2, grace_period=0.5, retry_failed=1, seed=0)
+    a = HyperparameterOptimizer(space, **kw)
+    stalled = a.start_trial(a.ask())
+    a.close()  # no more heartbeats from A
+    time.sleep(0.8)
+
+    calls: list[float] = []
+
+    def objective(params: dict) -> float:
+        if not calls:  # while B runs the re-queued trial, A's late result arrives
+            a.complete_trial(stalled.number, 0.125)
+        calls.append(params["x"])
+        return params["x"]
+
+    with caplog.at_level(logging.WARNING, logger="kaizenml"):
+        result = optimize_hyperparameters(space, objective, max_trials=3, **kw)
+    assert calls[0] == stalled.params["x"]  # B ran the same trial again
+    assert "was finished by another worker" in caplog.text
+    done = [t for t in result.trials if t.number == stalled.number][0]
+    assert done.value == 0.125  # the result that arrived first stays
+    assert len(calls) == 3 and len(result.completed_trials) == 3

@@ -271,7 +271,27 @@ class _Progress:
 
 
 def _apply_outcome(opt: HyperparameterOptimizer, trial: Trial, out: Mapping[str, Any]) -> Trial:
-    """Record in the study how a trial ended."""
+    """Record in the study how a trial ended.
+
+    If the trial was finished meanwhile by another worker (this worker's heartbeat lapsed, the
+    trial was re-queued and run again elsewhere), the result that arrived first stays and this
+    one is dropped with a warning; the run goes on.
+    """
+    try:
+        return _record_outcome(opt, trial, out)
+    except StateError as exc:
+        stored = opt.get_trial(trial.number)
+        if not stored.state.is_finished:
+            raise
+        logger.warning(
+            "trial %d was finished by another worker while this one ran it (its heartbeat "
+            "lapsed and the trial was re-queued); this result is dropped: %s",
+            trial.number, exc,
+        )
+        return stored
+
+
+def _record_outcome(opt: HyperparameterOptimizer, trial: Trial, out: Mapping[str, Any]) -> Trial:
     number = trial.number
     status = out["status"]
     inter = out.get("intermediate") or None
