@@ -205,6 +205,15 @@ def test_storage_selection(home, tmp_path, capsys, monkeypatch) -> None:
     assert [m["model"] for m in json.loads(out)] == ["m"]
     code, _, err = run(capsys, "--storage", "not a url", "models", "list")
     assert code == 2 and "sqlite:///" in err
+    # a rollback reads the target's artifact, which lives next to the store: with --storage
+    # alone it would look in KAIZENML_HOME and fail every check, so it asks for --artifacts
+    code, _, err = run(capsys, "--storage", url, "models", "rollback", "m", "1.0.0")
+    assert code == 2 and "--artifacts DIR" in err
+    code, out, _ = run(capsys, "--json", "--storage", url, "--artifacts",
+                       str(home["path"] / "artifacts"), "models", "rollback", "m", "1.0.0",
+                       "--dry-run")
+    assert code == 0
+    assert all(c["passed"] for c in json.loads(out)["checks"])
 
 
 def test_console_entry_point(tmp_path) -> None:

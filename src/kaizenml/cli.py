@@ -20,7 +20,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from ._exceptions import KaizenError, NotFoundError, RollbackError, StorageError
+from ._exceptions import (
+    KaizenError,
+    NotFoundError,
+    RollbackError,
+    StorageError,
+    ValidationError,
+)
 from ._jsonable import to_jsonable
 
 __all__ = ["build_parser", "main"]
@@ -95,9 +101,9 @@ def _feature_store(args: argparse.Namespace) -> Any:
 def _version_manager(args: argparse.Namespace) -> Any:
     from .versioning import ModelVersionManager, get_model_version_manager
 
-    return (
-        ModelVersionManager(storage=args.storage) if args.storage else get_model_version_manager()
-    )
+    if args.storage or args.artifacts:
+        return ModelVersionManager(storage=args.storage, artifacts=args.artifacts)
+    return get_model_version_manager()
 
 
 def _storage_url(args: argparse.Namespace) -> str:
@@ -462,6 +468,13 @@ def _checks_text(plan: Any) -> list[str]:
 
 
 def _cmd_models_rollback(args: argparse.Namespace) -> int:
+    if args.storage and not args.artifacts and not args.home:
+        # the checks verify the target's artifact, which lives next to the store, not in
+        # KAIZENML_HOME: guessing would fail every check and record a failed plan
+        raise ValidationError(
+            "models rollback with --storage needs --artifacts DIR, the artifact folder of that "
+            "store (or --home DIR when the store is KAIZENML_HOME's)"
+        )
     manager = _version_manager(args)
     if args.dry_run:
         plan = manager.create_rollback_plan(args.name, args.version, args.reason)
@@ -588,6 +601,13 @@ def _common() -> argparse.ArgumentParser:
         metavar="DIR",
         default=argparse.SUPPRESS,
         help="use DIR as KAIZENML_HOME (database and artifacts) for this command",
+    )
+    common.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="the model versions' artifact folder, needed with --storage for the commands that "
+        "read artifacts (default: artifacts in KAIZENML_HOME)",
     )
     common.add_argument(
         "--json",
@@ -760,7 +780,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help/--version
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    for key, default in (("storage", None), ("home", None), ("json", False), ("verbose", False)):
+    for key, default in (
+        ("storage", None), ("home", None), ("artifacts", None), ("json", False), ("verbose", False)
+    ):
         if not hasattr(args, key):
             setattr(args, key, default)
     fn = getattr(args, "_fn", None)
