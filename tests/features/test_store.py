@@ -808,3 +808,16 @@ def test_disk_cache_bound_evicts_least_recently_used(db_url: str, tmp_path, hl) 
     assert fresh.cache_info()["disk_hits"] == 1
     fresh.compute_feature("r5", hl)  # the oldest was evicted
     assert fresh.cache_info()["disk_hits"] == 1 and fresh.cache_misses == 1
+
+
+def test_disk_cache_keeps_columns_named_like_savez_arguments(tmp_path) -> None:
+    """Columns called ``file`` or ``allow_pickle`` survive the disk cache (``np.savez(**cols)``
+    refused the first and silently dropped the second)."""
+    from kaizenml.features._cache import FeatureCache
+
+    cols = {"allow_pickle": np.arange(3.0), "file": np.ones(2), "rsi_14": np.full(4, 7.0)}
+    FeatureCache(1 << 20, tmp_path).put("ab" * 16, cols)
+    back = FeatureCache(1 << 20, tmp_path).get("ab" * 16)  # a new process: read from disk
+    assert back is not None and sorted(back) == sorted(cols)
+    for name, values in cols.items():
+        np.testing.assert_array_equal(back[name], values)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..storage import atomic_write_bytes, atomic_write_text
+from ..storage import atomic_write_bytes, atomic_write_text, npz_bytes
 
 __all__ = ["FeatureCache"]
 
@@ -117,10 +117,8 @@ class FeatureCache:
 
     def _save(self, key: str, columns: dict[str, np.ndarray]) -> None:
         data_path, sum_path = self._paths(key)
-        buf = io.BytesIO()
-        np.savez(buf, **columns)  # type: ignore[arg-type]
         try:
-            digest = atomic_write_bytes(data_path, buf.getvalue())
+            digest = atomic_write_bytes(data_path, npz_bytes(columns))
             # the checksum lands after the data, so a reader never trusts a half-written pair
             atomic_write_text(sum_path, digest)
         except OSError as exc:  # a full or read-only disk degrades to a memory-only cache

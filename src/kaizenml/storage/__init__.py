@@ -23,7 +23,7 @@ from ._engine import (
     retry_on_conflict,
     transaction_lock,
 )
-from ._files import atomic_write_bytes, atomic_write_text, fsync_dir, sha256_file
+from ._files import atomic_write_bytes, atomic_write_text, fsync_dir, npz_bytes, sha256_file
 from ._migrations import Migration, SchemaComponent, register_component, schema_versions
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "get_engine",
     "kaizenml_home",
     "metadata",
+    "npz_bytes",
     "read_connection",
     "register_component",
     "resolve_engine",

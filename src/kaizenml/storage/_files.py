@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 
 def fsync_dir(path: Path) -> None:
@@ -59,3 +64,17 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
                 break
             digest.update(block)
     return digest.hexdigest()
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes of an ``.npz`` file holding ``arrays`` (the layout of ``np.savez``).
+
+    Written member by member, so any key is a valid member name: ``np.savez(buf, **arrays)``
+    fails or silently drops arrays named after its own arguments (``file``, ``allow_pickle``).
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, array in arrays.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
