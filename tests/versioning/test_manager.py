@@ -375,3 +375,12 @@ def test_hot_queries_use_indexes(manager: ModelVersionManager) -> None:
     assert any("ix_kz_model_versions_history (model_name=? AND id>? AND id<?)" in p for p in plans)
     assert any("ix_kz_model_deleted_versions_row (model_name=? AND row_id>? AND row_id<?)" in p
                for p in plans)
+
+
+def test_a_name_differing_only_in_case_is_refused(manager: ModelVersionManager) -> None:
+    manager.create_version("momentum", {"w": np.ones(2)}, change_type="architecture")
+    with pytest.raises(ValidationError, match=r"'Momentum' differs from the existing model "
+                                              r"'momentum' only in letter case"):
+        manager.create_version("Momentum", {"w": np.zeros(2)}, change_type="architecture")
+    assert manager.list_models() == ["momentum"]
+    manager.create_version("momentum", {"w": np.zeros(2)}, change_type="retrain")  # same name: fine

@@ -261,6 +261,22 @@ class _FolderNotSynced(Exception):
     """The artifact's fsync outlasted the in-transaction wait (rolls the transaction back)."""
 
 
+def _refuse_case_twin(conn: Connection, name: str) -> None:
+    """Refuse a new model whose name differs from an existing one only in letter case: on
+    macOS and Windows both would live in the same artifact folder."""
+    twin = conn.execute(
+        sa.select(_mv.c.model_name)
+        .where(sa.func.lower(_mv.c.model_name) == name.lower(), _mv.c.model_name != name)
+        .limit(1)
+    ).scalar()
+    if twin is not None:
+        raise ValidationError(
+            f"model_name={name!r} differs from the existing model {twin!r} only in letter case; "
+            "their artifact folders would be the same on macOS and Windows: use that name or "
+            "another one"
+        )
+
+
 def _bump_revision(conn: Connection, name: str) -> int:
     """Increment the model's history revision inside the caller's write transaction.
 
@@ -663,6 +679,8 @@ class ModelVersionManager:
                     base: Version | None = Version.parse(parent)
                 else:
                     base = self._latest_number(conn, name)
+                    if base is None:
+                        _refuse_case_twin(conn, name)
                 number = next_version_number(self._used_numbers(conn, name), base, part)
                 version = str(number)
                 now = time.time()
