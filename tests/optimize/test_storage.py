@@ -216,6 +216,51 @@ def test_live_heartbeat_protects_a_trial_and_a_stopped_one_is_reclaimed(sqlite_u
         owner.complete_trial(t.number, 1.0)
 
 
+def test_reclaim_never_takes_a_trial_claimed_since_it_was_found_stale(sqlite_url) -> None:
+    """The reclaim is a compare-and-set on the heartbeat it saw: if the trial was re-queued
+    and claimed by another worker between its SELECT and its UPDATE (possible on PostgreSQL),
+    the claim stands."""
+    import sqlalchemy as sa
+
+    from kaizenml.optimize._storage import trials_table
+
+    kw = dict(strategy="random", storage=sqlite_url, study_name="cas", pruner=None,
+              heartbeat_interval=0.1, grace_period=0.3)
+    owner = HyperparameterOptimizer(SPACE, **kw)
+    t = owner.start_trial(owner.ask().number)
+    other = HyperparameterOptimizer(SPACE, load_if_exists=True, **kw)  # opens while it is live
+    owner.close()
+    time.sleep(0.6)
+    engine = other.storage.engine
+    fresh = time.time() + 60.0
+    fired: list[int] = []
+
+    def claimed_meanwhile(conn, cursor, statement, parameters, context, executemany):
+        # just before the reclaim's UPDATE, another worker's claim lands (same transaction
+        # here, so that SQLite's single writer does not serialize it away)
+        upper = statement.lstrip().upper()
+        if not fired and upper.startswith("UPDATE") and "HEARTBEAT" in upper:
+            fired.append(1)
+            cursor.execute(
+                f"UPDATE {trials_table.name} SET heartbeat = ?, owner = ? WHERE number = ?",
+                (fresh, "worker-z", t.number),
+            )
+
+    sa.event.listen(engine, "before_cursor_execute", claimed_meanwhile)
+    try:
+        assert other.reclaim_stale_trials() == []
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", claimed_meanwhile)
+    assert fired
+    kept = other.get_trial(t.number)
+    assert kept.state == TrialState.RUNNING
+    with engine.connect() as conn:
+        owner_now = conn.execute(
+            sa.select(trials_table.c.owner).where(trials_table.c.number == t.number)
+        ).scalar()
+    assert owner_now == "worker-z"
+
+
 _KILLED = textwrap.dedent(
     """
     import os, sys, time

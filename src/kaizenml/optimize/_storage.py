@@ -1034,24 +1034,32 @@ class SQLStorage(StudyStorage):
                         t.c.heartbeat < now - grace_period,
                     )
                 ).fetchall()
+                reclaimed = []
                 for row in rows:
                     attrs = json.loads(row.system_attrs_json)
-                    where = sa.and_(t.c.study_id == study_id, t.c.number == row.number)
+                    # compare-and-set: still unfinished, owned and with the heartbeat seen
+                    # above. On PostgreSQL another worker may have reclaimed the trial and a
+                    # third claimed it since the SELECT; it must not be taken from that one.
+                    where = sa.and_(
+                        t.c.study_id == study_id,
+                        t.c.number == row.number,
+                        t.c.state.in_(_UNFINISHED),
+                        t.c.owner.is_not(None),
+                        t.c.heartbeat == row.heartbeat,
+                    )
                     if int(attrs.get("retries", 0)) < retry_failed:
-                        conn.execute(sa.update(t).where(where).values(**_requeue_values(attrs)))
+                        values = _requeue_values(attrs)
                     else:
-                        conn.execute(
-                            sa.update(t)
-                            .where(where)
-                            .values(
-                                state=TrialState.FAILED.value,
-                                owner=None,
-                                heartbeat=None,
-                                datetime_complete=now,
-                                error=_lost_message(int(row.number), now - row.heartbeat),
-                            )
+                        values = dict(
+                            state=TrialState.FAILED.value,
+                            owner=None,
+                            heartbeat=None,
+                            datetime_complete=now,
+                            error=_lost_message(int(row.number), now - row.heartbeat),
                         )
-                return [int(r.number) for r in rows]
+                    if conn.execute(sa.update(t).where(where).values(**values)).rowcount == 1:
+                        reclaimed.append(int(row.number))
+                return reclaimed
 
         numbers = retry_on_conflict(txn)
         return [self.get_trial(study_id, n) for n in numbers]
