@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ..storage import metadata
+from ..storage import metadata, register_component
 
 __all__ = [
     "feature_definitions",
@@ -69,4 +69,15 @@ feature_lineage = sa.Table(
     sa.Column("version", sa.String(128), primary_key=True),
     sa.Column("lineage", sa.Text, nullable=False),  # JSON of FeatureLineage.to_dict()
     sa.Column("computed_at", sa.String(40), nullable=False),
+)
+
+# Schema version 1 of the feature store (see kaizenml.storage's migrations): a store written by
+# a newer kaizenml is refused instead of modified.
+register_component(
+    "features",
+    tables=[
+        t.name
+        for t in (feature_definitions, feature_statistics, feature_drift_references,
+                  feature_lineage)
+    ],
 )

@@ -36,6 +36,7 @@ from ..storage import (
     ensure_schema,
     metadata,
     read_connection,
+    register_component,
     resolve_engine,
     retry_on_conflict,
 )
@@ -89,6 +90,10 @@ trials_table = sa.Table(
     sa.UniqueConstraint("study_id", "number", name="uq_optimize_trials_study_number"),
     sa.Index("ix_optimize_trials_study_state", "study_id", "state"),
 )
+
+# Schema version 1 of the study store (see kaizenml.storage's migrations): a store written by a
+# newer kaizenml is refused instead of modified.
+register_component("studies", tables=[studies_table.name, trials_table.name])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ..storage import metadata
+from ..storage import metadata, register_component
 
 __all__ = [
     "active_versions",
@@ -181,4 +181,17 @@ checkpoints = sa.Table(
     sa.Column("checksum", sa.String(64), nullable=False),
     sa.Column("serializer", sa.String(16), nullable=True),
     sa.UniqueConstraint("model_name", "step", name="uq_kz_model_checkpoints_name_step"),
+)
+
+# Schema version 1 of the version store. Declaring it lets a store written by a newer
+# kaizenml (a higher recorded version) be refused instead of modified.
+register_component(
+    "versioning",
+    tables=[
+        t.name
+        for t in (
+            model_versions, deleted_versions, history_revisions, version_tags, version_metrics,
+            active_versions, deployments, rollback_plans, checkpoints,
+        )
+    ],
 )
