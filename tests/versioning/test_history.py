@@ -358,7 +358,7 @@ def test_chunked_history_equals_eager_records(
     _bulk_rows(mgr.engine, "other", 30, 0)  # another model's ids interleave in the id ranges
     _add_prereleases(mgr.engine, "m")
     _fill(mgr, "m", 5, rng)
-    mgr.set_active_version("m", "2.50.0")
+    mgr.set_active_version("m", "2.50.0", verify=False)  # rows inserted without artifacts
     for v in ["1.0.0", "1.7.0", "1.8.0", "2.13.0", "3.59.0", made[4], made[5]]:
         mgr.delete_version("m", v)
     expected = eager_history(mgr.engine, root, "m")
@@ -395,7 +395,7 @@ def test_history_is_a_snapshot_of_its_read(
     mgr = ModelVersionManager(url, root)
     _bulk_rows(mgr.engine, "m", 60, 0)
     made = _fill(mgr, "m", 8, np.random.default_rng(5))
-    mgr.set_active_version("m", "1.30.0")
+    mgr.set_active_version("m", "1.30.0", verify=False)  # rows inserted without artifacts
     expected = eager_history(mgr.engine, root, "m")
     newest, oldest = expected[0].version, expected[-1].version
     newest_id = _row_id(mgr.engine, "m", newest)

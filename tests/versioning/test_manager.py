@@ -384,3 +384,23 @@ def test_a_name_differing_only_in_case_is_refused(manager: ModelVersionManager) 
         manager.create_version("Momentum", {"w": np.zeros(2)}, change_type="architecture")
     assert manager.list_models() == ["momentum"]
     manager.create_version("momentum", {"w": np.zeros(2)}, change_type="retrain")  # same name: fine
+
+
+def test_activating_a_corrupted_artifact_is_refused(
+    manager: ModelVersionManager, art_root: Path
+) -> None:
+    from kaizenml import IntegrityError
+
+    manager.create_version("act", {"w": np.ones(3)}, change_type="architecture")
+    manager.create_version("act", {"w": np.zeros(3)}, change_type="retrain")
+    manager.set_active_version("act", "1.0.0")
+    npz = art_root / "act" / "1.1.0" / "arrays.npz"
+    data = bytearray(npz.read_bytes())
+    data[-40] ^= 0x01
+    npz.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"arrays\.npz is corrupted"):
+        manager.set_active_version("act", "1.1.0")
+    assert manager.get_active_version("act").version == "1.0.0"
+    assert len(manager.get_deployment_history("act")) == 1
+    manager.set_active_version("act", "1.1.0", verify=False)  # the caller's explicit choice
+    assert manager.get_active_version("act").version == "1.1.0"

@@ -1090,11 +1090,20 @@ class ModelVersionManager:
         return current, True
 
     def set_active_version(
-        self, model_name: str, version: str, *, changed_by: str = "", reason: str = ""
+        self,
+        model_name: str,
+        version: str,
+        *,
+        changed_by: str = "",
+        reason: str = "",
+        verify: bool = True,
     ) -> ModelVersion:
         """Make ``version`` the active (deployed) version and log the change.
 
-        Setting the version that is already active changes nothing and logs nothing.
+        Setting the version that is already active changes nothing and logs nothing. With
+        ``verify`` (the default) the version's artifact is checked first, every file against
+        its checksum, so a missing or corrupted artifact is never made the running one (an
+        :class:`~kaizenml.IntegrityError` naming the file; nothing changes).
 
         Examples
         --------
@@ -1105,6 +1114,11 @@ class ModelVersionManager:
         version = _check_version_text(version)
         changed_by = _check_text(changed_by, "changed_by", 256)
         reason = _check_text(reason, "reason")
+        if not isinstance(verify, bool):
+            raise KaizenTypeError(f"verify must be a bool, got {verify!r}")
+        if verify:
+            target = self.get_version(name, version)
+            verify_folder(Path(target.artifact_path), target.checksum)
 
         def txn() -> ModelVersion:
             with self._engine.connect() as conn, conn.begin():
