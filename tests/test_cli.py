@@ -224,3 +224,12 @@ def test_console_entry_point(tmp_path) -> None:
         timeout=120,
     )
     assert proc.returncode == 2 and "ghost" in proc.stderr
+
+
+def test_corrupted_artifact_is_a_failed_action(home, capsys) -> None:
+    npz = home["path"] / "artifacts" / "m" / "1.0.0" / "arrays.npz"
+    data = bytearray(npz.read_bytes())
+    data[-40] ^= 0x01
+    npz.write_bytes(bytes(data))
+    code, _, err = run(capsys, "models", "activate", "m", "1.0.0")
+    assert code == 1 and "arrays.npz is corrupted" in err

@@ -1,8 +1,9 @@
 """The ``kaizenml`` command: inspect and act on the embedded store, and run the demo.
 
 Exit codes: 0 success; 1 an action ran and failed (for example a rollback refused by one of its
-validation checks); 2 a usage error (bad arguments, an unknown model, study, feature or
-version, a bad storage URL). Errors go to stderr as one line saying what to do.
+validation checks, or an artifact that fails its checksums); 2 a usage error (bad arguments, an
+unknown model, study, feature or version, a bad storage URL or a store that cannot be opened).
+Errors go to stderr as one line saying what to do.
 
 The store is chosen by ``--storage URL`` (a SQLAlchemy database URL), else by the
 ``KAIZENML_HOME`` folder (``--home DIR`` sets it for one command), else ``~/.kaizenml``.
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import __version__
 from ._exceptions import (
+    IntegrityError,
     KaizenError,
     NotFoundError,
     RollbackError,
@@ -633,7 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Continuous improvement of ML models in trading research: inspect studies, "
         "features and model versions in the store, roll back safely, run the demo.",
         epilog="Start with `kaizenml demo`. Exit codes: 0 ok, 1 action failed (e.g. a rollback "
-        "check), 2 usage error or unknown name. KAIZENML_HOME selects the default store.",
+        "check, a corrupted artifact), 2 usage error, unknown name or a store that cannot be "
+        "opened. KAIZENML_HOME selects the default store.",
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"kaizenml {__version__}")
@@ -802,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = _HINTS.get(getattr(args, "command", ""), "")
         print(f"kaizenml: {exc}" + (f" (see `{hint}`)" if hint else ""), file=sys.stderr)
         return EXIT_USAGE
-    except RollbackError as exc:
+    except (RollbackError, IntegrityError) as exc:
         print(f"kaizenml: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except StorageError as exc:
