@@ -89,7 +89,9 @@ def aot_extension() -> Any:
     # to the compiler only when the extension is built (see prepare).
     ext.aot_sources = ext.sources
     ext.sources = []
-    ext.depends = []
+    # rebuilt by an incremental build_ext when the kernels' source changes (relative paths,
+    # which an sdist accepts)
+    ext.depends = ["src/kaizenml/indicators/_kernels.py", "src/kaizenml/indicators/_aot.py"]
     return ext
 
 

@@ -614,7 +614,7 @@ def _lag_1d(x, horizon, kind, out):
     if n <= horizon:
         return
     # an elementwise pass over two shifted views (it vectorizes), counting non-finite results;
-    # every input enters some result, so a clean count proves the series has no gap
+    # with the inputs no result reads (checked below), a clean count proves there is no gap
     now = x[horizon:]
     then = x[: n - horizon]
     dest = out[horizon:]
@@ -640,10 +640,13 @@ def _lag_1d(x, horizon, kind, out):
             r = (now[j] / then[j] - 1.0) * 100.0
             odd += (r - r) != 0.0
             dest[j] = r
+    # the inputs between the two views (series shorter than twice the horizon) enter no result
+    for j in range(m, horizon):
+        odd += not _ok(x[j])
     if odd == 0:
         return
-    # a non-finite result: either a gap (redo with the gap policy) or a finite division by
-    # zero (the pass below reproduces it)
+    # a non-finite result or input: either a gap (redo with the gap policy) or a finite
+    # division by zero (the pass below reproduces it)
     run = 0
     for i in range(n):
         v = x[i]
