@@ -821,3 +821,52 @@ def test_disk_cache_keeps_columns_named_like_savez_arguments(tmp_path) -> None:
     assert back is not None and sorted(back) == sorted(cols)
     for name, values in cols.items():
         np.testing.assert_array_equal(back[name], values)
+
+
+_SCALE = 2.0
+
+
+def _scaled_helper(x):
+    return x * _SCALE
+
+
+def _scaled(close, *, window_size=None):
+    return _scaled_helper(close)
+
+
+def test_function_fingerprint_follows_helpers_globals_closures_and_attributes() -> None:
+    """A change that alters what a compute function returns changes its cache token: a helper it
+    calls, a module constant that helper reads, the middle of a large closure array, a callable
+    object's attribute."""
+    import kaizenml.features._store as store_module
+
+    token = store_module._function_token
+    before = token(_scaled)
+    global _SCALE
+    _SCALE = 3.0
+    try:
+        assert token(_scaled) != before
+    finally:
+        _SCALE = 2.0
+    assert token(_scaled) == before  # and back: the token is a function of what is used
+
+    def closing_over(w):
+        def weighted(close, *, window_size=None):
+            return close * w
+        return weighted
+
+    w = np.ones(5000)
+    w2 = w.copy()
+    w2[2500] = 3.0  # repr() of both arrays is the same
+    assert repr(w) == repr(w2)
+    assert token(closing_over(w)) != token(closing_over(w2))
+
+    class Scale:
+        def __init__(self, k):
+            self.k = k
+
+        def __call__(self, close, *, window_size=None):
+            return close * self.k
+
+    assert token(Scale(2.0)) != token(Scale(3.0))
+    assert token(Scale(2.0)) == token(Scale(2.0))

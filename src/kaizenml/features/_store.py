@@ -22,6 +22,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .. import __version__
 from .._exceptions import KaizenTypeError, NotFoundError, StorageError, ValidationError
 from .._validation import check_choice, check_float, check_int, validate_name
 from ..storage import (
@@ -69,31 +70,77 @@ def _digest(obj: Any) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest()
 
 
-def _function_token(fn: Callable[..., Any]) -> str:
-    """A fingerprint of a function's code, so re-registering a changed function misses the cache.
+def _value_token(value: Any, seen: set[int]) -> Any:
+    """What a value contributes to a function's fingerprint: an array's full bytes (its repr
+    elides the middle of a large one), the code of a function, containers item by item."""
+    if isinstance(value, np.ndarray):
+        data = np.ascontiguousarray(value)
+        if data.dtype.hasobject:
+            return ["ndarray", repr(value)]
+        digest = hashlib.blake2b(data.view(np.uint8).reshape(-1).data, digest_size=20)
+        return ["ndarray", str(value.dtype), list(value.shape), digest.hexdigest()]
+    if isinstance(value, (list, tuple)):
+        return [type(value).__name__, [_value_token(v, seen) for v in value]]
+    if isinstance(value, dict):
+        return ["dict", [[repr(k), _value_token(v, seen)] for k, v in value.items()]]
+    if callable(value) and getattr(value, "__code__", None) is not None:
+        return ["function", _code_parts(value, seen)]
+    return repr(value)
 
-    Bytecode, constants, defaults and closure values are hashed; a function that reads mutable
-    globals can still change behind the store's back, which the docs warn about.
-    """
-    parts: list[Any] = [getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn))]
+
+def _code_parts(fn: Callable[..., Any], seen: set[int]) -> list[Any]:
+    if id(fn) in seen:  # recursion between helpers
+        return ["seen", getattr(fn, "__qualname__", "")]
+    seen.add(id(fn))
+    # (a callable object has no qualified name of its own, and its repr carries its address)
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    parts: list[Any] = [getattr(fn, "__module__", ""), qualname]
     code = getattr(fn, "__code__", None)
-    if code is None:  # a callable object: fingerprint its __call__
-        code = getattr(type(fn).__call__, "__code__", None)
+    if code is None:  # a callable object: fingerprint its __call__ and its attributes
+        call = type(fn).__call__
+        code = getattr(call, "__code__", None)
+        parts.append(_value_token(dict(getattr(fn, "__dict__", {})), seen))
+        fn = call
     if code is not None:
         parts.append(code.co_code.hex())
         parts.append(repr(code.co_consts))
         parts.append(repr(code.co_names))
-    parts.append(repr(getattr(fn, "__defaults__", None)))
-    parts.append(repr(getattr(fn, "__kwdefaults__", None)))
+    parts.append(_value_token(getattr(fn, "__defaults__", None), seen))
+    parts.append(_value_token(getattr(fn, "__kwdefaults__", None), seen))
     closure = getattr(fn, "__closure__", None) or ()
     cells = []
     for cell in closure:
         try:
-            cells.append(repr(cell.cell_contents))
+            cells.append(_value_token(cell.cell_contents, seen))
         except ValueError:
             cells.append("<empty>")
     parts.append(cells)
-    return _digest(parts)
+    # what the code reads by global name from its own module: the functions it calls (its
+    # helpers, recursively) and plain values (numbers, strings, arrays, tuples of them)
+    module = getattr(fn, "__module__", None)
+    namespace = getattr(fn, "__globals__", {})
+    used = []
+    for name in getattr(code, "co_names", ()):
+        target = namespace.get(name)
+        if callable(target) and getattr(target, "__code__", None) is not None:
+            if getattr(target, "__module__", None) == module:
+                used.append([name, _code_parts(target, seen)])
+        elif isinstance(target, (bool, int, float, complex, str, bytes, tuple, np.ndarray)):
+            used.append([name, _value_token(target, seen)])
+    parts.append(used)
+    return parts
+
+
+def _function_token(fn: Callable[..., Any]) -> str:
+    """A fingerprint of a function's code, so re-registering a changed function misses the cache.
+
+    Hashed: bytecode, constants, defaults, closure values and a callable object's attributes
+    (arrays by their full bytes); what the code reads by global name from its own module, the
+    functions it calls (recursively) and plain values; and kaizenml's version (its built-in
+    kernels change with it). Helpers from other modules and mutable objects that change after
+    registration are not seen, which the docs warn about: bump the feature's version then.
+    """
+    return _digest([__version__, _code_parts(fn, set())])
 
 
 @dataclass(frozen=True)
