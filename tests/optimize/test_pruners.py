@@ -58,9 +58,16 @@ def test_median_pruner_decisions(direction, sign) -> None:
     assert MedianPruner(n_startup_trials=5, n_warmup_steps=3).prune(
         peers, _running(9, {3: 9.0}, sign), direction
     )
+    # checks at the first report at or after 1, 3, 5, ... (Optuna's interval rule)
     every2 = MedianPruner(n_startup_trials=5, n_warmup_steps=1, interval_steps=2)
-    assert not every2.prune(peers, _running(9, {2: 9.0}, sign), direction)
-    assert every2.prune(peers, _running(9, {3: 9.0}, sign), direction)
+    assert every2.prune(peers, _running(9, {2: 9.0}, sign), direction)  # first report past 1
+    assert not every2.prune(peers, _running(9, {1: 9.0, 2: 9.0}, sign), direction)  # 1 was it
+    assert every2.prune(peers, _running(9, {1: 9.0, 2: 9.0, 3: 9.0}, sign), direction)
+    assert every2.prune(peers, _running(9, {1: 9.0, 4: 9.0}, sign), direction)  # passed 3
+    # a NaN among the values is skipped (best of the rest); only an all-NaN history is pruned
+    assert not p.prune(peers, _running(9, {0: float("nan"), 1: 0.0}, sign), direction)
+    assert p.prune(peers, _running(9, {0: float("nan"), 1: float("nan")}, sign), direction)
+    assert not p.prune([], _running(9, {0: float("nan")}, sign), direction)  # nothing done yet
     assert not MedianPruner(n_startup_trials=6).prune(peers, _running(9, {0: 9.0}, sign), direction)
     # pruned and running peers are not part of the median
     others = [
@@ -195,3 +202,47 @@ def test_nop_pruner_and_trial_pruned_without_pruner() -> None:
         make_pruner("percentile", percentile=150.0)
     with pytest.raises(ValidationError, match="does not accept"):
         make_pruner("median", reduction_factor=3)
+
+
+def test_percentile_pruner_agrees_with_optuna() -> None:
+    """Random histories, decisions compared with Optuna's PercentilePruner (the reference these
+    rules follow). Peers report finite values: a peer's NaN at the step counts towards
+    ``n_min_trials`` in Optuna but not here, a documented difference."""
+    optuna = pytest.importorskip("optuna")
+    from optuna.trial import TrialState as OptunaState
+    from optuna.trial import create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(400):
+        direction = str(rng.choice(["minimize", "maximize"]))
+        warmup, interval = int(rng.integers(0, 4)), int(rng.integers(1, 4))
+        startup, n_min = int(rng.integers(0, 4)), int(rng.integers(1, 3))
+        q = float(rng.choice([25.0, 50.0, 75.0]))
+
+        def history(nan_rate: float) -> dict[int, float]:
+            steps = sorted(rng.choice(8, size=int(rng.integers(1, 6)), replace=False))
+            return {int(s): float("nan") if rng.random() < nan_rate else float(rng.random())
+                    for s in steps}
+
+        done = [history(0.0) for _ in range(int(rng.integers(0, 7)))]
+        current = history(0.15)
+        ours = PercentilePruner(q, n_startup_trials=startup, n_warmup_steps=warmup,
+                                interval_steps=interval, n_min_trials=n_min)
+        trials = [Trial(i, {}, TrialState.COMPLETE, 0.5, intermediate_values=iv)
+                  for i, iv in enumerate(done)]
+        me = Trial(len(done), {}, TrialState.RUNNING, intermediate_values=current)
+        study = optuna.create_study(direction=direction)
+        for iv in done:
+            study.add_trial(create_trial(value=0.5, intermediate_values=iv, params={},
+                                         distributions={}))
+        theirs = optuna.pruners.PercentilePruner(
+            q, n_startup_trials=startup, n_warmup_steps=warmup, interval_steps=interval,
+            n_min_trials=n_min,
+        ).prune(study, create_trial(state=OptunaState.RUNNING, intermediate_values=current,
+                                    params={}, distributions={}))
+        assert ours.prune(trials + [me], me, direction) == bool(theirs), (
+            direction, q, startup, warmup, interval, n_min, done, current)
+        checked += bool(theirs)
+    assert checked > 50  # the comparison covers many prunes, not only "keep"

@@ -69,10 +69,15 @@ class NopPruner(Pruner):
 
 
 def _step_checks(trial: Trial, n_warmup_steps: int, interval_steps: int) -> int | None:
+    """The step to check now, or None: past the warm-up, and the first report at or after an
+    interval boundary (``n_warmup_steps + k * interval_steps``), as Optuna decides it, so a
+    trial that reports on steps other than the exact multiples is still checked."""
     step = trial.last_step
     if step is None or step < n_warmup_steps:
         return None
-    if (step - n_warmup_steps) % interval_steps:
+    boundary = (step - n_warmup_steps) // interval_steps * interval_steps + n_warmup_steps
+    before = max((s for s in trial.intermediate_values if s != step), default=-1)
+    if before >= boundary:  # an earlier report already passed this boundary
         return None
     return step
 
@@ -89,7 +94,8 @@ class PercentilePruner(Pruner):
     n_warmup_steps:
         Steps below this are never pruned.
     interval_steps:
-        Check only every ``interval_steps`` steps after the warm-up.
+        Check at the first report at or after each ``n_warmup_steps + k * interval_steps``
+        (Optuna's rule), so a trial reporting on other steps is still checked once per interval.
     n_min_trials:
         Completed trials that must have reported the same step before comparing.
 
@@ -137,13 +143,14 @@ class PercentilePruner(Pruner):
         completed = [
             t for t in trials if t.state == TrialState.COMPLETE and t.number != trial.number
         ]
-        if len(completed) < self.n_startup_trials:
-            return False
+        if not completed or len(completed) < self.n_startup_trials:
+            return False  # nothing finished yet to compare with, as in Optuna
         sign = direction_sign(direction)
         own = [sign * v for s, v in trial.intermediate_values.items() if s <= step]
-        if any(math.isnan(v) for v in own):
-            return True  # a diverged run cannot recover a comparable value
-        best = min(own)
+        finite = [v for v in own if not math.isnan(v)]
+        if not finite:
+            return True  # nothing but NaN: a diverged run cannot recover a comparable value
+        best = min(finite)  # a NaN among the values (a metric undefined early) is skipped
         peers = [
             sign * t.intermediate_values[step]
             for t in trials
