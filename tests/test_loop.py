@@ -259,3 +259,19 @@ def test_new_data_new_study_seeded_with_the_champion(env) -> None:
     assert rep2.baseline_value == pytest.approx((champion["x"] - 0.6) ** 2)
     assert rep2.baseline_value == pytest.approx(first.value)
     assert rep2.n_trials == 6
+
+
+def test_a_rejected_winner_is_not_versioned_again_on_rerun(env) -> None:
+    """The rerun on the same data resumes the study; when its best trial is still one an earlier
+    run versioned (and did not promote), that version is reused, not duplicated."""
+    url, manager = env
+
+    def fit(params, dataset):
+        return {"loss": (params["x"] - 0.3) ** 2}
+
+    run(env, fit, max_trials=1)  # 1.0.0, promoted as the first version
+    reports = [run(env, fit, max_trials=3, min_improvement=1.0) for _ in range(3)]
+    candidates = {r.new_version for r in reports}
+    assert len(candidates) == 1 and None not in candidates  # one candidate version, reused
+    assert not any(r.promoted for r in reports)
+    assert len(manager.get_version_history("toy")) == 2

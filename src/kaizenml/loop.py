@@ -509,24 +509,37 @@ def improve_model(
         report.elapsed = time.perf_counter() - started
         return report
 
-    # 4. the new version, with the winner's artifact (retrained when it ran in another process)
-    if best_seen["key"] == _params_key(best_params):
-        artifact = best_seen["artifact"]
-    else:
-        _, artifact = call(dict(best_params), _UNTRACKED)
-    payload = _artifact_payload(artifact, report, space)
-    version = manager.create_version(
-        model_name,
-        payload,
-        change_type="hyperparameter",
-        description=description
-        or f"{strategy_name} search over {space.n_dims} parameters, "
-        f"best {metric}={report.best_value:.6g}",
-        created_by=created_by,
-        metrics=report.best_metrics,
-        parent_version=report.baseline_version,
-        tags={**tags, "study": study_name, "trial": str(best.number)},
+    # 4. the new version, with the winner's artifact (retrained when it ran in another process);
+    # a winner from an earlier run of this study that was versioned then is not versioned again
+    earlier = (
+        manager.search(model_name, tags={"study": study_name, "trial": str(best.number)}, limit=1)
+        if best.number < n_before
+        else []
     )
+    if earlier:
+        version = earlier[0]
+        logger.info(
+            "the best trial (#%d) is from an earlier run, versioned then as %s", best.number,
+            version.version,
+        )
+    else:
+        if best_seen["key"] == _params_key(best_params):
+            artifact = best_seen["artifact"]
+        else:
+            _, artifact = call(dict(best_params), _UNTRACKED)
+        payload = _artifact_payload(artifact, report, space)
+        version = manager.create_version(
+            model_name,
+            payload,
+            change_type="hyperparameter",
+            description=description
+            or f"{strategy_name} search over {space.n_dims} parameters, "
+            f"best {metric}={report.best_value:.6g}",
+            created_by=created_by,
+            metrics=report.best_metrics,
+            parent_version=report.baseline_version,
+            tags={**tags, "study": study_name, "trial": str(best.number)},
+        )
     report.new_version = _version_of(version)
 
     # 5. the only step that changes the active version
