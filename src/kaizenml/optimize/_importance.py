@@ -19,6 +19,14 @@ Method
 ``S_i`` is the share of the objective's variance explained by parameter ``i`` alone; the indices
 sum to at most 1 (the rest is interactions). A parameter the objective ignores gets about 0.
 This is the functional-ANOVA main effect; no scikit-learn is needed.
+
+With ``total=True`` the total-order index is returned instead, from the same predictions:
+
+   ``S_T,i = E_{x_~i}[ Var_{x_i}( m(x) | x_~i ) ] / Var( m(x) )``
+
+the share of the variance that involves ``i`` at all, interactions included. A parameter whose
+total index is about 0 can be fixed without losing anything; one acting only through an
+interaction (``(x1 - 0.5) * (x2 - 0.5)``) has first-order indices near 0 but large total ones.
 """
 
 from __future__ import annotations
@@ -186,8 +194,10 @@ def param_importances(
     n_grid: int = 32,
     max_trials: int = 400,
     seed: int = 0,
+    total: bool = False,
 ) -> dict[str, float]:
-    """First-order Sobol indices of each parameter, from a GP surrogate of the trials.
+    """First-order (or, with ``total``, total-order) Sobol indices of each parameter, from a
+    GP surrogate of the trials.
 
     Parameters
     ----------
@@ -204,11 +214,13 @@ def param_importances(
         At most this many completed trials (the most recent) are fitted.
     seed:
         Seed of the base sample (the result is deterministic for a given seed).
+    total:
+        Return total-order indices (main effect plus every interaction) instead.
 
     Returns
     -------
     dict
-        name -> first-order index in [0, 1], sorted from most to least important.
+        name -> index in [0, 1], sorted from most to least important.
 
     Examples
     --------
@@ -228,6 +240,8 @@ def param_importances(
     n_base = check_int(n_base, "n_base", minimum=16)
     n_grid = check_int(n_grid, "n_grid", minimum=2)
     max_trials = check_int(max_trials, "max_trials", minimum=4)
+    if not isinstance(total, bool):
+        raise KaizenTypeError(f"total must be a bool, got {total!r}")
     done = [t for t in found if t.state == TrialState.COMPLETE and t.objective_value() is not None]
     done = done[-max_trials:]
     if len(done) < 4:
@@ -239,11 +253,17 @@ def param_importances(
     if float(np.ptp(y)) == 0.0:
         return {name: 0.0 for name in space.names}
     with _single_threaded_blas():
-        return _sobol_first_order(space, U, y, n_base, n_grid, seed)
+        return _sobol_indices(space, U, y, n_base, n_grid, seed, total)
 
 
-def _sobol_first_order(
-    space: SearchSpace, U: np.ndarray, y: np.ndarray, n_base: int, n_grid: int, seed: int
+def _sobol_indices(
+    space: SearchSpace,
+    U: np.ndarray,
+    y: np.ndarray,
+    n_base: int,
+    n_grid: int,
+    seed: int,
+    total: bool,
 ) -> dict[str, float]:
     from scipy.stats import qmc
 
@@ -263,7 +283,10 @@ def _sobol_first_order(
         X[:, :, j] = grid[:, None]
         X = space.snap(X.reshape(-1, space.n_dims))
         pred = gp.predict(space.one_hot(X)).reshape(grid.size, n_base)
-        cond = pred.mean(axis=1)
-        s = float(np.var(cond) / total_var) if total_var > 0 else 0.0
+        if total:  # each column holds the other parameters fixed: the variance along x_i
+            part = float(np.var(pred, axis=0).mean())
+        else:  # each row holds x_i fixed: the variance of the conditional means
+            part = float(np.var(pred.mean(axis=1)))
+        s = part / total_var if total_var > 0 else 0.0
         out[name] = min(max(s, 0.0), 1.0)
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))

@@ -60,6 +60,7 @@ class OptimizationResult:
     elapsed: float = 0.0
     interrupted: bool = False
     _importance: dict[str, float] | None = field(default=None, repr=False)
+    _total_importance: dict[str, float] | None = field(default=None, repr=False)
 
     @classmethod
     def from_optimizer(cls, opt: Any, *, elapsed: float | None = None) -> OptimizationResult:
@@ -134,6 +135,21 @@ class OptimizationResult:
         return dict(self._importance)
 
     @property
+    def total_importance(self) -> dict[str, float]:
+        """Total-order Sobol indices per parameter (main effect plus interactions; see
+        :func:`param_importances` with ``total=True``); empty with fewer than 4 completed
+        trials. Computed on first access."""
+        if self._total_importance is None:
+            from ._importance import param_importances
+
+            try:
+                self._total_importance = param_importances(self, total=True)
+            except ValueError as exc:
+                logger.debug("no importance: %s", exc)
+                self._total_importance = {}
+        return dict(self._total_importance)
+
+    @property
     def convergence(self) -> dict[str, list[Any]]:
         """Per completed trial (in number order): its number, value, best so far and running
         mean of the values."""
@@ -157,8 +173,8 @@ class OptimizationResult:
         * ``widen_range``: the best value sits within 5% of a bound of a numeric range (in the
           unit encoding), or on the lowest or highest level of an ``Int`` or stepped ``Float``
           with three levels or more;
-        * ``fix_parameter``: a parameter explains under 1% of the variance alone (needs 20
-          completed trials);
+        * ``fix_parameter``: a parameter takes part in under 1% of the variance, alone or
+          through interactions (its total-order index; needs 20 completed trials);
         * ``no_improvement``: the last ``last_n`` completed trials (default: max(10, a fifth))
           did not improve the best value;
         * ``many_failures`` / ``many_pruned``: over 20% failed, or over 60% pruned.
@@ -200,16 +216,16 @@ class OptimizationResult:
                         }
                     )
         if len(done) >= _MIN_TRIALS_FOR_IMPORTANCE and self.space.n_dims > 1:
-            for name, s in self.importance.items():
+            for name, s in self.total_importance.items():
                 if s < _LOW_IMPORTANCE:
                     out.append(
                         {
                             "kind": "fix_parameter",
                             "parameter": name,
                             "message": (
-                                f"{name} explains {100 * s:.1f}% of the variance of the "
-                                "objective alone; fix it at its best value to search the other "
-                                "parameters faster"
+                                f"{name} takes part in {100 * s:.1f}% of the variance of the "
+                                "objective (alone and through interactions); fix it at its best "
+                                "value to search the other parameters faster"
                             ),
                         }
                     )
