@@ -312,14 +312,27 @@ def test_cache_hits_and_never_stale(store: FeatureStore, hl) -> None:
         return (high - low) * scale + 1
 
     np.testing.assert_allclose(store.compute_feature("spread", hl), 2 * a + 1)
-    # a changed upstream definition invalidates the downstream feature too
+    # a changed upstream function invalidates the downstream feature too
     store.register_function("neg", lambda spread, window_size=None: -spread)
     store.register_feature(
         FeatureDefinition("neg", dependencies=["spread"], compute_function="neg")
     )
     np.testing.assert_allclose(store.compute_feature("neg", hl), -(2 * a + 1))
+
+    @store.compute_function("spread")
+    def spread2(high, low, *, window_size=None, scale=1.0):
+        return (high - low) * scale + 2
+
+    np.testing.assert_allclose(store.compute_feature("neg", hl), -(2 * a + 2))
+    # a new upstream version does not change what neg@1.0.0 computes: its unpinned dependency
+    # resolved to spread@1.1.0 when it was registered; a new version of neg follows the new one
     store.register_feature(_spread_def("1.2.0", params={"scale": 4.0}))
-    np.testing.assert_allclose(store.compute_feature("neg", hl), -(4 * a + 1))
+    np.testing.assert_allclose(store.compute_feature("neg", hl), -(2 * a + 2))
+    store.register_feature(
+        FeatureDefinition("neg", "1.1.0", dependencies=["spread"], compute_function="neg")
+    )
+    np.testing.assert_allclose(store.compute_feature("neg", hl), -(4 * a + 2))
+    np.testing.assert_allclose(store.compute_feature("neg@1.0.0", hl), -(2 * a + 2))
     store.clear_cache()
     assert store.cache_info()["entries"] == 0 and store.cache_hits == 0
 
@@ -870,3 +883,45 @@ def test_function_fingerprint_follows_helpers_globals_closures_and_attributes() 
 
     assert token(Scale(2.0)) != token(Scale(3.0))
     assert token(Scale(2.0)) == token(Scale(2.0))
+
+
+
+def test_unpinned_dependencies_keep_the_version_they_resolved_to(db_url: str) -> None:
+    """d@1.0.0 over a and b over x (a diamond): registering x@2.0.0 later does not change what
+    d@1.0.0 computes, in this process or in a new one reading the stored definitions."""
+    def build(store: FeatureStore) -> None:
+        store.register_function("ident", lambda close, *, window_size=None: close)
+        store.register_function("neg", lambda close, *, window_size=None: -close)
+        store.register_function("add1", lambda x, *, window_size=None: x + 1)
+        store.register_function("times2", lambda x, *, window_size=None: x * 2)
+        store.register_function("plus", lambda a, b, *, window_size=None: a + b)
+
+    store = FeatureStore(db_url, cache_dir=None)
+    build(store)
+    store.register_feature(FeatureDefinition("x", "1.0.0", dependencies=["close"],
+                                             compute_function="ident"))
+    store.register_feature(FeatureDefinition("a", "1.0.0", dependencies=["x"],
+                                             compute_function="add1"))
+    store.register_feature(FeatureDefinition("b", "1.0.0", dependencies=["x"],
+                                             compute_function="times2"))
+    store.register_feature(FeatureDefinition("d", "1.0.0", dependencies=["a", "b"],
+                                             compute_function="plus"))
+    data = {"close": np.array([1.0, 2.0])}
+    np.testing.assert_array_equal(store.compute_feature("d", data), [4.0, 7.0])
+    store.register_feature(FeatureDefinition("x", "2.0.0", dependencies=["close"],
+                                             compute_function="neg"))
+    np.testing.assert_array_equal(store.compute_feature("d", data), [4.0, 7.0])
+    assert store.get_lineage("d").upstream_features == ("x@1.0.0", "a@1.0.0", "b@1.0.0")
+    # a new process reads the recorded resolutions
+    other = FeatureStore(db_url, cache_dir=None)
+    build(other)
+    np.testing.assert_array_equal(other.compute_feature("d", data), [4.0, 7.0])
+    # new versions along the chain follow x@2.0.0: -x + 1 plus -2x
+    other.register_feature(FeatureDefinition("a", "1.1.0", dependencies=["x"],
+                                             compute_function="add1"))
+    other.register_feature(FeatureDefinition("b", "1.1.0", dependencies=["x"],
+                                             compute_function="times2"))
+    other.register_feature(FeatureDefinition("d", "1.1.0", dependencies=["a", "b"],
+                                             compute_function="plus"))
+    np.testing.assert_array_equal(other.compute_feature("d", data), [-2.0, -5.0])
+    np.testing.assert_array_equal(other.compute_feature("d@1.0.0", data), [4.0, 7.0])

@@ -22,6 +22,9 @@ feature_definitions = sa.Table(
     sa.Column("definition", sa.Text, nullable=False),  # JSON of FeatureDefinition.to_dict()
     sa.Column("deprecated", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.String(40), nullable=False),  # ISO 8601 UTC
+    # JSON {dependency: version}: the version each unpinned feature dependency resolved to when
+    # the definition was first registered (NULL in stores from before it was recorded)
+    sa.Column("resolved_dependencies", sa.Text, nullable=True),
 )
 
 

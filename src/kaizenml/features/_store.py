@@ -423,6 +423,8 @@ class FeatureStore:
         self._lock = threading.RLock()
         self._functions: dict[str, _Function] = {}
         self._definitions: dict[str, dict[str, FeatureDefinition]] = {}
+        # ref -> {unpinned dependency: the version it resolved to at registration}
+        self._pins: dict[str, dict[str, str]] = {}
         self._builtin_refs: set[str] = set()
         # ref -> (cache key, whether statistics were recorded) of its last recorded computation
         self._last_recorded: dict[str, tuple[str, bool]] = {}
@@ -601,16 +603,36 @@ class FeatureStore:
     def _load_definitions(self) -> None:
         with read_connection(self._engine) as conn:
             rows = conn.execute(
-                sa.select(feature_definitions.c.definition, feature_definitions.c.name)
+                sa.select(
+                    feature_definitions.c.definition,
+                    feature_definitions.c.name,
+                    feature_definitions.c.resolved_dependencies,
+                )
             ).all()
-        for text, name in rows:
+        for text, name, resolved in rows:
             try:
                 d = FeatureDefinition.from_dict(json.loads(text))
+                pins = json.loads(resolved) if resolved else {}
             except (ValueError, TypeError, KeyError) as exc:
                 raise StorageError(
                     f"stored definition of feature {name!r} is unreadable: {exc}"
                 ) from exc
             self._definitions.setdefault(d.name, {})[d.version] = d
+            self._pins[d.ref] = {str(k): str(v) for k, v in pins.items()}
+
+    def _pin_dependencies(self, definition: FeatureDefinition) -> dict[str, str]:
+        """The version each unpinned dependency that is a registered feature (or an output
+        column of one) resolves to now: recorded at registration, so that ``name@version``
+        keeps computing the same thing when its upstream gets a new version."""
+        pins: dict[str, str] = {}
+        for dep in definition.dependencies:
+            base, version = split_name_version(dep, "dependency")
+            if version is not None:
+                continue
+            up = self._pick(base, None) or self._column_definition(base, None)
+            if up is not None:
+                pins[dep] = up.version
+        return pins
 
     def _column_owner(self, column: str) -> str | None:
         for name, versions in self._definitions.items():
@@ -684,17 +706,22 @@ class FeatureStore:
                 )
             new_hash = definition.definition_hash()
             payload = json.dumps(definition.to_dict(), sort_keys=True)
+            pins = self._pin_dependencies(definition)
+            stored_pins: dict[str, str] = {}
 
             def txn() -> FeatureDefinition:
                 with self._engine.begin() as conn:
                     row = conn.execute(
                         sa.select(
-                            feature_definitions.c.definition_hash, feature_definitions.c.definition
+                            feature_definitions.c.definition_hash,
+                            feature_definitions.c.definition,
+                            feature_definitions.c.resolved_dependencies,
                         ).where(
                             feature_definitions.c.name == definition.name,
                             feature_definitions.c.version == definition.version,
                         )
                     ).first()
+                    stored_pins.clear()
                     if row is None:
                         conn.execute(
                             feature_definitions.insert().values(
@@ -704,8 +731,10 @@ class FeatureStore:
                                 definition=payload,
                                 deprecated=definition.deprecated,
                                 created_at=_now(),
+                                resolved_dependencies=json.dumps(pins, sort_keys=True),
                             )
                         )
+                        stored_pins.update(pins)
                     elif row.definition_hash != new_hash:
                         raise ValidationError(
                             f"feature {definition.ref!r} is already registered with a different "
@@ -721,6 +750,9 @@ class FeatureStore:
                             )
                             .values(definition=payload, deprecated=definition.deprecated)
                         )
+                    if row is not None and row.resolved_dependencies:
+                        # registered before: the versions it resolved to then stay
+                        stored_pins.update(json.loads(row.resolved_dependencies))
                 return definition
 
             # versions that differ only by spelling ("1.0" vs "1.0.0") are the same version
@@ -735,6 +767,7 @@ class FeatureStore:
                     )
             retry_on_conflict(txn)
             self._definitions.setdefault(definition.name, {})[definition.version] = definition
+            self._pins[definition.ref] = dict(stored_pins)
         return definition
 
     def deprecate(self, ref: str) -> FeatureDefinition:
@@ -846,6 +879,8 @@ class FeatureStore:
                     if base not in sources:
                         sources.append(base)
                     continue
+                if version is None:  # the version it resolved to when d was registered
+                    version = self._pins.get(d.ref, {}).get(dep)
                 up: FeatureDefinition | None = self._lookup(base, version)
                 column = None
                 if up is not None:
