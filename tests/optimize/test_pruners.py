@@ -204,6 +204,7 @@ def test_nop_pruner_and_trial_pruned_without_pruner() -> None:
         make_pruner("median", reduction_factor=3)
 
 
+@pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")  # inside Optuna
 def test_percentile_pruner_agrees_with_optuna() -> None:
     """Random histories, decisions compared with Optuna's PercentilePruner (the reference these
     rules follow). Peers report finite values: a peer's NaN at the step counts towards
