@@ -23,7 +23,14 @@ from ._engine import (
     retry_on_conflict,
     transaction_lock,
 )
-from ._files import atomic_write_bytes, atomic_write_text, fsync_dir, npz_bytes, sha256_file
+from ._files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_dir,
+    npz_bytes,
+    sha256_file,
+    write_npz,
+)
 from ._migrations import Migration, SchemaComponent, register_component, schema_versions
 
 __all__ = [
@@ -49,4 +56,5 @@ __all__ = [
     "schema_versions",
     "sha256_file",
     "transaction_lock",
+    "write_npz",
 ]

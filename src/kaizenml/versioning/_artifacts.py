@@ -32,7 +32,6 @@ import shutil
 import threading
 import time
 import uuid
-import zipfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -42,7 +41,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .._exceptions import IntegrityError, KaizenTypeError, ValidationError
-from ..storage import fsync_dir
+from ..storage import fsync_dir, write_npz
 
 __all__ = [
     "PendingSync",
@@ -135,22 +134,11 @@ class _HashingStream:
 
 def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> _HashingStream:
     """Write ``arrays`` as an ``.npz`` file straight from their memory, hashing on the way
-    (the returned stream's ``info()`` waits for the hash).
-
-    The layout is that of ``np.savez`` (an uncompressed zip of ``.npy`` members), written member
-    by member so that artifact keys never collide with ``np.savez``'s own keyword arguments
-    ("file", "allow_pickle").
-    """
+    (the returned stream's ``info()`` waits for the hash). The stream has no ``tell``, so the
+    bytes pass through once, in file order (see :func:`kaizenml.storage.write_npz`); in
+    pieces, the zip CRC of one (this thread) overlaps the sha256 of the one before."""
     stream = _HashingStream(fh)
-    with zipfile.ZipFile(
-        stream,  # type: ignore[call-overload]
-        "w",
-        compression=zipfile.ZIP_STORED,
-        allowZip64=True,
-    ) as zf:
-        for key, array in arrays.items():
-            with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                _write_npy(member, array)
+    write_npz(stream, arrays, _PIECE)
     stream.flush()
     return stream
 
@@ -231,27 +219,6 @@ def _split_artifact(artifact: Any) -> tuple[dict[str, np.ndarray], dict[str, Any
         else:
             values[key] = value
     return arrays, values
-
-
-def _write_npy(member: Any, array: np.ndarray) -> None:
-    """One ``.npy`` member: numpy's header, then the array's own memory in C order.
-
-    ``np.lib.format.write_array`` copies the data through ``tobytes`` in chunks when the target
-    is not a real file (a zip member is not); handing the zip member a view of a C-contiguous
-    array skips that copy. Other layouts are made C-contiguous first, as numpy would write them.
-    """
-    data = np.asarray(array, order="C")  # (ascontiguousarray would turn a 0-d array into 1-d)
-    header = np.lib.format.header_data_from_array_1_0(data)
-    try:
-        np.lib.format.write_array_header_1_0(member, header)
-    except ValueError:  # a header over 64 KiB (very long structured dtypes) needs format 2.0
-        np.lib.format.write_array_header_2_0(member, header)
-    if data.size:
-        # In pieces: the zip CRC of one piece (this thread) overlaps the sha256 of the one
-        # before (the hash worker).
-        raw = data.reshape(-1).view(np.uint8).data
-        for start in range(0, len(raw), _PIECE):
-            member.write(raw[start : start + _PIECE])
 
 
 def _encode_values(values: dict[str, Any], indent: int | None = None) -> bytes:
