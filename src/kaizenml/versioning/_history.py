@@ -226,21 +226,13 @@ class VersionHistory(Sequence[ModelVersion]):
         self._source = source
 
     @classmethod
-    def _lazy(
-        cls,
-        model_name: str,
-        ids: list[int],
-        active_version: str | None,
-        artifact_root: str,
-        source: HistorySource | None,
-        rows: list[Any] | None = None,
-        items: list[ModelVersion | None] | None = None,
-    ) -> VersionHistory:
+    def _lazy(cls, *state: Any) -> VersionHistory:
         """A history of the rows ``ids`` (newest first, except in a reversed slice), loaded
         from ``source`` on access except those already in ``rows``/``items`` (same length as
-        ``ids``). Only a history with strictly decreasing ids may be ``_refreshed``."""
+        ``ids``); ``state`` is :meth:`_assign`'s arguments. Only a history with strictly
+        decreasing ids may be ``_refreshed``."""
         history = cls.__new__(cls)
-        history._assign(model_name, ids, active_version, artifact_root, source, rows, items)
+        history._assign(*state)
         return history
 
     def _refreshed(
