@@ -727,20 +727,8 @@ _RESERVED_KEYS = ("params", "feature_names", "search")
 
 
 def _artifact_payload(artifact: Any, report: ImprovementReport, space: Any) -> dict[str, Any]:
-    if artifact is None:
-        payload: dict[str, Any] = {}
-    elif isinstance(artifact, Mapping):
-        payload = dict(artifact)
-    else:
-        raise KaizenTypeError(
-            "the artifact returned by train_and_evaluate must be a mapping of names to numpy "
-            f"arrays and JSON-able values, got {type(artifact).__name__}"
-        )
-    for reserved in _RESERVED_KEYS:
-        if reserved in payload:
-            raise ValidationError(
-                f"the artifact key {reserved!r} is reserved by improve_model; rename it"
-            )
+    # the artifact came through call(), which refused what cannot be versioned
+    payload: dict[str, Any] = {} if artifact is None else dict(artifact)
     payload["params"] = json.loads(json.dumps(report.best_params, default=_json_default))
     payload["feature_names"] = list(report.feature_names)
     payload["search"] = {
