@@ -209,7 +209,7 @@ def test_percentile_pruner_agrees_with_optuna() -> None:
     """Random histories, decisions compared with Optuna's PercentilePruner (the reference these
     rules follow). Peers report finite values: a peer's NaN at the step counts towards
     ``n_min_trials`` in Optuna but not here, a documented difference."""
-    optuna = pytest.importorskip("optuna")
+    import optuna
     from optuna.trial import TrialState as OptunaState
     from optuna.trial import create_trial
 

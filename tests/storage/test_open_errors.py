@@ -16,7 +16,6 @@ def test_unsupported_backend_is_refused(tmp_path: Path) -> None:
 
 
 def test_unreachable_server_names_url_without_password(tmp_path: Path) -> None:
-    pytest.importorskip("psycopg")
     url = "postgresql+psycopg://user:s3cret@127.0.0.1:1/db"  # nothing listens on port 1
     shown = r"cannot open storage='postgresql\+psycopg://user:\*\*\*@127"
     with pytest.raises(StorageError, match=shown) as info:
