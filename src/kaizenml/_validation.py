@@ -29,7 +29,7 @@ def validate_name(value: Any, param: str) -> str:
     return value
 
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def check_int(
@@ -47,9 +47,9 @@ def check_int(
         raise ValidationError(f"{param} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValidationError(f"{param} must be <= {maximum}, got {value}")
-    if not _INT64_MIN <= value <= _INT64_MAX:
+    if not INT64_MIN <= value <= INT64_MAX:
         raise ValidationError(
-            f"{param}={value} does not fit in a 64-bit integer (at most {_INT64_MAX} in size)"
+            f"{param}={value} does not fit in a 64-bit integer (at most {INT64_MAX} in size)"
         )
     return value
 

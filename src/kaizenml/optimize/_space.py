@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._exceptions import KaizenTypeError, ValidationError
+from .._validation import INT64_MAX, INT64_MIN
 
 __all__ = [
     "CATEGORICAL",
@@ -42,7 +43,6 @@ CATEGORICAL = 2
 
 
 # Int values are decoded with int64 arithmetic (low + level * step)
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # levels are encoded as float64 bin centres (i + 0.5) / n: up to 2**50 of them round-trip
 # exactly, with a margin for the rounding of the division and of the decoding product
 _MAX_LEVELS = 2**50
@@ -167,7 +167,7 @@ class Int:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 if not (isinstance(v, float) and v.is_integer()):
                     raise KaizenTypeError(f"{what} must be an integer, got {v!r}")
-            if not _INT64_MIN <= int(v) <= _INT64_MAX:
+            if not INT64_MIN <= int(v) <= INT64_MAX:
                 raise ValidationError(
                     f"{what} must fit in a 64-bit integer ([-2**63, 2**63 - 1]), got {_show(v)}"
                 )
@@ -185,7 +185,7 @@ class Int:
                 f"Int step={step_i} does not divide the range [{low_i}, {high_i}]; "
                 "choose high so that (high - low) is a multiple of step"
             )
-        if high_i - low_i > _INT64_MAX or (high_i - low_i) // step_i >= _MAX_LEVELS:
+        if high_i - low_i > INT64_MAX or (high_i - low_i) // step_i >= _MAX_LEVELS:
             raise ValidationError(
                 f"Int range [{low_i}, {high_i}] with step={step_i} is too wide: high - low must "
                 "fit in a 64-bit integer and the range may hold at most 2**50 levels; narrow it "
