@@ -28,12 +28,14 @@ import itertools
 import json
 import os
 import pickle
+import queue
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -143,22 +145,6 @@ def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> _HashingStream:
     return stream
 
 
-def _fsync_target(target: Path | BinaryIO) -> None:
-    """fsync a folder (by path) or a file left open by the writers above (then closed)."""
-    if isinstance(target, Path):
-        # Windows can only flush a file opened for writing; POSIX folders open read-only.
-        fd = os.open(target, os.O_RDONLY if target.is_dir() else os.O_RDWR)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    else:
-        try:
-            os.fsync(target.fileno())
-        finally:
-            target.close()
-
-
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
@@ -248,38 +234,63 @@ def _ensure_dir(path: Path) -> None:
 
 
 class PendingSync:
-    """The fsyncs of a folder being written: each file's starts on a background thread as soon
-    as the file is written (:meth:`add`), the folder's last. fsync releases the GIL, and the
-    filesystem journal commits fsyncs issued together as one group.
+    """The fsyncs of a folder being written, run by one background task: each file is handed
+    over (:meth:`add`) as soon as it is written, the folder itself is synced after the last one
+    (:meth:`close`). fsync releases the GIL, and the filesystem journal commits the metadata of
+    the whole folder with the first file's fsync, so the later ones are short.
 
     ``wait`` blocks until they are done (or ``timeout`` seconds pass: then it returns False)
     and re-raises the error of a failed fsync. Nothing may be published before ``wait``
     returned True, and a folder is removed only after ``join``.
     """
 
-    def __init__(self) -> None:
-        self._futures: list[Future[None]] = []
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._queue: queue.SimpleQueue[BinaryIO | None] = queue.SimpleQueue()
+        self._future: Future[None] | None = None
 
-    def add(self, target: Path | BinaryIO) -> None:
-        """fsync ``target``: an open file (closed afterwards) or a folder."""
-        if os.name == "nt" and isinstance(target, Path) and target.is_dir():
-            return  # folders cannot be opened for fsync on Windows
-        self._futures.append(_fsync_pool().submit(_fsync_target, target))
-        # Let the worker take the GIL now to issue the fsync; otherwise it waits until this
-        # thread next blocks, which can be a few hundred microseconds of Python code later.
-        time.sleep(0)
+    def add(self, fh: BinaryIO) -> None:
+        """fsync (then close) ``fh``, a file opened for writing whose data is all written."""
+        self._queue.put(fh)
+        if self._future is None:
+            self._future = _fsync_pool().submit(self._run)
+            # Let the worker take the GIL now to issue the fsync; otherwise it waits until
+            # this thread next blocks, which can be a few hundred microseconds later.
+            time.sleep(0)
+
+    def close(self) -> None:
+        """No more files: the folder's own fsync follows the last one."""
+        self._queue.put(None)
+        if self._future is None:
+            self._future = _fsync_pool().submit(self._run)
+
+    def _run(self) -> None:
+        error: BaseException | None = None
+        while (fh := self._queue.get()) is not None:
+            try:
+                if error is None:
+                    os.fsync(fh.fileno())
+            except BaseException as exc:  # every handle is still closed
+                error = exc
+            finally:
+                fh.close()
+        if error is not None:
+            raise error
+        if os.name != "nt":  # folders cannot be opened for fsync on Windows
+            fsync_dir(self._folder)
 
     def wait(self, timeout: float | None = None) -> bool:
-        _, pending = wait_futures(self._futures, timeout)
-        if pending:
+        assert self._future is not None, "close() was not called"
+        try:
+            self._future.result(timeout)
+        except FutureTimeout:
             return False
-        for future in self._futures:
-            future.result()  # re-raises a failed fsync
         return True
 
     def join(self) -> None:
         """Wait for every fsync without raising (before the folder is removed)."""
-        wait_futures(self._futures)
+        if self._future is not None:
+            wait_futures([self._future])
 
 
 def write_temp_folder(
@@ -339,30 +350,33 @@ def _write_prepared(parent: Path, prepared: _Prepared) -> tuple[Path, str, Pendi
     _ensure_dir(parent)
     folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
     folder.mkdir()
-    sync = PendingSync()
-    # Every file is created first, so that the folder's own fsync (its entries) runs while
-    # the data is written. Each file's fsync starts as soon as it is written, through the
-    # handle that wrote it (opening a file again just to fsync it costs as much as the write).
-    names = [*prepared.files, *([ARRAYS] if prepared.arrays else []), MANIFEST]
-    handles: dict[str, BinaryIO] = {}
+    sync = PendingSync(folder)
+    # Each file's fsync starts as soon as it is written, through the handle that wrote it
+    # (opening a file again just to fsync it costs as much as the write).
+    fh: BinaryIO | None = None
     try:
-        for name in names:
-            handles[name] = open(folder / name, "wb")  # noqa: SIM115 - closed by the fsync
-        sync.add(folder)
         written = {}
         for name, data in prepared.files.items():
-            written[name] = _write_file(handles[name], data)
-            sync.add(handles.pop(name))
+            fh = open(folder / name, "wb")  # noqa: SIM115 - closed by the fsync task
+            written[name] = _write_file(fh, data)
+            sync.add(fh)
+            fh = None
         if prepared.arrays:
-            stream = _write_npz(handles[ARRAYS], prepared.arrays)
-            sync.add(handles.pop(ARRAYS))  # the fsync runs while the hash finishes
+            fh = open(folder / ARRAYS, "wb")  # noqa: SIM115 - closed by the fsync task
+            stream = _write_npz(fh, prepared.arrays)
+            sync.add(fh)  # the fsync runs while the hash finishes
+            fh = None
             written[ARRAYS] = stream.info()
         manifest_bytes = _encode_values({**prepared.manifest, "files": written}, indent=1)
-        checksum = _write_file(handles[MANIFEST], manifest_bytes)["sha256"]
-        sync.add(handles.pop(MANIFEST))
+        fh = open(folder / MANIFEST, "wb")  # noqa: SIM115 - closed by the fsync task
+        checksum = _write_file(fh, manifest_bytes)["sha256"]
+        sync.add(fh)
+        fh = None
+        sync.close()
     except BaseException:
-        for fh in handles.values():
+        if fh is not None:
             fh.close()
+        sync.close()
         sync.join()
         shutil.rmtree(folder, ignore_errors=True)
         raise
