@@ -31,6 +31,17 @@ def _artifact() -> dict:
     }
 
 
+def test_wide_structured_arrays_load_back(manager: ModelVersionManager) -> None:
+    """A structured dtype of thousands of fields has an .npy header beyond numpy's default
+    safety limit; the artifact is checksummed, so it is read back anyway."""
+    wide = np.zeros(3, dtype=[(f"lag_{i:04d}", "<f4") for i in range(2500)])
+    wide["lag_0007"] = [1.0, 2.0, 3.0]
+    manager.create_version("wide", {"table": wide}, change_type="retrain")
+    loaded = manager.load_artifact("wide", "1.0.0")["table"]
+    assert loaded.dtype == wide.dtype
+    np.testing.assert_array_equal(loaded["lag_0007"], [1.0, 2.0, 3.0])
+
+
 def test_round_trip_and_folder_layout(manager: ModelVersionManager, art_root: Path) -> None:
     art = _artifact()
     v = manager.create_version("alpha", art, change_type="architecture")

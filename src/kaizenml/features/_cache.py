@@ -9,7 +9,6 @@ a caller that mutates a result gets an error instead of silently corrupting late
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..storage import atomic_write_bytes, atomic_write_text, npz_bytes
+from ..storage import atomic_write_bytes, atomic_write_text, npz_bytes, read_npz
 
 __all__ = ["FeatureCache"]
 
@@ -167,8 +166,7 @@ class FeatureCache:
                 except OSError:
                     pass
             return None
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            columns = {name: npz[name] for name in npz.files}
+        columns = read_npz(raw)
         try:
             os.utime(data_path)  # recency for the disk bound's LRU order
         except OSError:

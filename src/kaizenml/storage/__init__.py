@@ -28,6 +28,7 @@ from ._files import (
     atomic_write_text,
     fsync_dir,
     npz_bytes,
+    read_npz,
     sha256_file,
     write_npz,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "kaizenml_home",
     "metadata",
     "npz_bytes",
+    "read_npz",
     "read_connection",
     "register_component",
     "resolve_engine",

@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .._exceptions import IntegrityError, KaizenTypeError, ValidationError
-from ..storage import fsync_dir, write_npz
+from ..storage import fsync_dir, read_npz, write_npz
 
 __all__ = [
     "PendingSync",
@@ -92,13 +92,13 @@ def _write_file(fh: BinaryIO, data: bytes) -> dict[str, Any]:
 class _HashingStream:
     """A write-only stream over an open file that hashes and counts every byte on its way.
 
-    It has no ``tell``, so :mod:`zipfile` treats it as unseekable and writes each member's
-    sizes and CRC after the data instead of seeking back: the bytes pass through exactly once,
-    in file order, which is what the hash needs. The sha256 of large pieces runs on worker
-    threads (hashlib releases the GIL) while this thread computes the zip CRC of the next piece
-    and writes. A stream's updates all go to one single-threaded worker, so they apply in
-    order; streams are dealt round-robin to one worker per CPU. Small pieces (zip and npy
-    headers) ride along with the next large one instead of waking a worker on their own.
+    :func:`kaizenml.storage.write_npz` writes front to back (each member's sizes and CRC
+    follow its data), so the bytes pass through exactly once, in file order, which is what the
+    hash needs. The sha256 of large pieces runs on worker threads (hashlib releases the GIL)
+    while this thread computes the zip CRC of the next piece and writes. A stream's updates
+    all go to one single-threaded worker, so they apply in order; streams are dealt
+    round-robin to one worker per CPU. Small pieces (zip and npy headers) ride along with the
+    next large one instead of waking a worker on their own.
     """
 
     def __init__(self, fh: BinaryIO) -> None:
@@ -136,9 +136,9 @@ class _HashingStream:
 
 def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> _HashingStream:
     """Write ``arrays`` as an ``.npz`` file straight from their memory, hashing on the way
-    (the returned stream's ``info()`` waits for the hash). The stream has no ``tell``, so the
-    bytes pass through once, in file order (see :func:`kaizenml.storage.write_npz`); in
-    pieces, the zip CRC of one (this thread) overlaps the sha256 of the one before."""
+    (the returned stream's ``info()`` waits for the hash). The bytes pass through once, in
+    file order, in pieces: the zip CRC of one (this thread) overlaps the sha256 of the one
+    before."""
     stream = _HashingStream(fh)
     write_npz(stream, arrays, _PIECE)
     stream.flush()
@@ -164,11 +164,12 @@ def _fsync_pool() -> ThreadPoolExecutor:
 
 
 _next_hash_worker = itertools.count()
+_CPUS = os.cpu_count() or 1  # (reads /sys on every call)
 
 
 def _hash_worker() -> ThreadPoolExecutor:
     """One of ``cpu_count`` single-threaded workers, in turn."""
-    k = next(_next_hash_worker) % (os.cpu_count() or 1)
+    k = next(_next_hash_worker) % _CPUS
     return _get_pool(f"kaizenml-hash-{k}", 1)
 
 
@@ -507,9 +508,7 @@ def load_folder(folder: Path, checksum: str, serializer: str | None = None) -> A
             return result
         arrays_bytes = _read_verified(folder, ARRAYS, files[ARRAYS]["sha256"])
         try:
-            with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
-                for key in npz.files:
-                    result[key] = npz[key]
+            result.update(read_npz(arrays_bytes))
         except ValueError as exc:  # object arrays: refused rather than unpickled
             raise IntegrityError(
                 f"artifact file {folder / ARRAYS} holds data that needs pickle to load ({exc}); "
