@@ -28,14 +28,12 @@ import itertools
 import json
 import os
 import pickle
-import queue
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -234,11 +232,21 @@ def _ensure_dir(path: Path) -> None:
         fsync_dir(folder.parent)
 
 
+def _fsync_file(fh: BinaryIO, folder: Path | None = None) -> None:
+    """fsync and close a file left open by the writers above; then its folder, if given."""
+    try:
+        os.fsync(fh.fileno())
+    finally:
+        fh.close()
+    if folder is not None and os.name != "nt":  # folders cannot be opened on Windows
+        fsync_dir(folder)
+
+
 class PendingSync:
-    """The fsyncs of a folder being written, run by one background task: each file is handed
-    over (:meth:`add`) as soon as it is written, the folder itself is synced after the last one
-    (:meth:`close`). fsync releases the GIL, and the filesystem journal commits the metadata of
-    the whole folder with the first file's fsync, so the later ones are short.
+    """The fsyncs of a folder being written, each file's started on a background thread as
+    soon as the file is written (:meth:`add`), the folder's after the last file's
+    (:meth:`add_last`). fsync releases the GIL, and the filesystem journal commits fsyncs
+    issued together as one group.
 
     ``wait`` blocks until they are done (or ``timeout`` seconds pass: then it returns False)
     and re-raises the error of a failed fsync. Nothing may be published before ``wait``
@@ -247,51 +255,31 @@ class PendingSync:
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
-        self._queue: queue.SimpleQueue[BinaryIO | None] = queue.SimpleQueue()
-        self._future: Future[None] | None = None
+        self._futures: list[Future[None]] = []
 
     def add(self, fh: BinaryIO) -> None:
         """fsync (then close) ``fh``, a file opened for writing whose data is all written."""
-        self._queue.put(fh)
-        if self._future is None:
-            self._future = _fsync_pool().submit(self._run)
-            # Let the worker take the GIL now to issue the fsync; otherwise it waits until
-            # this thread next blocks, which can be a few hundred microseconds later.
+        self._futures.append(_fsync_pool().submit(_fsync_file, fh))
+        if len(self._futures) == 1:
+            # Let the worker take the GIL now to issue the first fsync; otherwise it waits
+            # until this thread next blocks, which can be a few hundred microseconds later.
             time.sleep(0)
 
-    def close(self) -> None:
-        """No more files: the folder's own fsync follows the last one."""
-        self._queue.put(None)
-        if self._future is None:
-            self._future = _fsync_pool().submit(self._run)
-
-    def _run(self) -> None:
-        error: BaseException | None = None
-        while (fh := self._queue.get()) is not None:
-            try:
-                if error is None:
-                    os.fsync(fh.fileno())
-            except BaseException as exc:  # every handle is still closed
-                error = exc
-            finally:
-                fh.close()
-        if error is not None:
-            raise error
-        if os.name != "nt":  # folders cannot be opened for fsync on Windows
-            fsync_dir(self._folder)
+    def add_last(self, fh: BinaryIO) -> None:
+        """:meth:`add` for the folder's last file: the folder's own fsync follows it."""
+        self._futures.append(_fsync_pool().submit(_fsync_file, fh, self._folder))
 
     def wait(self, timeout: float | None = None) -> bool:
-        assert self._future is not None, "close() was not called"
-        try:
-            self._future.result(timeout)
-        except FutureTimeout:
+        _, pending = wait_futures(self._futures, timeout)
+        if pending:
             return False
+        for future in self._futures:
+            future.result()  # re-raises a failed fsync
         return True
 
     def join(self) -> None:
         """Wait for every fsync without raising (before the folder is removed)."""
-        if self._future is not None:
-            wait_futures([self._future])
+        wait_futures(self._futures)
 
 
 def write_temp_folder(
@@ -371,13 +359,11 @@ def _write_prepared(parent: Path, prepared: _Prepared) -> tuple[Path, str, Pendi
         manifest_bytes = _encode_values({**prepared.manifest, "files": written}, indent=1)
         fh = open(folder / MANIFEST, "wb")  # noqa: SIM115 - closed by the fsync task
         checksum = _write_file(fh, manifest_bytes)["sha256"]
-        sync.add(fh)
+        sync.add_last(fh)
         fh = None
-        sync.close()
     except BaseException:
         if fh is not None:
             fh.close()
-        sync.close()
         sync.join()
         shutil.rmtree(folder, ignore_errors=True)
         raise
