@@ -251,21 +251,39 @@ import os, sys, numpy as np
 from kaizenml.versioning import ModelVersionManager, _manager
 url, root, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 mgr = ModelVersionManager(url, root)
+from kaizenml.versioning import _artifacts
 if mode == "after-rename":
-    # die at the worst moment: folder renamed into place, transaction not committed
-    real = _manager.publish_folder
-    def publish_then_die(temp, final):
+    # folder renamed into place (its manifest not written yet), transaction not committed
+    real = _manager.move_folder
+    def move_then_die(temp, final):
         real(temp, final)
         os.kill(os.getpid(), 9)
-    _manager.publish_folder = publish_then_die
-if mode == "mid-write":
-    from kaizenml.versioning import _artifacts
+    _manager.move_folder = move_then_die
+if mode == "mid-manifest":
+    # the data file written and the folder renamed; the manifest is being written
     real_write = _artifacts._write_file
     def write_then_die(fh, data):
-        if fh.name.endswith("manifest.json"):  # the data file is written, the manifest not
+        if fh.name.endswith("manifest.json"):
+            fh.write(data[: len(data) // 2])
+            fh.flush()
             os.kill(os.getpid(), 9)
         return real_write(fh, data)
     _artifacts._write_file = write_then_die
+if mode == "before-commit":
+    # every file and the rename on disk, the row inserted but not committed
+    real_wait = _artifacts.PendingSync.wait
+    def wait_then_die(self, timeout=None):
+        real_wait(self, None)
+        os.kill(os.getpid(), 9)
+    _artifacts.PendingSync.wait = wait_then_die
+if mode == "mid-write":
+    # the data file half written, in its temporary folder
+    real_npz = _artifacts.write_npz
+    def npz_then_die(fileobj, arrays, piece):
+        fileobj.write(b"PK\x03\x04 half a zip")
+        fileobj.flush()
+        os.kill(os.getpid(), 9)
+    _artifacts.write_npz = npz_then_die
 print("ready", flush=True)
 rng = np.random.default_rng(os.getpid())
 while True:
@@ -286,14 +304,14 @@ def _check_consistent(url: str, root: Path) -> list[str]:
     return versions
 
 
-@pytest.mark.parametrize("mode", ["after-rename", "mid-write"])
+@pytest.mark.parametrize("mode", ["after-rename", "mid-manifest", "before-commit", "mid-write"])
 def test_deterministic_crash_points(child, db_url: str, art_root: Path, mode: str) -> None:
     proc = child(_WRITER, db_url, str(art_root), mode)
     proc.wait(timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
     assert _check_consistent(db_url, art_root) == []
     leftovers = sorted(p.name for p in (art_root / "crashy").iterdir())
-    if mode == "after-rename":
+    if mode != "mid-write":
         assert leftovers == ["1.0.0"]  # the orphan, which no row references
     else:
         assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-")
@@ -405,6 +423,43 @@ def test_slow_fsync_is_waited_for_outside_the_transaction(
     np.testing.assert_array_equal(manager.load_artifact("slow", "1.1.0")["w"], [7.0, 7.0])
     assert [x.version for x in manager.get_version_history("slow")] == ["1.1.0", "1.0.0"]
     assert sorted(p.name for p in (art_root / "slow").iterdir()) == ["1.0.0", "1.1.0"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors via /proc")
+def test_every_fsync_ends_before_the_commit(
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row is what makes a folder a version: the data file, the manifest, the folder and
+    the rename in the model's folder are all on disk before it is committed."""
+    manager.create_version("order", {"w": np.ones(2)}, change_type="retrain")
+    events: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        real_fsync(fd)
+        events.append(("fsync", target))
+
+    dialect = manager.engine.dialect
+    real_commit = dialect.do_commit
+
+    def recording_commit(dbapi_conn: object) -> None:
+        events.append(("commit", ""))
+        real_commit(dbapi_conn)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(dialect, "do_commit", recording_commit)
+    manager.create_version("order", {"w": np.zeros(4)}, change_type="retrain")
+    monkeypatch.undo()
+    commit = events.index(("commit", ""))
+    synced_before = {target for kind, target in events[:commit] if kind == "fsync"}
+    folder = art_root / "order" / "1.1.0"
+    # the files were opened under the temporary name; their descriptors follow the rename
+    names = {Path(t).name for t in synced_before}
+    assert {"arrays.npz", "manifest.json"} <= names
+    assert str(folder) in synced_before  # the folder's entries
+    assert str(art_root / "order") in synced_before  # the rename
+    assert all(kind == "commit" for kind, _ in events[commit:])
 
 
 def test_failed_fsync_raises_and_leaves_nothing(

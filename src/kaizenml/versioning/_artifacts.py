@@ -7,7 +7,13 @@ Used by the version manager and the checkpointer. A folder holds
 * ``manifest.json`` the format, the serializer, every other (JSON-able) value of the
   artifact under ``"values"``, and the sha256 and size of each data file.
 
-Every file is fsynced, and so is the folder, before the folder is renamed into place.
+Every file is fsynced, and so is the folder and its entry in the model's folder, before the
+database row that records the folder is committed: the row is what makes a folder a version or
+a checkpoint. A folder is written under a hidden temporary name and renamed to its final one
+inside that transaction (the version manager renames it before the manifest is written and
+lets one journal commit carry the files and the rename). A crash can leave a folder that no
+row points to, never a row that points to a missing or partly written file; such orphans are
+replaced when their number is given again, and removed by ``clean_orphans``.
 
 The sha256 of ``manifest.json`` itself is kept in the database row, so the row pins the whole
 folder: the values directly, the data files through their checksums. With an explicit
@@ -49,6 +55,8 @@ __all__ = [
     "SERIALIZERS",
     "check_serializer",
     "load_folder",
+    "FolderWrite",
+    "move_folder",
     "publish_folder",
     "remove_folder",
     "start_temp_folder",
@@ -232,29 +240,45 @@ def _ensure_dir(path: Path) -> None:
         fsync_dir(folder.parent)
 
 
-def _fsync_file(fh: BinaryIO, folder: Path | None = None) -> None:
-    """fsync and close a file left open by the writers above; then its folder, if given."""
+def _fsync_file(fh: BinaryIO, folder_fd: int | None = None) -> None:
+    """fsync and close a file left open by the writers above; then a folder, if given (by an
+    open descriptor, so a rename of the folder meanwhile does not matter; closed too)."""
     try:
-        os.fsync(fh.fileno())
+        try:
+            os.fsync(fh.fileno())
+        finally:
+            fh.close()
+        if folder_fd is not None:
+            os.fsync(folder_fd)
     finally:
-        fh.close()
-    if folder is not None and os.name != "nt":  # folders cannot be opened on Windows
-        fsync_dir(folder)
+        if folder_fd is not None:
+            os.close(folder_fd)
+
+
+def _fsync_fd(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_dir(folder: Path) -> int | None:
+    """A descriptor to fsync a folder with (None on Windows, where folders cannot be)."""
+    return None if os.name == "nt" else os.open(folder, os.O_RDONLY)
 
 
 class PendingSync:
-    """The fsyncs of a folder being written, each file's started on a background thread as
-    soon as the file is written (:meth:`add`), the folder's after the last file's
-    (:meth:`add_last`). fsync releases the GIL, and the filesystem journal commits fsyncs
+    """The fsyncs of a folder being written, each started on a kept background thread as soon
+    as its file is written (:meth:`add`, :meth:`add_last`) or its entry changed
+    (:meth:`add_folder`). fsync releases the GIL, and the filesystem journal commits fsyncs
     issued together as one group.
 
     ``wait`` blocks until they are done (or ``timeout`` seconds pass: then it returns False)
-    and re-raises the error of a failed fsync. Nothing may be published before ``wait``
-    returned True, and a folder is removed only after ``join``.
+    and re-raises the error of a failed fsync. Nothing may be recorded as stored before
+    ``wait`` returned True, and a folder is removed only after ``join``.
     """
 
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
+    def __init__(self) -> None:
         self._futures: list[Future[None]] = []
 
     def add(self, fh: BinaryIO) -> None:
@@ -265,9 +289,16 @@ class PendingSync:
             # until this thread next blocks, which can be a few hundred microseconds later.
             time.sleep(0)
 
-    def add_last(self, fh: BinaryIO) -> None:
-        """:meth:`add` for the folder's last file: the folder's own fsync follows it."""
-        self._futures.append(_fsync_pool().submit(_fsync_file, fh, self._folder))
+    def add_last(self, fh: BinaryIO, folder: Path) -> None:
+        """:meth:`add` for a folder's last file: the folder's own fsync follows it."""
+        self._futures.append(_fsync_pool().submit(_fsync_file, fh, _open_dir(folder)))
+
+    def add_folder(self, folder: Path) -> None:
+        """fsync a folder whose entries changed (a rename inside it)."""
+        fd = _open_dir(folder)
+        if fd is not None:
+            self._futures.append(_fsync_pool().submit(_fsync_fd, fd))
+            time.sleep(0)  # as in add: issued now, it joins the journal commit of the others
 
     def wait(self, timeout: float | None = None) -> bool:
         _, pending = wait_futures(self._futures, timeout)
@@ -287,16 +318,19 @@ def write_temp_folder(
 ) -> tuple[Path, str]:
     """Write ``artifact`` into a new hidden temporary folder inside ``parent``.
 
-    Every file is fsynced; the manifest is written last. Returns the folder and the sha256 of
-    its manifest. The caller publishes it with :func:`publish_folder` or removes it.
+    Every file is fsynced, and the folder; the manifest is written last. Returns the folder
+    and the sha256 of its manifest. The caller publishes it with :func:`publish_folder` or
+    removes it.
     """
-    folder, checksum, sync = _write_prepared(parent, _Prepared(artifact, serializer))
+    write = start_temp_folder(parent, artifact, serializer)
     try:
-        sync.wait()
+        checksum = write.finish(write.temp)
+        write.sync.wait()
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        write.sync.join()
+        shutil.rmtree(write.temp, ignore_errors=True)
         raise
-    return folder, checksum
+    return write.temp, checksum
 
 
 def check_artifact(artifact: Any, serializer: str | None = None) -> None:
@@ -333,50 +367,76 @@ class _Prepared:
 
 
 
-def _write_prepared(parent: Path, prepared: _Prepared) -> tuple[Path, str, PendingSync]:
-    """Write the files of a prepared artifact into a new temporary folder; returns as soon as
-    they are written, with their fsyncs running (see :class:`PendingSync`)."""
-    _ensure_dir(parent)
-    folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
-    folder.mkdir()
-    sync = PendingSync(folder)
-    # Each file's fsync starts as soon as it is written, through the handle that wrote it
-    # (opening a file again just to fsync it costs as much as the write).
-    fh: BinaryIO | None = None
-    try:
-        written = {}
-        for name, data in prepared.files.items():
-            fh = open(folder / name, "wb")  # noqa: SIM115 - closed by the fsync task
-            written[name] = _write_file(fh, data)
-            sync.add(fh)
-            fh = None
-        if prepared.arrays:
-            fh = open(folder / ARRAYS, "wb")  # noqa: SIM115 - closed by the fsync task
-            stream = _write_npz(fh, prepared.arrays)
-            sync.add(fh)  # the fsync runs while the hash finishes
-            fh = None
-            written[ARRAYS] = stream.info()
-        manifest_bytes = _encode_values({**prepared.manifest, "files": written}, indent=1)
-        fh = open(folder / MANIFEST, "wb")  # noqa: SIM115 - closed by the fsync task
-        checksum = _write_file(fh, manifest_bytes)["sha256"]
-        sync.add_last(fh)
-        fh = None
-    except BaseException:
-        if fh is not None:
-            fh.close()
-        sync.join()
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return folder, checksum, sync
+class FolderWrite:
+    """An artifact folder being written: :func:`start_temp_folder` writes the data files into
+    ``temp`` and starts their fsyncs; :meth:`finish` writes the manifest, which holds their
+    checksums, into the folder wherever it is by then (the caller may have renamed it).
+    ``sync`` holds every fsync started for the folder."""
+
+    __slots__ = ("_manifest", "_streams", "_written", "checksum", "sync", "temp")
+
+    def __init__(self, temp: Path, manifest: dict[str, Any]) -> None:
+        self.temp = temp
+        self.sync = PendingSync()
+        self.checksum: str | None = None
+        self._manifest = manifest
+        self._written: dict[str, dict[str, Any]] = {}
+        self._streams: dict[str, _HashingStream] = {}
+
+    def finish(self, folder: Path) -> str:
+        """Write the manifest into ``folder`` (this write's folder, possibly renamed), start
+        its fsync and the folder's; return the manifest's sha256. Idempotent."""
+        if self.checksum is None:
+            for name, stream in self._streams.items():
+                self._written[name] = stream.info()
+            manifest_bytes = _encode_values(
+                {**self._manifest, "files": self._written}, indent=1
+            )
+            fh = open(folder / MANIFEST, "wb")  # noqa: SIM115 - closed by the fsync task
+            try:
+                checksum = _write_file(fh, manifest_bytes)["sha256"]
+            except BaseException:
+                fh.close()
+                raise
+            self.sync.add_last(fh, folder)
+            self.checksum = checksum
+        return self.checksum
 
 
 def start_temp_folder(
     parent: Path, artifact: Any, serializer: str | None = None
-) -> tuple[Path, str, PendingSync]:
-    """:func:`write_temp_folder` that returns as soon as the files are written, with their
-    fsyncs still running (see :class:`PendingSync`), so the caller can overlap them with other
-    work. The caller must ``wait()`` before publishing and ``join()`` before removing it."""
-    return _write_prepared(parent, _Prepared(artifact, serializer))
+) -> FolderWrite:
+    """Check ``artifact`` and write its data files into a new hidden temporary folder inside
+    ``parent``; returns as soon as they are written, with their fsyncs running, so the caller
+    can overlap them with other work (see :class:`FolderWrite`). The caller must ``finish``
+    the write and ``sync.wait()`` before recording it, and ``sync.join()`` before removing it.
+    """
+    prepared = _Prepared(artifact, serializer)
+    _ensure_dir(parent)
+    folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+    folder.mkdir()
+    write = FolderWrite(folder, prepared.manifest)
+    # Each file's fsync starts as soon as it is written, through the handle that wrote it
+    # (opening a file again just to fsync it costs as much as the write).
+    fh: BinaryIO | None = None
+    try:
+        for name, data in prepared.files.items():
+            fh = open(folder / name, "wb")  # noqa: SIM115 - closed by the fsync task
+            write._written[name] = _write_file(fh, data)
+            write.sync.add(fh)
+            fh = None
+        if prepared.arrays:
+            fh = open(folder / ARRAYS, "wb")  # noqa: SIM115 - closed by the fsync task
+            write._streams[ARRAYS] = _write_npz(fh, prepared.arrays)
+            write.sync.add(fh)  # the fsync runs while the hash finishes
+            fh = None
+    except BaseException:
+        if fh is not None:
+            fh.close()
+        write.sync.join()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return write
 
 
 def _import_joblib() -> Any:
@@ -412,6 +472,14 @@ def publish_folder(temp: Path, final: Path) -> None:
         remove_folder(final)
     os.rename(temp, final)
     fsync_dir(final.parent)
+
+
+def move_folder(temp: Path, final: Path) -> None:
+    """:func:`publish_folder` without its fsync: the caller adds the parent folder to the
+    write's :class:`PendingSync` and waits for it before the commit that records the folder."""
+    if final.exists():
+        remove_folder(final)
+    os.rename(temp, final)
 
 
 def unpublish_folder(final: Path, temp: Path) -> None:

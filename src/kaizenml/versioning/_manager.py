@@ -54,10 +54,10 @@ from ..storage import (
 from ._artifacts import (
     TEMP_PREFIX,
     TRASH_PREFIX,
-    PendingSync,
+    FolderWrite,
     check_serializer,
     load_folder,
-    publish_folder,
+    move_folder,
     remove_folder,
     start_temp_folder,
     unpublish_folder,
@@ -625,27 +625,29 @@ class ModelVersionManager:
         )
         serializer = check_serializer(serializer)
         model_dir = self._root / name
-        # The files' fsync runs while the transaction picks the number (see _insert_version).
-        temp, checksum, sync = start_temp_folder(model_dir, artifact, serializer)
+        # The data files' fsyncs run while the transaction picks the number (_insert_version).
+        write = start_temp_folder(model_dir, artifact, serializer)
 
         def attempt() -> ModelVersion:
             args = (
                 name, part, change_type, parent, description, created_by, metric_values,
-                tag_values, serializer, temp, checksum, sync,
+                tag_values, serializer, write,
             )
             try:
-                return self._insert_version(*args)
+                return self._insert_version(*args, _SYNC_WAIT_IN_TRANSACTION)
             except _FolderNotSynced:
-                sync.wait()  # outside the transaction: no lock held while the disk catches up
-                return self._insert_version(*args)
+                # Outside the transaction: no lock held while the disk catches up. What is
+                # left then is the fsync of one rename, waited for in the transaction.
+                write.sync.wait()
+                return self._insert_version(*args, None)
 
         try:
             return retry_on_conflict(attempt)
         finally:
-            sync.join()
+            write.sync.join()
             # On success the folder was renamed away; on failure nothing may point at it.
-            if temp.exists():
-                remove_folder(temp)
+            if write.temp.exists():
+                remove_folder(write.temp)
 
     def _insert_version(
         self,
@@ -658,11 +660,12 @@ class ModelVersionManager:
         metric_values: dict[str, float],
         tag_values: dict[str, str],
         serializer: str | None,
-        temp: Path,
-        checksum: str,
-        sync: PendingSync,
+        write: FolderWrite,
+        sync_timeout: float | None,
     ) -> ModelVersion:
         published: Path | None = None
+        checksum = write.checksum
+        body_done = False
         try:
             with self._engine.connect() as conn, conn.begin():
                 # Writers of one model take turns (PostgreSQL; SQLite's write lock already
@@ -683,6 +686,16 @@ class ModelVersionManager:
                         _refuse_case_twin(conn, name)
                 number = next_version_number(self._used_numbers(conn, name), base, part)
                 version = str(number)
+                # The row (and its unique key) is ours inside this transaction, so a folder
+                # already at `final` is an orphan of a crashed writer and may be replaced.
+                # Renamed before the manifest is written, so one journal commit can carry the
+                # manifest, the folder's entries and the rename: nothing reaches the folder
+                # before the commit, and the commit waits for every fsync.
+                final = self._root / name / version
+                move_folder(write.temp, final)
+                published = final
+                checksum = write.finish(final)
+                write.sync.add_folder(final.parent)
                 now = time.time()
                 row = (
                     name, version, change_type if base is not None else "initial",
@@ -707,23 +720,25 @@ class ModelVersionManager:
                         {"model_name": name, "version": version, "name": k, "value": v}
                         for k, v in metric_values.items()
                     ])
-                final = self._root / name / version
-                # The files must be on disk before their folder gets its final name. Usually
-                # their fsync finished while the statements above ran; a slow disk is not
-                # waited for here, holding the write lock, but after a rollback.
-                if not sync.wait(timeout=_SYNC_WAIT_IN_TRANSACTION):
+                # Everything must be on disk before the row that points at it is committed.
+                # Usually the data files' fsyncs finished while the statements above ran; a
+                # slow disk is not waited for here, holding the write lock, but after a
+                # rollback.
+                if not write.sync.wait(timeout=sync_timeout):
                     raise _FolderNotSynced
-                # The row (and its unique key) is ours inside this transaction, so a folder
-                # already at `final` is an orphan of a crashed writer and may be replaced.
-                publish_folder(temp, final)
-                published = final
                 # the row as inserted (a new number is never the active one)
                 record = self._to_version((*row, None))
+                body_done = True
         except BaseException as exc:
             if published is not None:
-                # A failure after the folder got its final name, most likely of the COMMIT
-                # itself, whose outcome a lost connection leaves unknown: ask the store.
-                committed = self._row_committed(name, version, checksum)
+                # A failure after the folder got its final name. Raised by the statements,
+                # the transaction was rolled back; raised by the COMMIT itself, whose outcome
+                # a lost connection leaves unknown, ask the store.
+                committed = (
+                    self._row_committed(name, version, checksum)
+                    if body_done and checksum is not None
+                    else False
+                )
                 if committed and isinstance(exc, Exception):
                     logger.warning(
                         "the commit of %s %s reported %r but the version was stored; keeping it",
@@ -731,7 +746,7 @@ class ModelVersionManager:
                     )
                     return record
                 if committed is False:  # nothing points at the folder: undo, so a retry can
-                    unpublish_folder(published, temp)
+                    unpublish_folder(published, write.temp)
                 # committed, or unknown: the folder stays where a committed row would look
                 # (if the row does not exist it is an orphan that clean_orphans removes)
             raise
