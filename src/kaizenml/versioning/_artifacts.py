@@ -240,19 +240,12 @@ def _ensure_dir(path: Path) -> None:
         fsync_dir(folder.parent)
 
 
-def _fsync_file(fh: BinaryIO, folder_fd: int | None = None) -> None:
-    """fsync and close a file left open by the writers above; then a folder, if given (by an
-    open descriptor, so a rename of the folder meanwhile does not matter; closed too)."""
+def _fsync_file(fh: BinaryIO) -> None:
+    """fsync and close a file left open by the writers above."""
     try:
-        try:
-            os.fsync(fh.fileno())
-        finally:
-            fh.close()
-        if folder_fd is not None:
-            os.fsync(folder_fd)
+        os.fsync(fh.fileno())
     finally:
-        if folder_fd is not None:
-            os.close(folder_fd)
+        fh.close()
 
 
 def _fsync_fd(fd: int) -> None:
@@ -262,16 +255,11 @@ def _fsync_fd(fd: int) -> None:
         os.close(fd)
 
 
-def _open_dir(folder: Path) -> int | None:
-    """A descriptor to fsync a folder with (None on Windows, where folders cannot be)."""
-    return None if os.name == "nt" else os.open(folder, os.O_RDONLY)
-
-
 class PendingSync:
     """The fsyncs of a folder being written, each started on a kept background thread as soon
-    as its file is written (:meth:`add`, :meth:`add_last`) or its entry changed
-    (:meth:`add_folder`). fsync releases the GIL, and the filesystem journal commits fsyncs
-    issued together as one group.
+    as its file is written (:meth:`add`) or the folder's entries changed (:meth:`add_folder`).
+    fsync releases the GIL, and the filesystem journal commits fsyncs issued together as one
+    group.
 
     ``wait`` blocks until they are done (or ``timeout`` seconds pass: then it returns False)
     and re-raises the error of a failed fsync. Nothing may be recorded as stored before
@@ -284,21 +272,18 @@ class PendingSync:
     def add(self, fh: BinaryIO) -> None:
         """fsync (then close) ``fh``, a file opened for writing whose data is all written."""
         self._futures.append(_fsync_pool().submit(_fsync_file, fh))
-        if len(self._futures) == 1:
-            # Let the worker take the GIL now to issue the first fsync; otherwise it waits
-            # until this thread next blocks, which can be a few hundred microseconds later.
-            time.sleep(0)
-
-    def add_last(self, fh: BinaryIO, folder: Path) -> None:
-        """:meth:`add` for a folder's last file: the folder's own fsync follows it."""
-        self._futures.append(_fsync_pool().submit(_fsync_file, fh, _open_dir(folder)))
 
     def add_folder(self, folder: Path) -> None:
-        """fsync a folder whose entries changed (a rename inside it)."""
-        fd = _open_dir(folder)
-        if fd is not None:
-            self._futures.append(_fsync_pool().submit(_fsync_fd, fd))
-            time.sleep(0)  # as in add: issued now, it joins the journal commit of the others
+        """fsync a folder whose entries changed (opened now: a later rename does not matter).
+        Folders cannot be opened for this on Windows, which skips it."""
+        if os.name != "nt":
+            self._futures.append(_fsync_pool().submit(_fsync_fd, os.open(folder, os.O_RDONLY)))
+
+    @staticmethod
+    def start() -> None:
+        """Let the workers take the GIL now to issue the fsyncs just added; otherwise they wait
+        until this thread next blocks, which can be a few hundred microseconds later."""
+        time.sleep(0)
 
     def wait(self, timeout: float | None = None) -> bool:
         _, pending = wait_futures(self._futures, timeout)
@@ -325,6 +310,7 @@ def write_temp_folder(
     write = start_temp_folder(parent, artifact, serializer)
     try:
         checksum = write.finish(write.temp)
+        write.sync.start()
         write.sync.wait()
     except BaseException:
         write.sync.join()
@@ -398,7 +384,8 @@ class FolderWrite:
             except BaseException:
                 fh.close()
                 raise
-            self.sync.add_last(fh, folder)
+            self.sync.add(fh)
+            self.sync.add_folder(folder)
             self.checksum = checksum
         return self.checksum
 
@@ -424,11 +411,13 @@ def start_temp_folder(
             fh = open(folder / name, "wb")  # noqa: SIM115 - closed by the fsync task
             write._written[name] = _write_file(fh, data)
             write.sync.add(fh)
+            write.sync.start()
             fh = None
         if prepared.arrays:
             fh = open(folder / ARRAYS, "wb")  # noqa: SIM115 - closed by the fsync task
             write._streams[ARRAYS] = _write_npz(fh, prepared.arrays)
             write.sync.add(fh)  # the fsync runs while the hash finishes
+            write.sync.start()
             fh = None
     except BaseException:
         if fh is not None:

@@ -696,6 +696,7 @@ class ModelVersionManager:
                 published = final
                 checksum = write.finish(final)
                 write.sync.add_folder(final.parent)
+                write.sync.start()
                 now = time.time()
                 row = (
                     name, version, change_type if base is not None else "initial",
