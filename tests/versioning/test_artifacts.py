@@ -9,6 +9,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -388,13 +389,22 @@ def test_arrays_of_every_layout_and_dtype_round_trip(manager: ModelVersionManage
         assert got.tobytes() == np.ascontiguousarray(expected).tobytes(), key
 
 
+# Small artifacts are written inside create_version's transaction, large ones before it.
+_WRITE_PATHS = pytest.mark.parametrize("in_transaction", [True, False], ids=["small", "large"])
+
+
+@_WRITE_PATHS
 def test_slow_fsync_is_waited_for_outside_the_transaction(
-    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch,
+    in_transaction: bool,
 ) -> None:
     """The transaction waits only briefly for the artifact's fsync; a slower disk makes it roll
     back, wait without the write lock, and run again: one version, complete on disk."""
     from kaizenml.versioning import _manager
 
+    if not in_transaction:
+        monkeypatch.setattr(_manager, "_WRITE_IN_TRANSACTION_BYTES", 0)
+    monkeypatch.setattr(_manager, "_SYNC_WAIT_AFTER_WRITE", 0.001)
     manager.create_version("slow", {"w": np.ones(2)}, change_type="retrain")
     real_fsync = os.fsync
     calls: list[int] = []
@@ -426,11 +436,17 @@ def test_slow_fsync_is_waited_for_outside_the_transaction(
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors via /proc")
+@_WRITE_PATHS
 def test_every_fsync_ends_before_the_commit(
-    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch,
+    in_transaction: bool,
 ) -> None:
     """The row is what makes a folder a version: the data file, the manifest, the folder and
     the rename in the model's folder are all on disk before it is committed."""
+    from kaizenml.versioning import _manager
+
+    if not in_transaction:
+        monkeypatch.setattr(_manager, "_WRITE_IN_TRANSACTION_BYTES", 0)
     manager.create_version("order", {"w": np.ones(2)}, change_type="retrain")
     events: list[tuple[str, str]] = []
     real_fsync = os.fsync
@@ -447,10 +463,29 @@ def test_every_fsync_ends_before_the_commit(
         events.append(("commit", ""))
         real_commit(dbapi_conn)
 
+    def recording_begin(conn: sa.Connection) -> None:
+        events.append(("begin", ""))
+
+    from kaizenml.versioning import _artifacts
+
+    real_write_npz = _artifacts._write_npz
+
+    def recording_write_npz(fh: Any, arrays: Any) -> Any:
+        events.append(("write", fh.name))
+        return real_write_npz(fh, arrays)
+
+    monkeypatch.setattr(_artifacts, "_write_npz", recording_write_npz)
     monkeypatch.setattr(os, "fsync", recording_fsync)
     monkeypatch.setattr(dialect, "do_commit", recording_commit)
-    manager.create_version("order", {"w": np.zeros(4)}, change_type="retrain")
+    sa.event.listen(manager.engine, "begin", recording_begin)
+    try:
+        manager.create_version("order", {"w": np.zeros(4)}, change_type="retrain")
+    finally:
+        sa.event.remove(manager.engine, "begin", recording_begin)
     monkeypatch.undo()
+    # a small artifact is written once the transaction holds the number, a large one before
+    written = next(i for i, (kind, _) in enumerate(events) if kind == "write")
+    assert (events.index(("begin", "")) < written) == in_transaction
     commit = events.index(("commit", ""))
     synced_before = {target for kind, target in events[:commit] if kind == "fsync"}
     folder = art_root / "order" / "1.1.0"

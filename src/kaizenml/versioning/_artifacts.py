@@ -51,6 +51,8 @@ from ..storage import fsync_dir, read_npz, write_npz
 
 __all__ = [
     "PendingSync",
+    "PreparedArtifact",
+    "prepare_artifact",
     "check_artifact",
     "SERIALIZERS",
     "check_serializer",
@@ -307,7 +309,7 @@ def write_temp_folder(
     and the sha256 of its manifest. The caller publishes it with :func:`publish_folder` or
     removes it.
     """
-    write = start_temp_folder(parent, artifact, serializer)
+    write = start_temp_folder(parent, prepare_artifact(artifact, serializer))
     try:
         checksum = write.finish(write.temp)
         write.sync.start()
@@ -322,11 +324,12 @@ def write_temp_folder(
 def check_artifact(artifact: Any, serializer: str | None = None) -> None:
     """Raise the error :meth:`ModelVersionManager.create_version` would raise for ``artifact``
     (not a mapping, object arrays, values that are not JSON-able), without writing anything."""
-    _Prepared(artifact, serializer)
+    PreparedArtifact(artifact, serializer)
 
 
-class _Prepared:
-    """An artifact checked and split into what the files will hold, before any disk access."""
+class PreparedArtifact:
+    """An artifact checked and split into what the files will hold, before any disk access
+    (:func:`prepare_artifact`)."""
 
     __slots__ = ("arrays", "files", "manifest")
 
@@ -351,6 +354,16 @@ class _Prepared:
             _import_joblib().dump(artifact, buffer)
             self.files[_OBJECT_FILES["joblib"]] = buffer.getvalue()
 
+    @property
+    def nbytes(self) -> int:
+        """The size of the data files' contents, about what writing them costs."""
+        return sum(a.nbytes for a in self.arrays.values()) + sum(map(len, self.files.values()))
+
+
+def prepare_artifact(artifact: Any, serializer: str | None = None) -> PreparedArtifact:
+    """Check ``artifact`` and split it into what the files will hold; raises the errors
+    :meth:`ModelVersionManager.create_version` raises for a bad artifact."""
+    return PreparedArtifact(artifact, serializer)
 
 
 class FolderWrite:
@@ -390,15 +403,12 @@ class FolderWrite:
         return self.checksum
 
 
-def start_temp_folder(
-    parent: Path, artifact: Any, serializer: str | None = None
-) -> FolderWrite:
-    """Check ``artifact`` and write its data files into a new hidden temporary folder inside
+def start_temp_folder(parent: Path, prepared: PreparedArtifact) -> FolderWrite:
+    """Write the data files of a prepared artifact into a new hidden temporary folder inside
     ``parent``; returns as soon as they are written, with their fsyncs running, so the caller
     can overlap them with other work (see :class:`FolderWrite`). The caller must ``finish``
     the write and ``sync.wait()`` before recording it, and ``sync.join()`` before removing it.
     """
-    prepared = _Prepared(artifact, serializer)
     _ensure_dir(parent)
     folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
     folder.mkdir()

@@ -55,9 +55,11 @@ from ._artifacts import (
     TEMP_PREFIX,
     TRASH_PREFIX,
     FolderWrite,
+    PreparedArtifact,
     check_serializer,
     load_folder,
     move_folder,
+    prepare_artifact,
     remove_folder,
     start_temp_folder,
     unpublish_folder,
@@ -255,6 +257,42 @@ _USED = {part: _used_statement(part) for part in ("major", "minor", "patch")}
 # How long create_version's transaction waits for its artifact files to reach the disk before
 # it rolls back, waits without holding the write lock, and runs again (seconds).
 _SYNC_WAIT_IN_TRANSACTION = 0.002
+
+
+# Artifacts up to this many bytes of data are written inside create_version's transaction,
+# once the number is known: the files, their folder and its rename then reach the disk in one
+# journal commit. Larger ones are written before it, so the lock is not held meanwhile.
+_WRITE_IN_TRANSACTION_BYTES = 8 << 20
+# How long the transaction waits for the fsyncs of files it wrote itself (seconds).
+_SYNC_WAIT_AFTER_WRITE = 0.05
+
+
+class _ArtifactJob:
+    """The folder of one create_version call: written before or inside its transaction."""
+
+    __slots__ = ("parent", "prepared", "write")
+
+    def __init__(self, parent: Path, prepared: PreparedArtifact) -> None:
+        self.parent = parent
+        self.prepared = prepared
+        self.write: FolderWrite | None = None
+
+    @property
+    def temp(self) -> Path:
+        assert self.write is not None
+        return self.write.temp
+
+    def start(self) -> FolderWrite:
+        self.write = start_temp_folder(self.parent, self.prepared)
+        return self.write
+
+    def discard(self) -> None:
+        """After the call: wait for the fsyncs, and remove the folder unless it was renamed
+        into place (then nothing may point at it)."""
+        if self.write is not None:
+            self.write.sync.join()
+            if self.write.temp.exists():
+                remove_folder(self.write.temp)
 
 
 class _FolderNotSynced(Exception):
@@ -624,30 +662,30 @@ class ModelVersionManager:
             parent_version, "parent_version"
         )
         serializer = check_serializer(serializer)
-        model_dir = self._root / name
-        # The data files' fsyncs run while the transaction picks the number (_insert_version).
-        write = start_temp_folder(model_dir, artifact, serializer)
+        job = _ArtifactJob(self._root / name, prepare_artifact(artifact, serializer))
+        if job.prepared.nbytes > _WRITE_IN_TRANSACTION_BYTES:
+            # Written before the transaction, so the lock is not held meanwhile; the fsyncs
+            # run while the transaction picks the number.
+            job.start()
 
         def attempt() -> ModelVersion:
             args = (
                 name, part, change_type, parent, description, created_by, metric_values,
-                tag_values, serializer, write,
+                tag_values, serializer, job,
             )
             try:
-                return self._insert_version(*args, _SYNC_WAIT_IN_TRANSACTION)
+                return self._insert_version(*args, wait_briefly=True)
             except _FolderNotSynced:
                 # Outside the transaction: no lock held while the disk catches up. What is
                 # left then is the fsync of one rename, waited for in the transaction.
-                write.sync.wait()
-                return self._insert_version(*args, None)
+                assert job.write is not None
+                job.write.sync.wait()
+                return self._insert_version(*args, wait_briefly=False)
 
         try:
             return retry_on_conflict(attempt)
         finally:
-            write.sync.join()
-            # On success the folder was renamed away; on failure nothing may point at it.
-            if write.temp.exists():
-                remove_folder(write.temp)
+            job.discard()
 
     def _insert_version(
         self,
@@ -660,11 +698,11 @@ class ModelVersionManager:
         metric_values: dict[str, float],
         tag_values: dict[str, str],
         serializer: str | None,
-        write: FolderWrite,
-        sync_timeout: float | None,
+        job: _ArtifactJob,
+        wait_briefly: bool,
     ) -> ModelVersion:
         published: Path | None = None
-        checksum = write.checksum
+        checksum = None if job.write is None else job.write.checksum
         body_done = False
         try:
             with self._engine.connect() as conn, conn.begin():
@@ -692,6 +730,12 @@ class ModelVersionManager:
                 # manifest, the folder's entries and the rename: nothing reaches the folder
                 # before the commit, and the commit waits for every fsync.
                 final = self._root / name / version
+                if job.write is None:  # a small artifact: written now, holding the lock
+                    write = job.start()
+                    timeout = _SYNC_WAIT_AFTER_WRITE
+                else:
+                    write = job.write
+                    timeout = _SYNC_WAIT_IN_TRANSACTION
                 move_folder(write.temp, final)
                 published = final
                 checksum = write.finish(final)
@@ -725,7 +769,7 @@ class ModelVersionManager:
                 # Usually the data files' fsyncs finished while the statements above ran; a
                 # slow disk is not waited for here, holding the write lock, but after a
                 # rollback.
-                if not write.sync.wait(timeout=sync_timeout):
+                if not write.sync.wait(timeout=timeout if wait_briefly else None):
                     raise _FolderNotSynced
                 # the row as inserted (a new number is never the active one)
                 record = self._to_version((*row, None))
@@ -747,7 +791,7 @@ class ModelVersionManager:
                     )
                     return record
                 if committed is False:  # nothing points at the folder: undo, so a retry can
-                    unpublish_folder(published, write.temp)
+                    unpublish_folder(published, job.temp)
                 # committed, or unknown: the folder stays where a committed row would look
                 # (if the row does not exist it is an orphan that clean_orphans removes)
             raise
