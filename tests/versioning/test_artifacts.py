@@ -279,12 +279,12 @@ if mode == "before-commit":
     _artifacts.PendingSync.wait = wait_then_die
 if mode == "mid-write":
     # the data file half written, in its temporary folder
-    real_npz = _artifacts.write_npz
-    def npz_then_die(fileobj, arrays, piece):
-        fileobj.write(b"PK\x03\x04 half a zip")
-        fileobj.flush()
+    def npz_then_die(fh, buffers):
+        fh.write(buffers[0])
+        fh.write(buffers[1][: len(buffers[1]) // 2])
+        fh.flush()
         os.kill(os.getpid(), 9)
-    _artifacts.write_npz = npz_then_die
+    _artifacts._write_buffers = npz_then_die
 print("ready", flush=True)
 rng = np.random.default_rng(os.getpid())
 while True:
@@ -468,13 +468,13 @@ def test_every_fsync_ends_before_the_commit(
 
     from kaizenml.versioning import _artifacts
 
-    real_write_npz = _artifacts._write_npz
+    real_write_buffers = _artifacts._write_buffers
 
-    def recording_write_npz(fh: Any, arrays: Any) -> Any:
+    def recording_write_buffers(fh: Any, buffers: Any) -> None:
         events.append(("write", fh.name))
-        return real_write_npz(fh, arrays)
+        real_write_buffers(fh, buffers)
 
-    monkeypatch.setattr(_artifacts, "_write_npz", recording_write_npz)
+    monkeypatch.setattr(_artifacts, "_write_buffers", recording_write_buffers)
     monkeypatch.setattr(os, "fsync", recording_fsync)
     monkeypatch.setattr(dialect, "do_commit", recording_commit)
     sa.event.listen(manager.engine, "begin", recording_begin)

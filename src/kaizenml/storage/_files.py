@@ -87,24 +87,25 @@ _FILE_ATTRIBUTES = 0o100644 << 16  # a regular file, rw-r--r--
 _DESCRIPTOR_FLAG = 0x08
 _UTF8_FLAG = 0x800
 _DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01
+_CRC_STEP = 1 << 30  # bytes per CRC call, well inside every binding's length type
 # Values from these up go to ZIP64 fields; the classic field then holds all ones.
 _ZIP64_SIZE = 0xFFFFFFFF
 _ZIP64_COUNT = 0xFFFF
 
 
 class _ZipWriter:
-    """A zip archive of stored members written front to back to any stream with ``write``
-    (no ``seek`` or ``tell`` needed): sizes and CRC go in a data descriptor after each member's
-    data, and the central directory switches to ZIP64 records where a count, size or offset
-    needs them."""
+    """A zip archive of stored members laid out front to back as a list of buffers (no
+    ``seek`` or ``tell`` needed to write it): sizes and CRC go in a data descriptor after each
+    member's data, and the central directory switches to ZIP64 records where a count, size or
+    offset needs them."""
 
-    def __init__(self, out: Any) -> None:
-        self._out = out
+    def __init__(self) -> None:
+        self.buffers: list[Any] = []
         self._offset = 0
         self._members: list[tuple[bytes, int, int, int, int]] = []  # name, flags, crc, size, at
 
     def _emit(self, data: Any) -> None:
-        self._out.write(data)
+        self.buffers.append(data)
         self._offset += memoryview(data).nbytes
 
     def add(self, name: str, pieces: Iterable[Any]) -> None:
@@ -122,8 +123,10 @@ class _ZipWriter:
         )
         crc = size = 0
         for piece in pieces:
-            crc = _crc32(piece, crc)
-            size += memoryview(piece).nbytes
+            view = memoryview(piece)
+            for at in range(0, view.nbytes, _CRC_STEP):
+                crc = _crc32(view[at : at + _CRC_STEP], crc)
+            size += view.nbytes
             self._emit(piece)
         self._emit(_DATA_DESCRIPTOR.pack(0x08074B50, crc, size, size))
         self._members.append((encoded, flags, crc, size, start))
@@ -169,23 +172,33 @@ class _ZipWriter:
         )
 
 
-def write_npz(fileobj: Any, arrays: Mapping[str, np.ndarray], piece: int = 1 << 18) -> None:
-    """Write ``arrays`` to ``fileobj`` in the ``.npz`` layout of ``np.savez`` (an uncompressed
-    zip of ``.npy`` members), straight from the arrays' memory.
+def npz_buffers(arrays: Mapping[str, np.ndarray]) -> list[Any]:
+    """The bytes of an ``.npz`` file holding ``arrays``, in the layout of ``np.savez`` (an
+    uncompressed zip of ``.npy`` members), as a list of buffers to write in order: headers, and
+    views of the arrays' own memory (no copy of C-contiguous data; keep the arrays unchanged
+    until the buffers are written).
 
-    Written member by member, so any key is a valid member name: ``np.savez(f, **arrays)``
+    Laid out member by member, so any key is a valid member name: ``np.savez(f, **arrays)``
     fails or silently drops arrays named after its own arguments (``file``, ``allow_pickle``).
-    ``fileobj`` only needs ``write``: each member's sizes and CRC follow its data. The data
-    goes out in pieces of ``piece`` bytes. The CRC-32 of the members is computed with zlib-ng
-    when it is installed (about ten times faster than the zlib Python is built with).
+    Each member's sizes and CRC follow its data, so the file is written front to back. The
+    CRC-32 comes from zlib-ng when it is installed (about ten times faster than the zlib
+    Python is built with).
     """
-    writer = _ZipWriter(fileobj)
+    writer = _ZipWriter()
     for key, array in arrays.items():
-        writer.add(f"{key}.npy", _npy_pieces(array, piece))
+        writer.add(f"{key}.npy", _npy_pieces(array))
     writer.close()
+    return writer.buffers
 
 
-def _npy_pieces(array: np.ndarray, piece: int) -> Iterator[Any]:
+def write_npz(fileobj: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``fileobj`` (anything with ``write``) as an ``.npz`` file: see
+    :func:`npz_buffers`."""
+    for buffer in npz_buffers(arrays):
+        fileobj.write(buffer)
+
+
+def _npy_pieces(array: np.ndarray) -> Iterator[Any]:
     """One ``.npy`` member: numpy's header, then the array's own memory in C order.
 
     ``np.lib.format.write_array`` copies the data through ``tobytes`` in chunks when the target
@@ -202,9 +215,7 @@ def _npy_pieces(array: np.ndarray, piece: int) -> Iterator[Any]:
         np.lib.format.write_array_header_2_0(buffer, header)
     yield buffer.getvalue()
     if data.size:
-        raw = data.reshape(-1).view(np.uint8).data
-        for start in range(0, len(raw), piece):
-            yield raw[start : start + piece]
+        yield data.reshape(-1).view(np.uint8).data
 
 
 # Headers of the .npy members kaizenml reads back. numpy refuses headers over 10,000 bytes
@@ -222,6 +233,4 @@ def read_npz(data: bytes) -> dict[str, np.ndarray]:
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """The bytes of an ``.npz`` file holding ``arrays`` (see :func:`write_npz`)."""
-    buffer = io.BytesIO()
-    write_npz(buffer, arrays)
-    return buffer.getvalue()
+    return b"".join(npz_buffers(arrays))

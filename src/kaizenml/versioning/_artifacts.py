@@ -47,7 +47,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .._exceptions import IntegrityError, KaizenTypeError, ValidationError
-from ..storage import fsync_dir, read_npz, write_npz
+from ..storage import fsync_dir, npz_buffers, read_npz
 
 __all__ = [
     "PendingSync",
@@ -77,7 +77,6 @@ VALUES = "values.json"  # format version 1 only
 _OBJECT_FILES = {"pickle": "artifact.pkl", "joblib": "artifact.joblib"}
 _KNOWN_FILES = {ARRAYS, VALUES, *_OBJECT_FILES.values()}
 TEMP_PREFIX = ".tmp-"
-_PIECE = 1 << 18  # bytes
 TRASH_PREFIX = ".trash-"
 
 
@@ -91,66 +90,25 @@ def check_serializer(serializer: Any) -> str | None:
     )
 
 
+def _write_buffers(fh: BinaryIO, buffers: list[Any]) -> None:
+    for buffer in buffers:
+        fh.write(buffer)
+    fh.flush()
+
+
 def _write_file(fh: BinaryIO, data: bytes) -> dict[str, Any]:
     fh.write(data)
     fh.flush()
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
-class _HashingStream:
-    """A write-only stream over an open file that hashes and counts every byte on its way.
-
-    :func:`kaizenml.storage.write_npz` writes front to back (each member's sizes and CRC
-    follow its data), so the bytes pass through exactly once, in file order, which is what the
-    hash needs. The sha256 of large pieces runs on worker threads (hashlib releases the GIL)
-    while this thread computes the zip CRC of the next piece and writes. A stream's updates
-    all go to one single-threaded worker, so they apply in order; streams are dealt
-    round-robin to one worker per CPU. Small pieces (zip and npy headers) ride along with the
-    next large one instead of waking a worker on their own.
-    """
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self._sha256 = hashlib.sha256()
-        self._small: list[bytes] = []
-        self._updates: list[Future[None]] = []
-        self._worker = _hash_worker()
-        self.size = 0
-
-    def _update(self, pieces: list[Any]) -> None:
-        for piece in pieces:
-            self._sha256.update(piece)
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self.size += view.nbytes
-        if view.nbytes < _PIECE // 4:
-            self._small.append(bytes(view))
-        else:
-            pieces, self._small = [*self._small, view], []
-            self._updates.append(self._worker.submit(self._update, pieces))
-        return self._fh.write(view)
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def info(self) -> dict[str, Any]:
-        for update in self._updates:  # one thread runs them, in order
-            update.result()
-        self._update(self._small)
-        self._small = []
-        return {"sha256": self._sha256.hexdigest(), "size": self.size}
-
-
-def _write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> _HashingStream:
-    """Write ``arrays`` as an ``.npz`` file straight from their memory, hashing on the way
-    (the returned stream's ``info()`` waits for the hash). The bytes pass through once, in
-    file order, in pieces: the zip CRC of one (this thread) overlaps the sha256 of the one
-    before."""
-    stream = _HashingStream(fh)
-    write_npz(stream, arrays, _PIECE)
-    stream.flush()
-    return stream
+def _sha256_of(buffers: list[Any]) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    size = 0
+    for buffer in buffers:
+        digest.update(buffer)  # releases the GIL for large buffers
+        size += memoryview(buffer).nbytes
+    return {"sha256": digest.hexdigest(), "size": size}
 
 
 _pools: dict[str, ThreadPoolExecutor] = {}
@@ -331,10 +289,12 @@ class PreparedArtifact:
     """An artifact checked and split into what the files will hold, before any disk access
     (:func:`prepare_artifact`)."""
 
-    __slots__ = ("arrays", "files", "manifest")
+    __slots__ = ("arrays", "files", "manifest", "npz", "npz_info")
 
     def __init__(self, artifact: Any, serializer: str | None) -> None:
         serializer = check_serializer(serializer)
+        self.npz: list[Any] | None = None
+        self.npz_info: Future[dict[str, Any]] | None = None
         self.files: dict[str, bytes] = {}
         self.arrays: dict[str, np.ndarray] = {}
         self.manifest: dict[str, Any] = {
@@ -354,6 +314,13 @@ class PreparedArtifact:
             _import_joblib().dump(artifact, buffer)
             self.files[_OBJECT_FILES["joblib"]] = buffer.getvalue()
 
+    def start_hashing(self) -> None:
+        """Lay out the npz file and start its sha256 on a worker thread (once): the bytes are
+        known before they are written, so the hash runs while the caller does other work."""
+        if self.arrays and self.npz is None:
+            self.npz = npz_buffers(self.arrays)
+            self.npz_info = _hash_worker().submit(_sha256_of, self.npz)
+
     @property
     def nbytes(self) -> int:
         """The size of the data files' contents, about what writing them costs."""
@@ -372,24 +339,23 @@ class FolderWrite:
     checksums, into the folder wherever it is by then (the caller may have renamed it).
     ``sync`` holds every fsync started for the folder."""
 
-    __slots__ = ("_manifest", "_streams", "_written", "checksum", "sync", "temp")
+    __slots__ = ("_prepared", "_written", "checksum", "sync", "temp")
 
-    def __init__(self, temp: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, temp: Path, prepared: PreparedArtifact) -> None:
         self.temp = temp
         self.sync = PendingSync()
         self.checksum: str | None = None
-        self._manifest = manifest
+        self._prepared = prepared
         self._written: dict[str, dict[str, Any]] = {}
-        self._streams: dict[str, _HashingStream] = {}
 
     def finish(self, folder: Path) -> str:
         """Write the manifest into ``folder`` (this write's folder, possibly renamed), start
         its fsync and the folder's; return the manifest's sha256. Idempotent."""
         if self.checksum is None:
-            for name, stream in self._streams.items():
-                self._written[name] = stream.info()
+            if self._prepared.npz_info is not None:
+                self._written[ARRAYS] = self._prepared.npz_info.result()
             manifest_bytes = _encode_values(
-                {**self._manifest, "files": self._written}, indent=1
+                {**self._prepared.manifest, "files": self._written}, indent=1
             )
             fh = open(folder / MANIFEST, "wb")  # noqa: SIM115 - closed by the fsync task
             try:
@@ -412,7 +378,7 @@ def start_temp_folder(parent: Path, prepared: PreparedArtifact) -> FolderWrite:
     _ensure_dir(parent)
     folder = parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
     folder.mkdir()
-    write = FolderWrite(folder, prepared.manifest)
+    write = FolderWrite(folder, prepared)
     # Each file's fsync starts as soon as it is written, through the handle that wrote it
     # (opening a file again just to fsync it costs as much as the write).
     fh: BinaryIO | None = None
@@ -424,9 +390,11 @@ def start_temp_folder(parent: Path, prepared: PreparedArtifact) -> FolderWrite:
             write.sync.start()
             fh = None
         if prepared.arrays:
+            prepared.start_hashing()
+            assert prepared.npz is not None
             fh = open(folder / ARRAYS, "wb")  # noqa: SIM115 - closed by the fsync task
-            write._streams[ARRAYS] = _write_npz(fh, prepared.arrays)
-            write.sync.add(fh)  # the fsync runs while the hash finishes
+            _write_buffers(fh, prepared.npz)
+            write.sync.add(fh)
             write.sync.start()
             fh = None
     except BaseException:
