@@ -316,7 +316,7 @@ class PreparedArtifact:
 
     def start_hashing(self) -> None:
         """Lay out the npz file and start its sha256 on a worker thread (once): the bytes are
-        known before they are written, so the hash runs while the caller does other work."""
+        known before they are written, so the hash runs while they are written."""
         if self.arrays and self.npz is None:
             self.npz = npz_buffers(self.arrays)
             self.npz_info = _hash_worker().submit(_sha256_of, self.npz)

@@ -663,7 +663,6 @@ class ModelVersionManager:
         )
         serializer = check_serializer(serializer)
         job = _ArtifactJob(self._root / name, prepare_artifact(artifact, serializer))
-        job.prepared.start_hashing()  # runs while the transaction picks the number
         if job.prepared.nbytes > _WRITE_IN_TRANSACTION_BYTES:
             # Written before the transaction, so the lock is not held meanwhile; the fsyncs
             # run while the transaction picks the number.
