@@ -497,6 +497,49 @@ def test_every_fsync_ends_before_the_commit(
     assert all(kind == "commit" for kind, _ in events[commit:])
 
 
+@_WRITE_PATHS
+def test_where_open_files_block_a_rename_the_folder_waits_for_them(
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch,
+    in_transaction: bool,
+) -> None:
+    """On Windows a folder holding open files cannot be renamed: the data files' fsync tasks,
+    which close them, end before the rename, and a slow disk is then waited for in the
+    transaction instead of undoing the rename."""
+    from kaizenml.versioning import _artifacts, _manager
+
+    monkeypatch.setattr(_manager, "_RENAME_NEEDS_CLOSED_FILES", True)
+    monkeypatch.setattr(_manager, "_SYNC_WAIT_AFTER_WRITE", 0.001)
+    monkeypatch.setattr(_manager, "_SYNC_WAIT_IN_TRANSACTION", 0.001)
+    if not in_transaction:
+        monkeypatch.setattr(_manager, "_WRITE_IN_TRANSACTION_BYTES", 0)
+    manager.create_version("win", {"w": np.ones(2)}, change_type="retrain")
+    open_files: list[str] = []
+    real_close = _artifacts._fsync_file
+
+    def slow_fsync_then_close(fh: Any) -> None:
+        open_files.append(fh.name)
+        time.sleep(0.02)
+        real_close(fh)
+        open_files.remove(fh.name)
+
+    real_move = _manager.move_folder
+    moved_with_open: list[list[str]] = []
+
+    def checking_move(temp: Path, final: Path) -> None:
+        moved_with_open.append([f for f in open_files if f.startswith(str(temp))])
+        real_move(temp, final)
+
+    monkeypatch.setattr(_artifacts, "_fsync_file", slow_fsync_then_close)
+    monkeypatch.setattr(_manager, "move_folder", checking_move)
+    begins: list[str] = []
+    sa.event.listen(manager.engine, "begin", lambda conn: begins.append("begin"))
+    v = manager.create_version("win", {"w": np.full(2, 5.0)}, change_type="retrain")
+    assert moved_with_open == [[]]  # renamed once, with no file of the folder open
+    assert len(begins) == 1  # no rollback and second run
+    monkeypatch.undo()
+    np.testing.assert_array_equal(manager.load_artifact("win", v.version)["w"], [5.0, 5.0])
+
+
 def test_failed_fsync_raises_and_leaves_nothing(
     manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

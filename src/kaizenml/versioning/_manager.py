@@ -265,6 +265,8 @@ _SYNC_WAIT_IN_TRANSACTION = 0.002
 _WRITE_IN_TRANSACTION_BYTES = 8 << 20
 # How long the transaction waits for the fsyncs of files it wrote itself (seconds).
 _SYNC_WAIT_AFTER_WRITE = 0.05
+# Windows refuses to rename a folder while a file in it is open.
+_RENAME_NEEDS_CLOSED_FILES = os.name == "nt"
 
 
 class _ArtifactJob:
@@ -736,6 +738,11 @@ class ModelVersionManager:
                 else:
                     write = job.write
                     timeout = _SYNC_WAIT_IN_TRANSACTION
+                if _RENAME_NEEDS_CLOSED_FILES:
+                    # Windows cannot rename a folder holding open files: the fsync tasks close
+                    # them, so wait for those (and never undo a rename while one is open).
+                    write.sync.wait()
+                    wait_briefly = False
                 move_folder(write.temp, final)
                 published = final
                 checksum = write.finish(final)
