@@ -36,7 +36,6 @@ import os
 import pickle
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -239,12 +238,6 @@ class PendingSync:
         if os.name != "nt":
             self._futures.append(_fsync_pool().submit(_fsync_fd, os.open(folder, os.O_RDONLY)))
 
-    @staticmethod
-    def start() -> None:
-        """Let the workers take the GIL now to issue the fsyncs just added; otherwise they wait
-        until this thread next blocks, which can be a few hundred microseconds later."""
-        time.sleep(0)
-
     def wait(self, timeout: float | None = None) -> bool:
         _, pending = wait_futures(self._futures, timeout)
         if pending:
@@ -270,7 +263,6 @@ def write_temp_folder(
     write = start_temp_folder(parent, prepare_artifact(artifact, serializer))
     try:
         checksum = write.finish(write.temp)
-        write.sync.start()
         write.sync.wait()
     except BaseException:
         write.sync.join()
@@ -387,7 +379,6 @@ def start_temp_folder(parent: Path, prepared: PreparedArtifact) -> FolderWrite:
             fh = open(folder / name, "wb")  # noqa: SIM115 - closed by the fsync task
             write._written[name] = _write_file(fh, data)
             write.sync.add(fh)
-            write.sync.start()
             fh = None
         if prepared.arrays:
             prepared.start_hashing()
@@ -395,7 +386,6 @@ def start_temp_folder(parent: Path, prepared: PreparedArtifact) -> FolderWrite:
             fh = open(folder / ARRAYS, "wb")  # noqa: SIM115 - closed by the fsync task
             _write_buffers(fh, prepared.npz)
             write.sync.add(fh)
-            write.sync.start()
             fh = None
     except BaseException:
         if fh is not None:

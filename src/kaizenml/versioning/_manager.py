@@ -747,7 +747,6 @@ class ModelVersionManager:
                 published = final
                 checksum = write.finish(final)
                 write.sync.add_folder(final.parent)
-                write.sync.start()
                 now = time.time()
                 row = (
                     name, version, change_type if base is not None else "initial",
