@@ -438,3 +438,37 @@ def test_holdout_bad_arguments(env) -> None:
         run(env, quadratic(0.3), data=shuffled, holdout=0.2)
     with pytest.raises(ValidationError, match="columns differ in length"):
         run(env, quadratic(0.3), data={"a": np.zeros(10), "b": np.zeros(9)}, holdout=0.2)
+
+
+def test_holdout_features_keep_history_and_stored_fallback(env) -> None:
+    from kaizenml.demo.data import generate_ohlcv
+    from kaizenml.features import FeatureStore
+
+    url, manager = env
+    store = FeatureStore(url)
+    bars = generate_ohlcv(400, seed=3)
+    data = {k: bars[k] for k in ("timestamp", "close")}
+    full = store.compute_features(["rsi_14"], data)["rsi_14"]
+    seen = []
+
+    def fit(params, dataset):
+        seen.append(np.asarray(dataset["rsi_14"]))
+        return {"loss": (params["x"] - 0.3) ** 2 + float(np.nanmean(dataset["rsi_14"])) / 1e3}
+
+    v = manager.create_version("f", {"params": {"y": 1}}, change_type="hyperparameter",
+                               metrics={"loss": 0.5})
+    manager.set_active_version("f", v.version)  # tuned over another space: not re-measurable
+    rep = improve_model("f", space=SPACE, train_and_evaluate=fit, metric="loss",
+                        direction="minimize", features=["rsi_14"], data=data, holdout=40,
+                        strategy="random", max_trials=3, seed=0, storage=url,
+                        feature_store=store, version_manager=manager)
+    # computed on all 400 rows, then split: the held-out rows keep their 14-bar history
+    assert all(len(s) == 360 for s in seen[:3]) and len(seen[3]) == 40
+    np.testing.assert_array_equal(seen[0], full[:360])
+    np.testing.assert_array_equal(seen[3], full[360:])
+    assert not np.isnan(seen[3]).any()
+    assert rep.baseline_source == "stored" and rep.baseline_value == 0.5
+    x = rep.best_params["x"]
+    want = (x - 0.3) ** 2 + float(np.nanmean(full[360:])) / 1e3
+    assert rep.candidate_value == pytest.approx(want)
+    assert rep.promoted == (want < 0.5)
