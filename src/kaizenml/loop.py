@@ -140,7 +140,10 @@ class ImprovementReport:
             f"strategy={self.strategy}, {self.direction} {self.metric}",
         ]
         if self.best_value is not None:
-            lines.append(f"  best {self.metric} = {self.best_value:.6g} with {self.best_params}")
+            where = " in the search" if self.decided_on == "holdout" else ""
+            lines.append(
+                f"  best {self.metric}{where} = {self.best_value:.6g} with {self.best_params}"
+            )
         if self.decided_on == "holdout" and self.candidate_value is not None:
             lines.append(
                 f"  on the {self.holdout_rows} holdout rows: {self.metric} = "
