@@ -275,3 +275,200 @@ def test_a_rejected_winner_is_not_versioned_again_on_rerun(env) -> None:
     assert len(candidates) == 1 and None not in candidates  # one candidate version, reused
     assert not any(r.promoted for r in reports)
     assert len(manager.get_version_history("toy")) == 2
+
+
+# --- the winner's curse: promotion decided on rows the search never saw -----------------------
+
+N_ROWS = 1000
+
+
+def returns_data(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ret = 0.01 * rng.standard_normal(N_ROWS)
+    return {"timestamp": np.arange(N_ROWS, dtype=np.int64), "ret": ret}
+
+
+def no_edge_sharpe(params, dataset):
+    """Per-bar Sharpe of a +-1 position pattern fixed by x, on i.i.d. zero-mean returns: every x,
+    the champion's included, has a true Sharpe of exactly 0; measured ones differ by noise."""
+    r = dataset["ret"]
+    w = np.random.default_rng(int(round(params["x"] * 1e9))).choice([-1.0, 1.0], size=len(r))
+    pnl = w * r
+    return {"sharpe": float(pnl.mean() / pnl.std())}
+
+
+def with_champion(manager, name: str, x: float) -> None:
+    v = manager.create_version(name, {"params": {"x": x}}, change_type="hyperparameter")
+    manager.set_active_version(name, v.version)
+
+
+def sharpe_run(env, name: str, seed: int, **kw):
+    url, manager = env
+    return improve_model(
+        name, space=SPACE, train_and_evaluate=no_edge_sharpe, metric="sharpe",
+        direction="maximize", strategy="random", max_trials=12, seed=seed,
+        data=returns_data(100 + seed), storage=url, version_manager=manager, **kw,
+    )
+
+
+def test_holdout_measures_winner_and_champion_on_unseen_later_rows(env) -> None:
+    _, manager = env
+    with_champion(manager, "h", 0.5)
+    seen: list[int] = []
+
+    def fit(params, dataset):
+        seen.append(len(dataset["ret"]))
+        return no_edge_sharpe(params, dataset)
+
+    data = returns_data(100)
+    url, _ = env
+    rep = improve_model(
+        "h", space=SPACE, train_and_evaluate=fit, metric="sharpe", direction="maximize",
+        strategy="random", max_trials=12, seed=1, data=data, storage=url,
+        version_manager=manager, holdout=0.25,
+    )
+    assert rep.best_params != {"x": 0.5}  # a challenger won the search (else nothing to judge)
+    early = {k: v[:750] for k, v in data.items()}
+    late = {k: v[750:] for k, v in data.items()}
+    # the search saw only the first 750 rows; the holdout runs saw only the last 250
+    assert seen.count(750) == 12 and seen.count(250) == 2 and len(seen) == 14
+    assert rep.holdout_rows == 250 and rep.decided_on == "holdout"
+    champion = no_edge_sharpe({"x": 0.5}, late)["sharpe"]
+    winner = no_edge_sharpe(rep.best_params, late)["sharpe"]
+    assert rep.best_value == pytest.approx(no_edge_sharpe(rep.best_params, early)["sharpe"])
+    assert rep.best_value == max(t.value for t in rep.result.completed_trials)
+    assert rep.candidate_value == pytest.approx(winner)
+    assert rep.baseline_value == pytest.approx(champion)
+    assert rep.baseline_source == "reevaluated"
+    assert rep.improvement == pytest.approx(winner - champion)
+    assert rep.promoted == (winner > champion)
+    # the version carries the holdout metrics; the search's score is kept in its artifact
+    assert manager.get_version("h", rep.new_version).metrics == {"sharpe": pytest.approx(winner)}
+    search = manager.load_artifact("h", rep.new_version)["search"]
+    assert search["best_metrics"] == {"sharpe": pytest.approx(rep.best_value)}
+    assert search["decided_on"] == "holdout" and search["holdout_rows"] == 250
+    assert "holdout rows" in rep.reason and "holdout rows" in rep.summary()
+
+
+def test_no_promotion_on_selection_noise(env) -> None:
+    """Every challenger is truly as good as the champion (true Sharpe 0 for every x). Judged on
+    the search's own scores, the best of 12 noisy trials beats the champion's single
+    measurement whenever it is not the champion itself, so it is always promoted; judged on
+    the holdout rows, the gap is noise around 0 and about half are promoted."""
+    _, manager = env
+    by_search, by_holdout = [], []
+    for seed in range(16):
+        with_champion(manager, f"s{seed}", 0.5)
+        with_champion(manager, f"h{seed}", 0.5)
+        by_search.append(sharpe_run(env, f"s{seed}", seed))
+        by_holdout.append(sharpe_run(env, f"h{seed}", seed, holdout=0.25))
+    # when the champion itself wins the search nothing is versioned, under either rule
+    search = [r for r in by_search if r.new_version is not None]
+    holdout = [r for r in by_holdout if r.new_version is not None]
+    assert not any(r.promoted for r in by_search + by_holdout if r.new_version is None)
+    assert len(search) >= 10 and len(holdout) >= 10
+    assert all(r.decided_on == "search" and r.improvement > 0 and r.promoted for r in search)
+    assert all(r.decided_on == "holdout" for r in holdout)
+    n_promoted = sum(r.promoted for r in holdout)
+    assert 1 <= n_promoted <= 0.75 * len(holdout)
+    # the holdout gap is unbiased: its mean lies within 2 standard errors of 0 (the sd of a
+    # difference of two per-bar Sharpes over 250 rows is sqrt(2 / 250)), while the search's
+    # gap is the selection bias, more than 3 standard errors above 0
+    gaps = np.array([r.improvement for r in holdout])
+    assert abs(gaps.mean()) < 2 * np.sqrt(2 / 250) / np.sqrt(len(gaps))
+    search_gaps = np.array([r.improvement for r in search])
+    assert search_gaps.mean() > 3 * np.sqrt(2 / 750) / np.sqrt(len(search_gaps))
+
+
+def test_evaluate_scores_the_trained_artifacts(env) -> None:
+    url, manager = env
+    day1, data = returns_data(3), returns_data(7)
+    calls = []
+    tail = {"ret": day1["ret"][-100:]}
+
+    def fit(params, dataset):
+        mu = float(np.mean(dataset["ret"]))
+        loss = float(np.mean((dataset["ret"] - params["x"] * mu) ** 2))
+        return {"loss": loss}, {"mu": np.array([mu])}
+
+    def evaluate(params, artifact, holdout):
+        calls.append((dict(params), dict(artifact)))
+        np.testing.assert_array_equal(holdout["ret"], tail["ret"])
+        return {"loss": float(np.mean((holdout["ret"] - params["x"] * artifact["mu"][0]) ** 2))}
+
+    opts = dict(space=SPACE, train_and_evaluate=fit, metric="loss", direction="minimize",
+                strategy="random", max_trials=6, storage=url, version_manager=manager,
+                holdout=100, evaluate=evaluate)
+    first = improve_model("ev", data=day1, seed=0, **opts)
+    assert first.promoted and first.reason == "first version of the model"
+    champ_mu = manager.load_artifact("ev", first.new_version)["mu"][0]
+    calls.clear()
+    tail["ret"] = data["ret"][-100:]
+    rep = improve_model("ev", data=data, seed=1, **opts)
+    assert rep.new_version is not None and rep.decided_on == "holdout"
+    late = data["ret"][-100:]
+    winner_mu = float(np.mean(data["ret"][:-100]))  # trained on the search rows only
+    assert calls[0][1].keys() == {"mu"} and calls[1][1].keys() == {"mu"}  # reserved keys gone
+    assert calls[1][0] == first.best_params
+    want = float(np.mean((late - rep.best_params["x"] * winner_mu) ** 2))
+    base = float(np.mean((late - first.best_params["x"] * champ_mu) ** 2))
+    assert rep.candidate_value == pytest.approx(want, rel=1e-12)
+    assert rep.baseline_value == pytest.approx(base, rel=1e-12)
+    assert rep.promoted == (want < base)
+
+
+def test_holdout_bad_arguments(env) -> None:
+    data = returns_data(0)
+    with pytest.raises(ValidationError, match=r"holdout=0.25 needs data="):
+        run(env, quadratic(0.3), holdout=0.25)
+    with pytest.raises(ValidationError, match=r"holdout=1.5: a float .* \(0, 1\)"):
+        run(env, quadratic(0.3), data=data, holdout=1.5)
+    with pytest.raises(ValidationError, match=r"holdout=0 rows"):
+        run(env, quadratic(0.3), data=data, holdout=0)
+    with pytest.raises(KaizenTypeError, match="holdout must be a fraction"):
+        run(env, quadratic(0.3), data=data, holdout=True)
+    with pytest.raises(ValidationError, match=r"leaves 0 of the 1000 rows"):
+        run(env, quadratic(0.3), data=data, holdout=N_ROWS)
+    with pytest.raises(ValidationError, match="evaluate=... measures the holdout rows"):
+        run(env, quadratic(0.3), data=data, evaluate=lambda p, a, d: 0.0)
+    with pytest.raises(KaizenTypeError, match="evaluate must be callable, got int"):
+        run(env, quadratic(0.3), data=data, holdout=0.2, evaluate=3)
+    shuffled = {**data, "timestamp": data["timestamp"][::-1].copy()}
+    with pytest.raises(ValidationError, match="'timestamp' goes back in time at row 1"):
+        run(env, quadratic(0.3), data=shuffled, holdout=0.2)
+    with pytest.raises(ValidationError, match="columns differ in length"):
+        run(env, quadratic(0.3), data={"a": np.zeros(10), "b": np.zeros(9)}, holdout=0.2)
+
+
+def test_holdout_features_keep_history_and_stored_fallback(env) -> None:
+    from kaizenml.demo.data import generate_ohlcv
+    from kaizenml.features import FeatureStore
+
+    url, manager = env
+    store = FeatureStore(url)
+    bars = generate_ohlcv(400, seed=3)
+    data = {k: bars[k] for k in ("timestamp", "close")}
+    full = store.compute_features(["rsi_14"], data)["rsi_14"]
+    seen = []
+
+    def fit(params, dataset):
+        seen.append(np.asarray(dataset["rsi_14"]))
+        return {"loss": (params["x"] - 0.3) ** 2 + float(np.nanmean(dataset["rsi_14"])) / 1e3}
+
+    v = manager.create_version("f", {"params": {"y": 1}}, change_type="hyperparameter",
+                               metrics={"loss": 0.5})
+    manager.set_active_version("f", v.version)  # tuned over another space: not re-measurable
+    rep = improve_model("f", space=SPACE, train_and_evaluate=fit, metric="loss",
+                        direction="minimize", features=["rsi_14"], data=data, holdout=40,
+                        strategy="random", max_trials=3, seed=0, storage=url,
+                        feature_store=store, version_manager=manager)
+    # computed on all 400 rows, then split: the held-out rows keep their 14-bar history
+    assert all(len(s) == 360 for s in seen[:3]) and len(seen[3]) == 40
+    np.testing.assert_array_equal(seen[0], full[:360])
+    np.testing.assert_array_equal(seen[3], full[360:])
+    assert not np.isnan(seen[3]).any()
+    assert rep.baseline_source == "stored" and rep.baseline_value == 0.5
+    x = rep.best_params["x"]
+    want = (x - 0.3) ** 2 + float(np.nanmean(full[360:])) / 1e3
+    assert rep.candidate_value == pytest.approx(want)
+    assert rep.promoted == (want < 0.5)

@@ -7,9 +7,11 @@
    study named after the model and a digest of space, metric and data (a rerun on the same
    data resumes it); the active version's parameters are queued as a trial, so the champion
    is measured on the same rows as the challengers (its stored metrics are the fallback);
-3. compare the best trial with the champion;
+3. compare the best trial with the champion: on the search's own scores by default, or, with
+   ``holdout=``, on the latest rows of the data, which the search never saw (the best of many
+   trials scores above its true level on the rows it was selected on: the winner's curse);
 4. store the best trial as a new version (``change_type="hyperparameter"``) with its
-   parameters and trained artifact;
+   parameters, trained artifact and the metrics the comparison used;
 5. make it the active version only when it beats the champion by ``min_improvement`` (or
    when ``promote_if`` says so).
 
@@ -24,6 +26,7 @@ import inspect
 import json
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,8 +61,8 @@ class ImprovementReport:
         data, ``"stored"`` from its version record, or ``None`` when there was no active
         version.
     improvement:
-        ``best_value - baseline_value`` signed so that positive is better (``None`` without
-        a baseline).
+        ``candidate_value - baseline_value`` signed so that positive is better (``None``
+        without a baseline).
     new_version:
         The version created from the best trial, ``None`` when none was created.
     promoted:
@@ -76,6 +79,14 @@ class ImprovementReport:
         The feature columns given to ``train_and_evaluate``.
     elapsed:
         Seconds for the whole run.
+    holdout_rows:
+        Rows held out of the search (the latest ones); 0 without ``holdout=``.
+    candidate_metrics, candidate_value:
+        The best trial's metrics the promotion was decided on: measured on the holdout rows
+        with ``holdout=``, else the search's own (then equal to ``best_metrics``).
+    decided_on:
+        ``"holdout"`` or ``"search"``: which measurements ``candidate_*``, ``baseline_*`` and
+        ``improvement`` are.
     """
 
     model_name: str
@@ -103,11 +114,15 @@ class ImprovementReport:
     result: Any = None
     feature_names: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    holdout_rows: int = 0
+    candidate_metrics: dict[str, float] | None = None
+    candidate_value: float | None = None
+    decided_on: str = "search"
 
     @property
     def won(self) -> bool:
         """The best trial beat the baseline (or there was no baseline)."""
-        return self.best_value is not None and (
+        return self.candidate_value is not None and (
             self.baseline_value is None or (self.improvement is not None and self.improvement > 0)
         )
 
@@ -125,11 +140,24 @@ class ImprovementReport:
             f"strategy={self.strategy}, {self.direction} {self.metric}",
         ]
         if self.best_value is not None:
-            lines.append(f"  best {self.metric} = {self.best_value:.6g} with {self.best_params}")
+            where = " in the search" if self.decided_on == "holdout" else ""
+            lines.append(
+                f"  best {self.metric}{where} = {self.best_value:.6g} with {self.best_params}"
+            )
+        if self.decided_on == "holdout" and self.candidate_value is not None:
+            lines.append(
+                f"  on the {self.holdout_rows} holdout rows: {self.metric} = "
+                f"{self.candidate_value:.6g}"
+            )
         if self.baseline_version is not None:
             lines.append(
                 f"  active {self.baseline_version}: {self.metric} = "
-                f"{_fmt(self.baseline_value)} ({self.baseline_source})"
+                f"{_fmt(self.baseline_value)} ({self.baseline_source}"
+                + (
+                    " on the holdout rows)"
+                    if self.decided_on == "holdout" and self.baseline_source == "reevaluated"
+                    else ")"
+                )
             )
         if self.new_version is not None:
             lines.append(
@@ -173,19 +201,20 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def _metrics_dict(out: Any, metric: str) -> dict[str, float]:
+def _metrics_dict(out: Any, metric: str, source: str = "train_and_evaluate") -> dict[str, float]:
     if isinstance(out, Mapping):
         metrics = {str(k): float(v) for k, v in out.items()}
     elif isinstance(out, (int, float, np.integer, np.floating)) and not isinstance(out, bool):
         metrics = {metric: float(out)}
     else:
+        shape = ", optionally as (metrics, artifact)" if source == "train_and_evaluate" else ""
         raise KaizenTypeError(
-            "train_and_evaluate must return a dict of metrics (or a float), optionally as "
-            f"(metrics, artifact); got {type(out).__name__}"
+            f"{source} must return a dict of metrics (or a float){shape}; got "
+            f"{type(out).__name__}"
         )
     if metric not in metrics:
         raise ValidationError(
-            f"train_and_evaluate returned metrics {sorted(metrics)} without metric={metric!r}; "
+            f"{source} returned metrics {sorted(metrics)} without metric={metric!r}; "
             "return it, or pass the name of one of those as metric="
         )
     return metrics
@@ -285,6 +314,8 @@ def improve_model(
     description: str = "",
     created_by: str = "kaizenml.improve_model",
     tags: Mapping[str, str] | None = None,
+    holdout: float | None = None,
+    evaluate: Callable[[Mapping[str, Any], Any, Mapping[str, Any]], Any] | None = None,
 ) -> ImprovementReport:
     """Tune a model, version the best result and promote it only if it beats the active one.
 
@@ -318,7 +349,8 @@ def improve_model(
     promote_if:
         ``"better"`` (beat the active version's ``metric`` by more than ``min_improvement``),
         ``"always"``, ``"never"``, or ``callable(candidate_metrics, active_metrics) -> bool``
-        (``active_metrics`` is ``None`` without an active version).
+        (``active_metrics`` is ``None`` without an active version). With ``holdout``, both are
+        the metrics measured on the held-out rows.
     min_improvement:
         Margin for ``"better"``, in the metric's units (>= 0).
     reevaluate_active:
@@ -326,6 +358,29 @@ def improve_model(
         study, or directly when they lie outside today's space), so champion and challengers
         are compared on the same rows; falls back to the stored metrics when the version holds
         no parameters for this space.
+    holdout:
+        ``None`` (default): the promotion is decided on the search's own scores. The best of
+        many trials is the luckiest measurement as much as the best model, so its score is
+        biased upward (the winner's curse) and a challenger no better than the champion
+        usually "wins". A fraction in (0, 1), or a number of rows (an int >= 1): the latest
+        ``holdout * n`` rows (rounded to the nearest row), or ``holdout`` rows, of ``data``
+        and its features are kept out of the search, which runs on the earlier rows. The best
+        trial and the active version are then measured on the held-out rows; that
+        measurement decides the promotion and becomes the new version's metrics. The search's
+        own scores are kept in the artifact's ``"search"`` record (``best_metrics``), out of
+        the version's metrics, so that ``compare_versions`` does not weigh them. Rows must be
+        in time order (a ``timestamp`` column, when present, is checked to be non-decreasing)
+        so that nothing the choice was made on follows the rows that judge it. Features are
+        computed on all rows first (they are causal), so the held-out rows keep their history.
+    evaluate:
+        How the held-out rows are measured: ``evaluate(params, artifact, holdout_dataset)``
+        returning metrics (a dict or a float). It is called with the best trial's trained
+        artifact (as ``train_and_evaluate`` returned it, trained on the search's rows) and,
+        when ``reevaluate_active``, with the active version's stored artifact (without the
+        ``params``, ``feature_names`` and ``search`` entries the loop adds). ``None``
+        (default): ``train_and_evaluate(params, holdout_dataset)`` is run on the held-out rows
+        alone, for the best trial's and the active version's parameters, so it fits and
+        scores within that window as it did within the search's rows. Needs ``holdout``.
     storage:
         Database URL for studies, features and versions (default: the ``KAIZENML_HOME``
         store).
@@ -348,6 +403,15 @@ def improve_model(
     ...                        max_trials=10, seed=0)  # doctest: +SKIP
     >>> report.promoted  # doctest: +SKIP
     True
+
+    Bars in time order: tune on the first 80 %, judge the winner and the active version on
+    the last 20 %, which the search never saw.
+
+    >>> report = improve_model("momentum", space=space, train_and_evaluate=fit_and_score,
+    ...                        data=bars, metric="sharpe", direction="maximize",
+    ...                        holdout=0.2)  # doctest: +SKIP
+    >>> report.decided_on, report.best_value, report.candidate_value  # doctest: +SKIP
+    ('holdout', 0.094, 0.031)
     """
     started = time.perf_counter()
     model_name = validate_name(model_name, "model_name")
@@ -363,6 +427,20 @@ def improve_model(
     if not callable(promote_if):
         check_choice(promote_if, "promote_if", _PROMOTE_RULES)
     tags = check_tags(tags)
+    if holdout is not None:
+        holdout = _check_holdout(holdout)
+        if data is None:
+            raise ValidationError(
+                f"holdout={holdout!r} needs data=... (the rows to hold out of the search)"
+            )
+    if evaluate is not None:
+        if not callable(evaluate):
+            raise KaizenTypeError(f"evaluate must be callable, got {type(evaluate).__name__}")
+        if holdout is None:
+            raise ValidationError(
+                "evaluate=... measures the holdout rows; pass holdout= too (a fraction in "
+                "(0, 1) or a number of rows)"
+            )
     if isinstance(features, str):
         features = [features]
     features = list(features)
@@ -393,6 +471,11 @@ def improve_model(
 
     # 1. features
     dataset, report.feature_names = _build_dataset(store, features, data)
+    holdout_set: dict[str, Any] | None = None
+    if holdout is not None:
+        # the search sees only the earlier rows; the latest ones judge its winner
+        dataset, holdout_set = _split_holdout(dataset, holdout)
+        report.holdout_rows = len(next(iter(holdout_set.values())))
     if study_name is None:
         # trials are comparable only on the same data, space and metric: a change of any of
         # them starts a new study, rerunning on the same ones resumes it
@@ -413,13 +496,22 @@ def improve_model(
     sign = _sign(direction)
     with_trial = _takes_trial(train_and_evaluate)
 
-    def call(params: dict[str, Any], trial: Any) -> tuple[dict[str, float], Any]:
+    def call(
+        params: dict[str, Any], trial: Any, rows: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, float], Any]:
+        rows = dataset if rows is None else rows
         if with_trial:
-            metrics, artifact = _split_output(train_and_evaluate(params, dataset, trial), metric)
+            metrics, artifact = _split_output(train_and_evaluate(params, rows, trial), metric)
         else:
-            metrics, artifact = _split_output(train_and_evaluate(params, dataset), metric)
+            metrics, artifact = _split_output(train_and_evaluate(params, rows), metric)
         _check_artifact(artifact)
         return metrics, artifact
+
+    def measure_holdout(params: Mapping[str, Any], artifact: Any) -> dict[str, float]:
+        assert holdout_set is not None
+        if evaluate is None:
+            return call(dict(params), _UNTRACKED, holdout_set)[0]
+        return _metrics_dict(evaluate(dict(params), artifact, holdout_set), metric, "evaluate")
 
     active_params: dict[str, Any] | None = None
     stored_metrics: dict[str, float] = {}
@@ -490,8 +582,11 @@ def improve_model(
     if active is not None and not report.interrupted:
         _measure_baseline(report, result, active_params, stored_metrics, call)
 
-    if report.baseline_value is not None and report.best_value is not None:
-        report.improvement = sign * (report.best_value - report.baseline_value)
+    if report.best_metrics is not None:
+        report.candidate_metrics = dict(report.best_metrics)
+        report.candidate_value = report.best_value
+    if report.baseline_value is not None and report.candidate_value is not None:
+        report.improvement = sign * (report.candidate_value - report.baseline_value)
     if report.interrupted:
         report.reason = "the search was interrupted; nothing was versioned or promoted"
         report.elapsed = time.perf_counter() - started
@@ -516,33 +611,67 @@ def improve_model(
         if best.number < n_before
         else []
     )
+    artifact: Any = None
     if earlier:
         version = earlier[0]
         logger.info(
             "the best trial (#%d) is from an earlier run, versioned then as %s", best.number,
             version.version,
         )
+        if evaluate is not None:
+            artifact = _user_artifact(manager.load_artifact(model_name, version.version))
+    elif best_seen["key"] == _params_key(best_params):
+        artifact = best_seen["artifact"]
     else:
-        if best_seen["key"] == _params_key(best_params):
-            artifact = best_seen["artifact"]
-        else:
-            _, artifact = call(dict(best_params), _UNTRACKED)
+        _, artifact = call(dict(best_params), _UNTRACKED)
+
+    if holdout_set is not None:
+        # the winner was chosen for its search score, so that score overstates it: the
+        # decision is taken on rows the choice never saw, for it and for the champion alike
+        report.candidate_metrics = measure_holdout(best_params, artifact)
+        report.candidate_value = float(report.candidate_metrics[metric])
+        report.decided_on = "holdout"
+        _measure_baseline_on_holdout(
+            report, manager, stored_metrics, active_params if reevaluate_active else None,
+            reevaluate_active and evaluate is not None, measure_holdout,
+        )
+        report.improvement = (
+            None
+            if report.baseline_value is None
+            else sign * (report.candidate_value - report.baseline_value)
+        )
+
+    if not earlier:
         payload = _artifact_payload(artifact, report, space)
+        summary = f"best {metric}={report.best_value:.6g}"
+        if holdout_set is not None:
+            summary += (
+                f" in the search, {report.candidate_value:.6g} on {report.holdout_rows} "
+                "holdout rows"
+            )
         version = manager.create_version(
             model_name,
             payload,
             change_type="hyperparameter",
             description=description
-            or f"{strategy_name} search over {space.n_dims} parameters, "
-            f"best {metric}={report.best_value:.6g}",
+            or f"{strategy_name} search over {space.n_dims} parameters, {summary}",
             created_by=created_by,
-            metrics=report.best_metrics,
+            # the metrics the promotion was decided on; the search's own scores, biased by
+            # the selection, stay in the artifact's "search" record, out of compare_versions
+            metrics=report.candidate_metrics,
             parent_version=report.baseline_version,
             tags={**tags, "study": study_name, "trial": str(best.number)},
         )
     report.new_version = _version_of(version)
 
     # 5. the only step that changes the active version
+    if report.decided_on == "search" and report.baseline_value is not None:
+        logger.info(
+            "%s: deciding on the search's own %s, which overstates the best of its trials; "
+            "holdout= decides on rows the search did not see",
+            model_name,
+            metric,
+        )
     promote, report.reason = _decide(report, promote_if, min_improvement)
     if promote:
         manager.set_active_version(model_name, report.new_version, reason=report.reason)
@@ -665,6 +794,112 @@ def _measure_baseline(
         report.baseline_value = float(report.baseline_metrics[metric])
 
 
+def _measure_baseline_on_holdout(
+    report: ImprovementReport,
+    manager: Any,
+    stored_metrics: Mapping[str, float],
+    champion_params: Mapping[str, Any] | None,
+    with_artifact: bool,
+    measure: Callable[[Mapping[str, Any], Any], dict[str, float]],
+) -> None:
+    """The active version's metrics on the holdout rows (its stored metrics when it cannot be
+    measured there): what the candidate's holdout metrics are compared with."""
+    report.baseline_metrics = report.baseline_value = report.baseline_source = None
+    if report.baseline_version is None:
+        return
+    metric = report.metric
+    try:
+        if with_artifact:  # evaluate= scores the trained champion as it was stored
+            stored = manager.load_artifact(report.model_name, report.baseline_version)
+            params = stored.get("params") if isinstance(stored, Mapping) else None
+            report.baseline_metrics = measure(
+                dict(params) if isinstance(params, Mapping) else {}, _user_artifact(stored)
+            )
+            report.baseline_source = "reevaluated"
+        elif champion_params is not None:
+            report.baseline_metrics = measure(champion_params, None)
+            report.baseline_source = "reevaluated"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a champion that no longer runs is compared as stored
+        logger.warning(
+            "measuring %s %s on the holdout rows failed (%s); using its stored metrics",
+            report.model_name,
+            report.baseline_version,
+            exc,
+        )
+        report.baseline_metrics = None
+    if report.baseline_metrics is None and metric in stored_metrics:
+        report.baseline_metrics = dict(stored_metrics)
+        report.baseline_source = "stored"
+    if report.baseline_metrics is not None and metric in report.baseline_metrics:
+        report.baseline_value = float(report.baseline_metrics[metric])
+
+
+def _user_artifact(stored: Any) -> Any:
+    """A stored artifact without the keys improve_model adds, as train_and_evaluate made it."""
+    if not isinstance(stored, Mapping):
+        return stored
+    return {k: v for k, v in stored.items() if k not in _RESERVED_KEYS}
+
+
+def _check_holdout(holdout: Any) -> float | int:
+    if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real):
+        raise KaizenTypeError(
+            "holdout must be a fraction in (0, 1) or a number of rows (an int >= 1), got "
+            f"{holdout!r}"
+        )
+    if isinstance(holdout, numbers.Integral):
+        if holdout < 1:
+            raise ValidationError(
+                f"holdout={holdout!r} rows: hold out at least 1 row, or pass a fraction in (0, 1)"
+            )
+        return int(holdout)
+    value = float(holdout)
+    if not 0.0 < value < 1.0:
+        raise ValidationError(
+            f"holdout={holdout!r}: a float is a fraction of the rows and must lie in (0, 1); "
+            "pass an int for a number of rows"
+        )
+    return value
+
+
+def _split_holdout(
+    dataset: Mapping[str, Any], holdout: float | int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The earlier rows (for the search) and the latest ``holdout`` rows (to judge its winner)."""
+    arrays = {name: np.asarray(col) for name, col in dataset.items()}
+    if not arrays:
+        raise ValidationError(f"holdout={holdout!r} needs data with at least one column")
+    lengths = {name: (len(a) if a.ndim else None) for name, a in arrays.items()}
+    if len(set(lengths.values())) != 1 or None in lengths.values():
+        raise ValidationError(
+            f"holdout={holdout!r} splits the data by rows, but its columns differ in length "
+            f"({lengths}); give columns of one length, one row per bar"
+        )
+    n = next(iter(lengths.values()))
+    assert n is not None
+    n_holdout = holdout if isinstance(holdout, int) else int(math.floor(holdout * n + 0.5))
+    if not 1 <= n_holdout <= n - 1:
+        raise ValidationError(
+            f"holdout={holdout!r} leaves {n - n_holdout} of the {n} rows to the search and "
+            f"{n_holdout} to the holdout; each needs at least one row"
+        )
+    stamps = arrays.get("timestamp")
+    if stamps is not None and stamps.dtype.kind in "iufM":
+        back = np.flatnonzero(stamps[1:] < stamps[:-1])
+        if back.size:
+            raise ValidationError(
+                f"holdout={holdout!r} holds out the last rows as the latest, but column "
+                f"'timestamp' goes back in time at row {int(back[0]) + 1}; sort the data by time"
+            )
+    cut = n - n_holdout
+    return (
+        {name: a[:cut] for name, a in arrays.items()},
+        {name: a[cut:] for name, a in arrays.items()},
+    )
+
+
 def _fingerprint(dataset: Mapping[str, Any]) -> str:
     """A digest of the data's columns (names, dtypes, shapes and bytes)."""
     h = hashlib.sha256()
@@ -737,6 +972,9 @@ def _artifact_payload(artifact: Any, report: ImprovementReport, space: Any) -> d
         "metric": report.metric,
         "direction": report.direction,
         "space": space.to_dict(),
+        "best_metrics": dict(report.best_metrics or {}),
+        "decided_on": report.decided_on,
+        "holdout_rows": report.holdout_rows,
     }
     return payload
 
@@ -748,7 +986,7 @@ def _decide(
 ) -> tuple[bool, str]:
     metric = report.metric
     if callable(promote_if):
-        ok = bool(promote_if(dict(report.best_metrics or {}), report.baseline_metrics))
+        ok = bool(promote_if(dict(report.candidate_metrics or {}), report.baseline_metrics))
         return ok, f"promote_if returned {ok}"
     if promote_if == "never":
         return False, "promote_if='never'"
@@ -760,14 +998,16 @@ def _decide(
         return True, (
             f"the active version {report.baseline_version} has no {metric!r} metric to beat"
         )
-    assert report.improvement is not None and report.best_value is not None
+    assert report.improvement is not None and report.candidate_value is not None
+    where = f" on the {report.holdout_rows} holdout rows" if report.decided_on == "holdout" else ""
     if report.improvement > min_improvement:
         return True, (
-            f"{metric} {report.best_value:.6g} beats {report.baseline_value:.6g} of "
-            f"{report.baseline_version} by {report.improvement:.6g} (> {min_improvement:g})"
+            f"{metric} {report.candidate_value:.6g} beats {report.baseline_value:.6g} of "
+            f"{report.baseline_version}{where} by {report.improvement:.6g} "
+            f"(> {min_improvement:g})"
         )
     return False, (
-        f"{metric} {report.best_value:.6g} does not beat {report.baseline_value:.6g} of "
-        f"{report.baseline_version} by more than {min_improvement:g}; "
+        f"{metric} {report.candidate_value:.6g} does not beat {report.baseline_value:.6g} of "
+        f"{report.baseline_version}{where} by more than {min_improvement:g}; "
         f"{report.baseline_version} stays active"
     )
