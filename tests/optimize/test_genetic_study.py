@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from kaizenml.optimize import Categorical, Float, Int, optimize_hyperparameters
+from kaizenml.optimize import (
+    Categorical,
+    Float,
+    HyperparameterOptimizer,
+    Int,
+    optimize_hyperparameters,
+)
 
 SPACE = {
     "x": Float(-4.0, 4.0),
@@ -72,3 +80,42 @@ def test_parallel_workers_get_distinct_suggestions():
     keys = {tuple(sorted(t.params.items())) for t in res.trials}
     assert len(keys) == len(res.trials)
     assert res.best_value < 3.0
+
+
+def test_resume_after_a_lost_worker_retries_the_same_point(tmp_path):
+    # a process died with trial 20 unfinished: with retry_failed the resumed study runs that
+    # trial again with the same parameters, so it ends as the uninterrupted study does
+    url = f"sqlite:///{tmp_path / 'ga.db'}"
+    opt = HyperparameterOptimizer(
+        SPACE,
+        strategy="genetic",
+        seed=3,
+        pruner=None,
+        storage=url,
+        study_name="ga",
+        sampler_options={"population_size": 12},
+        heartbeat_interval=0.05,
+        grace_period=0.2,
+    )
+    for _ in range(20):
+        t = opt.ask()
+        opt.complete_trial(t, objective(t.params))
+    lost = opt.ask()
+    opt.close()
+    del opt
+    # resumed after the grace period: a trial still fresh then could be alive elsewhere, and
+    # the study would go on around it (a child of trial 21 would not see trial 20's value)
+    time.sleep(0.3)
+    resumed = _run(
+        max_trials=40,
+        storage=url,
+        study_name="ga",
+        load_if_exists=True,
+        retry_failed=1,
+        heartbeat_interval=0.05,
+        grace_period=0.2,
+    )
+    whole = _run(max_trials=40)
+    assert resumed.n_complete == 40
+    assert resumed.trials[20].params == lost.params
+    assert [t.params for t in resumed.trials] == [t.params for t in whole.trials]
