@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
+import pytest
 
+from kaizenml import ValidationError
 from kaizenml.optimize import (
     Categorical,
     Float,
@@ -80,6 +83,70 @@ def test_parallel_workers_get_distinct_suggestions():
     keys = {tuple(sorted(t.params.items())) for t in res.trials}
     assert len(keys) == len(res.trials)
     assert res.best_value < 3.0
+
+
+def test_resume_with_other_space_names_the_differing_parameters(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ga.db'}"
+    _run(max_trials=5, storage=url, study_name="ga")
+    changed = {**SPACE, "x": Float(-5.0, 4.0), "z": Float(0.0, 1.0)}
+    del changed["n"]
+    with pytest.raises(ValidationError) as info:
+        optimize_hyperparameters(
+            changed,
+            objective,
+            strategy="genetic",
+            max_trials=10,
+            storage=url,
+            study_name="ga",
+            load_if_exists=True,
+        )
+    msg = str(info.value)
+    # the changed bound, the added and the removed parameter are each named
+    assert "'x'" in msg and "-5.0" in msg
+    assert "'z'" in msg and "added" in msg
+    assert "'n'" in msg and "removed" in msg
+    assert "'y'" not in msg  # unchanged parameters are not listed
+
+
+def test_resume_with_other_sampler_options_warns_and_stays_deterministic(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'ga.db'}"
+    for name in ("a", "b"):
+        _run(max_trials=20, storage=url, study_name=name)
+    resumed = []
+    for name in ("a", "b"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="kaizenml.optimize"):
+            resumed.append(
+                _run(
+                    max_trials=40,
+                    storage=url,
+                    study_name=name,
+                    load_if_exists=True,
+                    sampler_options={"population_size": 6},
+                )
+            )
+        text = " ".join(r.getMessage() for r in caplog.records)
+        assert "population_size" in text and "12" in text and "6" in text, text
+        assert "option 'seed'" not in text  # unchanged options are not listed
+    # the new options are used, the same way in two identical resumed runs
+    assert [t.params for t in resumed[0].trials] == [t.params for t in resumed[1].trials]
+    whole = _run(max_trials=40)
+    assert [t.params for t in resumed[0].trials][:20] == [t.params for t in whole.trials][:20]
+    assert [t.params for t in resumed[0].trials][20:] != [t.params for t in whole.trials][20:]
+    # a resume with the stored options says nothing
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kaizenml.optimize"):
+        _run(max_trials=45, storage=url, study_name="a", load_if_exists=True)
+    assert not [r for r in caplog.records if "sampler" in r.getMessage()]
+
+
+def test_resume_with_another_seed_warns(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'ga.db'}"
+    _run(max_trials=5, storage=url, study_name="ga")
+    with caplog.at_level(logging.WARNING, logger="kaizenml.optimize"):
+        _run(max_trials=10, storage=url, study_name="ga", load_if_exists=True, seed=None)
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "seed" in text and "3" in text and "None" in text, text
 
 
 def test_resume_after_a_lost_worker_retries_the_same_point(tmp_path):

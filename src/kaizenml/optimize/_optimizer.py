@@ -166,7 +166,12 @@ class HyperparameterOptimizer:
     study_name:
         Name of the study in the storage (generated when ``None``).
     load_if_exists:
-        Resume the study of that name instead of failing when it exists.
+        Resume the study of that name instead of failing when it exists. The space and the
+        direction must be the ones it was created with (the error names what differs). The
+        sampler is the one given here: samplers derive everything from the stored trials and
+        draw from ``(seed, trial number)``, so the same strategy, options and seed continue the
+        study exactly as if it had never stopped; other ones are used as given, with a warning
+        naming the options that differ from those stored with the study.
     max_trials:
         Total budget of finished trials of the study (``None``: no limit).
     timeout:
@@ -294,10 +299,29 @@ class HyperparameterOptimizer:
             )
         stored = SearchSpace(rec.space) if rec.space else None
         if stored is not None and stored != self.space:
+            changes = _dict_changes(stored.to_dict(), self.space.to_dict(), "parameter")
             raise ValidationError(
-                f"study {rec.name!r} was created with another search space {rec.space}; resume "
-                "it with the same space or use a new study_name"
+                f"study {rec.name!r} was created with another search space ({changes}); "
+                "resume it with the same space or use a new study_name"
             )
+        if rec.sampler:
+            # the stored options are the study's record, not a state to restore: this run's
+            # sampler is used, and a different one cannot reproduce an uninterrupted run
+            given = json.loads(json.dumps(self.sampler.config(), allow_nan=True))
+            if given != rec.sampler:
+                if given.get("name") != rec.sampler.get("name"):
+                    changes = (
+                        f"strategy: stored {rec.sampler.get('name')!r}, given {given.get('name')!r}"
+                    )
+                else:
+                    changes = _dict_changes(rec.sampler, given, "option")
+                logger.warning(
+                    "study %r was created with another sampler (%s); it goes on with this "
+                    "run's, so its next trials differ from those of an uninterrupted run (pass "
+                    "the stored strategy, options and seed to reproduce it)",
+                    rec.name,
+                    changes,
+                )
 
     def _start_heartbeat(self) -> None:
         if self._hb_stop is not None or not self._storage.shareable:
@@ -679,6 +703,18 @@ class _StudyStats:
         for t in trials[self.upto :]:
             state = self._fold(state, t)
         return state[0], state[1], state[4]
+
+
+def _dict_changes(stored: Mapping[str, Any], given: Mapping[str, Any], what: str) -> str:
+    """What differs between a study's stored options and the ones given, key by key."""
+    out = []
+    for key in stored:
+        if key not in given:
+            out.append(f"{what} {key!r} removed (stored {stored[key]!r})")
+        elif given[key] != stored[key]:
+            out.append(f"{what} {key!r}: stored {stored[key]!r}, given {given[key]!r}")
+    out.extend(f"{what} {key!r} added ({given[key]!r})" for key in given if key not in stored)
+    return "; ".join(out) or "the same entries in another order"
 
 
 def best_of(trials: list[Trial], direction: str) -> Trial | None:
