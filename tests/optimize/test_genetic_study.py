@@ -186,3 +186,39 @@ def test_resume_after_a_lost_worker_retries_the_same_point(tmp_path):
     assert resumed.n_complete == 40
     assert resumed.trials[20].params == lost.params
     assert [t.params for t in resumed.trials] == [t.params for t in whole.trials]
+
+
+def test_interrupted_trial_is_failed_and_resumes_deterministically(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ga.db'}"
+
+    def interrupted_at_20(p):
+        if interrupted_at_20.calls == 20:
+            raise KeyboardInterrupt
+        interrupted_at_20.calls += 1
+        return objective(p)
+
+    runs = []
+    for name in ("a", "b"):
+        interrupted_at_20.calls = 0
+        first = optimize_hyperparameters(
+            SPACE,
+            interrupted_at_20,
+            strategy="genetic",
+            seed=3,
+            pruner=None,
+            max_trials=40,
+            storage=url,
+            study_name=name,
+            sampler_options={"population_size": 12},
+        )
+        assert first.interrupted and first.n_complete == 20 and first.n_failed == 1
+        assert "KeyboardInterrupt" in first.trials[20].error
+        runs.append(_run(max_trials=40, storage=url, study_name=name, load_if_exists=True))
+    whole = _run(max_trials=40)
+    a, b = ([t.params for t in r.trials] for r in runs)
+    assert a == b  # two identical resumed runs agree
+    assert a[:21] == [t.params for t in whole.trials][:21]
+    # trial 20 failed: it is never a parent, and its point is not proposed again
+    assert runs[0].trials[20].state.value == "failed"
+    assert runs[0].trials[20].params not in a[21:]
+    assert runs[0].n_complete == 39
