@@ -59,6 +59,18 @@ def test_history_from_trials_marks_pruned_and_skips_failed() -> None:
     assert best[0] == 2.0 and best[-1] == 1.5
 
 
+def test_history_and_convergence_follow_trial_numbers_in_any_list_order() -> None:
+    # trials listed in the order parallel workers finished them: 3, 0, 2, 1
+    finished = [_T(3, 1.0), _T(0, 4.0), _T(2, 3.0), _T(1, 5.0)]
+    for plot in (plot_optimization_history, plot_convergence):
+        ax = plot(finished, ax=_ax())
+        line = ax.lines[0]
+        np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2, 3])
+        np.testing.assert_array_equal(line.get_ydata(), [4.0, 4.0, 3.0, 1.0])
+    ax = plot_convergence(finished, ax=_ax())
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [4.0, 4.5, 4.0, 3.25])
+
+
 def test_importances_sorted_bars() -> None:
     ax = plot_param_importances({"lr": 0.6, "hidden": 0.1, "l2": 0.3}, ax=_ax())
     widths = [p.get_width() for p in ax.patches]

@@ -83,7 +83,8 @@ def _direction_of(study: Any, direction: str | None) -> str:
 
 
 def _history_values(study: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(trial numbers, values, states) of a study or a plain sequence of values."""
+    """(trial numbers, values, states) of a study or a plain sequence of values, in trial
+    number order (a list of trials may come in the order they finished)."""
     trials = _trials_of(study)
     if trials is None:
         plain = np.asarray(study, dtype=np.float64).reshape(-1)
@@ -100,7 +101,12 @@ def _history_values(study: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
             v = inter[max(inter)] if inter else None
         values.append(np.nan if v is None else float(v))
         states.append(state)
-    return np.asarray(numbers), np.asarray(values, dtype=np.float64), states
+    order = np.argsort(np.asarray(numbers), kind="stable")
+    return (
+        np.asarray(numbers)[order],
+        np.asarray(values, dtype=np.float64)[order],
+        [states[i] for i in order],
+    )
 
 
 def _running_best(values: np.ndarray, direction: str) -> np.ndarray:
@@ -198,7 +204,8 @@ def plot_convergence(
 
     ``history`` may be an ``OptimizationResult`` (uses its ``convergence`` data when present),
     a genetic history (``{"best": [...], "mean": [...]}`` per generation, optionally
-    ``"diversity"``), or a sequence of values.
+    ``"diversity"``), a list of trials (in any order: the curve follows their numbers, as
+    ``OptimizationResult.convergence`` does) or a sequence of values.
     """
     ax = _new_axes(ax)
     hist = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -157,6 +158,40 @@ def test_early_stopping_small_gains_add_up() -> None:
     opt.complete_trial(opt.ask().number, 10.0)
     opt.complete_trial(opt.ask().number, 10.0)
     assert opt.should_stop()
+
+
+def _finish_in_order(opt, outcomes):
+    """Complete asked trials in the given order: ``[(number, value), ...]``."""
+    for number, value in outcomes:
+        time.sleep(0.002)  # distinct completion times whatever the clock's resolution
+        opt.complete_trial(number, value)
+
+
+def test_early_stopping_counts_in_completion_order(storage) -> None:
+    # six workers: trial 1 runs long and finishes last with the best value so far
+    opt = _opt(storage=storage, early_stopping=True, patience=3)
+    for _ in range(6):
+        opt.ask()
+    _finish_in_order(opt, [(0, 5.0), (2, 6.0), (3, 6.0), (1, 1.0)])
+    assert not opt.should_stop()  # the last trial to finish improved
+    _finish_in_order(opt, [(4, 6.0), (5, 6.0)])
+    # two trials since the improvement, not three (trials 2 and 3 finished before trial 1)
+    assert not opt.should_stop()
+    assert not opt.early_stopping_triggered()
+    _finish_in_order(opt, [(opt.ask().number, 6.0)])
+    assert opt.should_stop() and opt.early_stopping_triggered()
+
+    # the best trial has the highest number but finished first: the three after it count
+    opt = _opt(storage=storage, early_stopping=True, patience=3)
+    for _ in range(6):
+        opt.ask()
+    _finish_in_order(opt, [(5, 1.0), (0, 6.0), (1, 6.0)])
+    assert not opt.should_stop()
+    _finish_in_order(opt, [(2, 6.0)])
+    assert opt.should_stop()
+    # the same decision from a list of trials
+    assert opt.early_stopping_triggered(opt.trials)
+    assert not opt.early_stopping_triggered([t for t in opt.trials if t.number != 2])
 
 
 def test_early_stopping_in_optimize_hyperparameters() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -97,6 +98,33 @@ def test_widen_range_at_the_low_edge_of_a_log_range() -> None:
     recs = [r for r in opt.result().recommendations() if r["kind"] == "widen_range"]
     assert [r["parameter"] for r in recs] == ["lr"]  # k=10 sits mid-range
     assert "low edge" in recs[0]["message"] and "lower the low bound 1e-05" in recs[0]["message"]
+
+
+def _finished_in_order(outcomes, n_asked):
+    """A study whose asked trials complete in the given order: ``[(number, value), ...]``."""
+    opt = HyperparameterOptimizer({"x": Float(0.0, 1.0)}, strategy="random", seed=0, pruner=None)
+    for _ in range(n_asked):
+        opt.ask()
+    for number, value in outcomes:
+        time.sleep(0.002)  # distinct completion times whatever the clock's resolution
+        opt.complete_trial(number, value)
+    return opt.result()
+
+
+def test_out_of_order_completion_convergence_and_no_improvement() -> None:
+    # trial 1 ran long and finished last, with the best value
+    late_best = _finished_in_order([(0, 3.0)] + [(i, 5.0) for i in range(2, 10)] + [(1, 1.0)], 10)
+    conv = late_best.convergence
+    # the curve is in trial-number order, monotone, whatever the order of completion
+    assert conv["number"] == list(range(10))
+    assert conv["best_so_far"] == [3.0] + [1.0] * 9
+    kinds = {r["kind"] for r in late_best.recommendations(last_n=3)}
+    assert "no_improvement" not in kinds  # the last trial to finish improved
+    # trial 9 finished first with the best value, the nine others after it did not improve
+    early_best = _finished_in_order([(9, 1.0)] + [(i, 5.0) for i in range(9)], 10)
+    assert early_best.convergence["best_so_far"] == [5.0] * 9 + [1.0]
+    recs = [r for r in early_best.recommendations(last_n=3) if r["kind"] == "no_improvement"]
+    assert len(recs) == 1 and "did not improve on trial 9" in recs[0]["message"]
 
 
 def test_recommendations_for_stagnation_and_failures() -> None:

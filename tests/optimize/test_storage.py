@@ -327,3 +327,28 @@ def test_enqueued_trial_is_asked_first(storage) -> None:
     assert opt.ask().number == 1
     with pytest.raises(ValidationError, match="outside"):
         opt.enqueue_trial({"x": 5.0, "k": 3, "c": True})
+
+
+def test_reading_one_trial_first_does_not_hide_the_earlier_ones(sqlite_url) -> None:
+    # a resumed process whose first read is one trial (claiming an enqueued trial, or reclaiming
+    # a lost one) must still see every trial before it
+    writer = SQLStorage(sqlite_url)
+    sid = _new(writer).study_id
+    for n in range(5):
+        writer.create_trial(sid, n, {"x": n / 10}, owner="w")
+        writer.finish_trial(sid, n, TrialState.COMPLETE, value=float(n))
+    writer.enqueue_trial(sid, {"x": 0.9})
+    expected = [t.to_dict() for t in SQLStorage(sqlite_url).get_trials(sid)]
+    assert [t["number"] for t in expected] == [0, 1, 2, 3, 4, 5]
+
+    fresh = SQLStorage(sqlite_url)
+    assert fresh.get_trial(sid, 5).params == {"x": 0.9}
+    assert [t.to_dict() for t in fresh.get_trials(sid)] == expected
+
+    claimer = SQLStorage(sqlite_url)
+    claimed = claimer.claim_waiting(sid, "me")
+    assert claimed is not None and claimed.number == 5
+    assert [t.number for t in claimer.get_trials(sid)] == [0, 1, 2, 3, 4, 5]
+    claimer.finish_trial(sid, 5, TrialState.COMPLETE, value=9.0)
+    values = [t.value for t in claimer.get_trials(sid)]
+    assert values == [0.0, 1.0, 2.0, 3.0, 4.0, 9.0]

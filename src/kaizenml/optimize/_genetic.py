@@ -14,6 +14,22 @@ Nothing is kept between calls: the population is rebuilt from ``ctx.trials`` eve
 finishing out of order, trials finished by other processes and a study resumed from storage
 therefore all drive the sampler correctly, and every random draw comes from
 ``rng_for(trial_number)``, so a seeded serial study is reproducible.
+
+Resuming a stored study
+-----------------------
+* With the same seed and options, a resumed study suggests exactly the trials an uninterrupted
+  study would have: the population is the stored trials' best, and trial ``n`` draws from
+  ``(seed, n)`` whichever process asks for it.
+* Only completed trials with a finite value are parents; failed and pruned trials (and trials
+  still running) are never parents, but their points are never suggested again. A trial cut
+  short by ``KeyboardInterrupt`` is failed, so the trials after it differ from an uninterrupted
+  run's (deterministically: two identical resumed runs agree). A trial whose process died stays
+  unfinished until its heartbeat is older than ``grace_period``; it is then failed, or with
+  ``retry_failed`` run again with the same parameters, which keeps the uninterrupted sequence.
+* Another ``population_size``, other operator options or another seed are used as given from
+  the next trial on (the population becomes the best ``population_size`` completed trials); the
+  optimizer logs a warning naming the options that differ from those stored with the study.
+  Another search space is refused.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from ._pruners import Pruner, make_pruner
 from ._sampler import Sampler, SamplerContext, SpaceExhausted, make_sampler
 from ._space import SearchSpace
 from ._storage import StudyStorage, make_storage, new_owner_token
-from ._trial import Trial, TrialState, direction_sign
+from ._trial import Trial, TrialState, completion_key, direction_sign
 
 __all__ = ["HyperparameterOptimizer", "as_real", "check_user_attr", "resolve_value"]
 
@@ -166,14 +166,19 @@ class HyperparameterOptimizer:
     study_name:
         Name of the study in the storage (generated when ``None``).
     load_if_exists:
-        Resume the study of that name instead of failing when it exists.
+        Resume the study of that name instead of failing when it exists. The space and the
+        direction must be the ones it was created with (the error names what differs). The
+        sampler is the one given here: samplers derive everything from the stored trials and
+        draw from ``(seed, trial number)``, so the same strategy, options and seed continue the
+        study exactly as if it had never stopped; other ones are used as given, with a warning
+        naming the options that differ from those stored with the study.
     max_trials:
         Total budget of finished trials of the study (``None``: no limit).
     timeout:
         Seconds after which :meth:`should_stop` is true.
     early_stopping, patience, min_delta:
-        Stop once ``patience`` completed trials in a row did not improve the best value by more
-        than ``min_delta``.
+        Stop once ``patience`` completed trials in a row, in the order they finished, did not
+        improve the best value by more than ``min_delta``.
     sampler_options, pruner_options:
         Keyword options of the named strategy and pruner.
     retry_failed:
@@ -294,10 +299,29 @@ class HyperparameterOptimizer:
             )
         stored = SearchSpace(rec.space) if rec.space else None
         if stored is not None and stored != self.space:
+            changes = _dict_changes(stored.to_dict(), self.space.to_dict(), "parameter")
             raise ValidationError(
-                f"study {rec.name!r} was created with another search space {rec.space}; resume "
-                "it with the same space or use a new study_name"
+                f"study {rec.name!r} was created with another search space ({changes}); "
+                "resume it with the same space or use a new study_name"
             )
+        if rec.sampler:
+            # the stored options are the study's record, not a state to restore: this run's
+            # sampler is used, and a different one cannot reproduce an uninterrupted run
+            given = json.loads(json.dumps(self.sampler.config(), allow_nan=True))
+            if given != rec.sampler:
+                if given.get("name") != rec.sampler.get("name"):
+                    changes = (
+                        f"strategy: stored {rec.sampler.get('name')!r}, given {given.get('name')!r}"
+                    )
+                else:
+                    changes = _dict_changes(rec.sampler, given, "option")
+                logger.warning(
+                    "study %r was created with another sampler (%s); it goes on with this "
+                    "run's, so its next trials differ from those of an uninterrupted run (pass "
+                    "the stored strategy, options and seed to reproduce it)",
+                    rec.name,
+                    changes,
+                )
 
     def _start_heartbeat(self) -> None:
         if self._hb_stop is not None or not self._storage.shareable:
@@ -401,11 +425,15 @@ class HyperparameterOptimizer:
         return self.early_stopping and since >= self.patience
 
     def early_stopping_triggered(self, trials: list[Trial] | None = None) -> bool:
-        """Whether the last ``patience`` completed trials (in trial-number order) did not
-        improve by more than ``min_delta``.
+        """Whether the last ``patience`` trials to complete did not improve by more than
+        ``min_delta``.
 
-        The reference is the value of the last counted improvement, so several small gains
-        that add up to more than ``min_delta`` count as one improvement.
+        Trials count in the order they finished (their ``datetime_complete``, ties by number),
+        not by number: with parallel workers, a trial that finishes late with a better value is
+        the latest improvement, and the trials that finished before it do not count against
+        the patience. Failed and pruned trials do not count. The reference is the value of the
+        last counted improvement, so several small gains that add up to more than
+        ``min_delta`` count as one improvement.
         """
         if trials is None:
             return self._stats.summary(self.trials)[2] >= self.patience
@@ -637,48 +665,97 @@ class HyperparameterOptimizer:
 class _StudyStats:
     """Finished count, best trial and early-stopping state of a study, folded incrementally.
 
+    The count and the best trial follow trial numbers (equal values: the lowest number wins, as
+    in :attr:`OptimizationResult.best_trial`). The early-stopping count follows the order in
+    which trials *finished* (:func:`completion_key`): with parallel workers a trial may finish
+    after trials with higher numbers, and an improvement it brings is the latest one, not one
+    followed by every trial with a higher number.
+
     Trial ``i`` of a study has number ``i``. The leading run of finished trials never changes
     again, so it is folded once; each query folds only the trials after it (the running ones
     and the newest), which keeps ``should_stop`` cheap in studies of many thousand trials.
+    Trials finishing in completion order are folded once too; one that turns up with an earlier
+    completion time than a trial already folded (clocks of several hosts, a slow commit) makes
+    the early-stopping state start over from the sorted trials.
     """
 
-    __slots__ = ("sign", "min_delta", "upto", "state")
+    __slots__ = ("sign", "min_delta", "upto", "state", "seen", "last_key", "ref", "since")
 
     def __init__(self, sign: float, min_delta: float) -> None:
         self.sign = sign
         self.min_delta = min_delta
+        self._reset()
+
+    def _reset(self) -> None:
         self.upto = 0
-        # (n_finished, best trial, best signed value, early-stopping reference, trials since)
-        self.state: tuple[int, Trial | None, float, float, int] = (0, None, math.inf, math.inf, 0)
+        # (n_finished, best trial, best signed value), folded over trials[: self.upto]
+        self.state: tuple[int, Trial | None, float] = (0, None, math.inf)
+        # early stopping, in completion order: trials folded, key of the last one, the value of
+        # the last counted improvement and the completed trials since
+        self.seen: set[int] = set()
+        self.last_key: tuple[float, int] = (-math.inf, -1)
+        self.ref = math.inf
+        self.since = 0
 
     def _fold(
-        self, state: tuple[int, Trial | None, float, float, int], t: Trial
-    ) -> tuple[int, Trial | None, float, float, int]:
-        n, best, best_v, ref, since = state
+        self, state: tuple[int, Trial | None, float], t: Trial
+    ) -> tuple[int, Trial | None, float]:
+        n, best, best_v = state
         if t.state.is_finished:
             n += 1
         v = t.objective_value()
-        if v is not None:
-            v *= self.sign
-            if v < best_v:
-                best, best_v = t, v
-            if ref == math.inf or v < ref - self.min_delta:
-                ref, since = v, 0
+        if v is not None and self.sign * v < best_v:
+            best, best_v = t, self.sign * v
+        return n, best, best_v
+
+    def _fold_completed(self, completed: list[Trial]) -> None:
+        """Fold completed trials, sorted by :func:`completion_key`, into the patience count."""
+        for t in completed:
+            v = self.sign * t.objective_value()  # type: ignore[operator]
+            if self.ref == math.inf or v < self.ref - self.min_delta:
+                self.ref, self.since = v, 0
             else:
-                since += 1
-        return n, best, best_v, ref, since
+                self.since += 1
+        if completed:
+            self.last_key = completion_key(completed[-1])
 
     def summary(self, trials: list[Trial]) -> tuple[int, Trial | None, int]:
-        """``(finished trials, best trial, completed trials since the last improvement)``."""
+        """``(finished trials, best trial, completed trials since the last improvement)``; the
+        last counts trials in the order they finished."""
         if self.upto > len(trials):  # not the list this was folded from: start over
-            self.upto, self.state = 0, (0, None, math.inf, math.inf, 0)
+            self._reset()
+        start = self.upto  # trials before it were finished, and seen, at the last query
         while self.upto < len(trials) and trials[self.upto].state.is_finished:
             self.state = self._fold(self.state, trials[self.upto])
             self.upto += 1
         state = self.state
         for t in trials[self.upto :]:
             state = self._fold(state, t)
-        return state[0], state[1], state[4]
+
+        new = [t for t in trials[start:] if t.state.is_finished and t.number not in self.seen]
+        self.seen.update(t.number for t in new)
+        completed = sorted((t for t in new if t.objective_value() is not None), key=completion_key)
+        if completed and completion_key(completed[0]) < self.last_key:
+            # finished before a trial already counted: count every completed trial again
+            self.ref, self.since, self.last_key = math.inf, 0, (-math.inf, -1)
+            completed = sorted(
+                (t for t in trials if t.state.is_finished and t.objective_value() is not None),
+                key=completion_key,
+            )
+        self._fold_completed(completed)
+        return state[0], state[1], self.since
+
+
+def _dict_changes(stored: Mapping[str, Any], given: Mapping[str, Any], what: str) -> str:
+    """What differs between a study's stored options and the ones given, key by key."""
+    out = []
+    for key in stored:
+        if key not in given:
+            out.append(f"{what} {key!r} removed (stored {stored[key]!r})")
+        elif given[key] != stored[key]:
+            out.append(f"{what} {key!r}: stored {stored[key]!r}, given {given[key]!r}")
+    out.extend(f"{what} {key!r} added ({given[key]!r})" for key in given if key not in stored)
+    return "; ".join(out) or "the same entries in another order"
 
 
 def best_of(trials: list[Trial], direction: str) -> Trial | None:

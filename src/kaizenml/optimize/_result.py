@@ -12,7 +12,7 @@ import numpy as np
 
 from .._exceptions import StateError
 from ._space import CONTINUOUS, Categorical, SearchSpace
-from ._trial import Trial, TrialState, direction_sign
+from ._trial import Trial, TrialState, completion_key, direction_sign
 
 __all__ = ["OptimizationResult"]
 
@@ -151,8 +151,16 @@ class OptimizationResult:
 
     @property
     def convergence(self) -> dict[str, list[Any]]:
-        """Per completed trial (in number order): its number, value, best so far and running
-        mean of the values."""
+        """Per completed trial, in trial-number order: its number, value, best so far and
+        running mean of the values.
+
+        The order is the trial numbers' (the order in which trials were asked), as in Optuna's
+        optimization history, so the best-so-far curve never gets worse from one point to the
+        next even when parallel workers finish trials out of order. It does not say when a
+        value became known: a trial finishing late changes the curve from its number on. The
+        rules about what happened last (:meth:`recommendations`' ``no_improvement``, early
+        stopping) count trials in the order they finished instead.
+        """
         sign = direction_sign(self.direction)
         numbers, values, best, mean = [], [], [], []
         b = math.inf
@@ -175,8 +183,8 @@ class OptimizationResult:
           with three levels or more;
         * ``fix_parameter``: a parameter takes part in under 1% of the variance, alone or
           through interactions (its total-order index; needs 20 completed trials);
-        * ``no_improvement``: the last ``last_n`` completed trials (default: max(10, a fifth))
-          did not improve the best value;
+        * ``no_improvement``: the last ``last_n`` trials to complete (default: max(10, a
+          fifth), in the order they finished, not by number) did not improve the best value;
         * ``many_failures`` / ``many_pruned``: over 20% failed, or over 60% pruned.
         """
         out: list[dict[str, Any]] = []
@@ -233,8 +241,10 @@ class OptimizationResult:
             n = last_n if last_n is not None else max(10, len(done) // 5)
             if len(done) > n:
                 best_number = self.best_trial.number
-                recent = done[-n:]
-                if all(t.number > best_number for t in recent):
+                # with parallel workers the best trial may finish after higher numbers: what
+                # matters is whether it finished before the last n did
+                recent = sorted(done, key=completion_key)[-n:]
+                if all(t.number != best_number for t in recent):
                     out.append(
                         {
                             "kind": "no_improvement",

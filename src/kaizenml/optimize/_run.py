@@ -371,8 +371,8 @@ def optimize_hyperparameters(
     direction, metric:
         ``"minimize"``/``"maximize"``; with dict results, the metric to optimize.
     early_stopping, patience, min_delta:
-        Stop after ``patience`` completed trials without an improvement larger than
-        ``min_delta``.
+        Stop after ``patience`` completed trials, in the order they finished, without an
+        improvement larger than ``min_delta``.
     pruner, pruner_options:
         ``"median"``, ``"percentile"``, ``"asha"``, ``"none"``/``None`` or a :class:`Pruner`.
     n_jobs:

@@ -530,7 +530,14 @@ def _row_to_trial(row: Any) -> Trial:
 
 
 class _StudyCache:
-    """Trials of one study as last read; finished ones are final and never re-read."""
+    """Trials of one study as last read; finished ones are final and never re-read.
+
+    ``next_number`` is the first number :meth:`SQLStorage.get_trials` has not read yet: every
+    trial below it is in the cache. Only a full read (or inserting the next number, which proves
+    every number below exists and was read) may move it; a single trial read on its own (a
+    claim, a reclaim, ``get_trial``) is cached without moving it, or the trials before that one
+    would never be read.
+    """
 
     __slots__ = ("finished", "unfinished", "queued", "next_number")
 
@@ -540,7 +547,7 @@ class _StudyCache:
         self.queued: set[int] = set()
         self.next_number = 0
 
-    def put(self, t: Trial, owner: str | None) -> None:
+    def put(self, t: Trial, owner: str | None, *, advance: bool = False) -> None:
         if t.state.is_finished:
             self.unfinished.pop(t.number, None)
             self.finished[t.number] = t
@@ -551,7 +558,8 @@ class _StudyCache:
                 self.queued.add(t.number)
             else:
                 self.queued.discard(t.number)
-        self.next_number = max(self.next_number, t.number + 1)
+        if advance:
+            self.next_number = max(self.next_number, t.number + 1)
 
 
 class SQLStorage(StudyStorage):
@@ -672,7 +680,7 @@ class SQLStorage(StudyStorage):
             with read_connection(self.engine) as conn:
                 rows = conn.execute(sa.select(t).where(t.c.study_id == study_id, cond)).fetchall()
             for row in rows:
-                cache.put(_row_to_trial(row), row.owner)
+                cache.put(_row_to_trial(row), row.owner, advance=True)
             merged = {**cache.finished, **cache.unfinished}
             return [merged[n] for n in sorted(merged)]
 
@@ -748,7 +756,8 @@ class SQLStorage(StudyStorage):
             if got != number:
                 return None
             trial = Trial(number=number, params=dict(params), system_attrs=dict(system_attrs or {}))
-            cache.put(trial, owner)
+            # the insert saw exactly `number` trials, all read by the caller's get_trials
+            cache.put(trial, owner, advance=cache.next_number == number)
             return trial
 
     def enqueue_trial(self, study_id: int, params: dict[str, Any]) -> Trial:

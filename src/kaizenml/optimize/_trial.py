@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Trial", "TrialState", "direction_sign"]
+__all__ = ["Trial", "TrialState", "completion_key", "direction_sign"]
 
 
 class TrialState(str, enum.Enum):
@@ -100,3 +100,14 @@ class Trial:
             "system_attrs": dict(self.system_attrs),
             "error": self.error,
         }
+
+
+def completion_key(trial: Trial) -> tuple[float, int]:
+    """Sort key putting finished trials in the order they finished (ties: lower number first).
+
+    With parallel workers, trials finish out of number order; rules about what happened *last*
+    (early stopping, "no improvement lately") follow this order, while the convergence curve
+    follows trial numbers. A finished trial without a completion time sorts first.
+    """
+    done = trial.datetime_complete
+    return (-math.inf if done is None else done.timestamp(), trial.number)
