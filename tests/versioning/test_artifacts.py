@@ -690,9 +690,12 @@ def test_commit_reported_failed_after_it_succeeded(manager: ModelVersionManager)
     np.testing.assert_array_equal(manager.load_artifact("amb", "1.1.0")["w"], np.zeros(3))
 
 
-def test_commit_that_really_failed_undoes_the_folder(
+def test_commit_that_really_failed_leaves_an_orphan_the_next_writer_replaces(
     manager: ModelVersionManager, art_root: Path
 ) -> None:
+    """After a failed COMMIT the lock is gone, so the folder is not renamed back (another
+    writer may own its name by then): no row points at it, the next version of that number
+    replaces it and clean_orphans removes it."""
     from sqlalchemy.exc import OperationalError
 
     manager.create_version("amb", {"w": np.ones(3)}, change_type="architecture")
@@ -710,4 +713,114 @@ def test_commit_that_really_failed_undoes_the_folder(
     finally:
         dialect.do_commit = real_commit
     assert [x.version for x in manager.get_version_history("amb")] == ["1.0.0"]
-    assert sorted(p.name for p in (art_root / "amb").iterdir()) == ["1.0.0"]
+    assert sorted(p.name for p in (art_root / "amb").iterdir()) == ["1.0.0", "1.1.0"]
+    assert [p.name for p in manager.clean_orphans(older_than=0)] == ["1.1.0"]
+    v = manager.create_version("amb", {"w": np.full(3, 2.0)}, change_type="retrain")
+    assert v.version == "1.1.0"
+    np.testing.assert_array_equal(manager.load_artifact("amb", "1.1.0")["w"], [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["committed", "not-committed"])
+def test_commit_of_unknown_outcome_is_not_retried(
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch, stored: bool
+) -> None:
+    """A COMMIT failing with an error that is otherwise retried ("database is locked"), and
+    the store unreadable right after: retrying could store the artifact twice, so the caller
+    gets a StorageError; whatever was committed is whole."""
+    from sqlalchemy.exc import OperationalError
+
+    from kaizenml import StorageError
+    from kaizenml.versioning import _manager
+
+    manager.create_version("unk", {"w": np.ones(3)}, change_type="bugfix")
+    dialect = manager.engine.dialect
+    real_commit = dialect.do_commit
+    real_read = _manager.read_connection
+    failures = {"commit": 1, "read": 1}
+
+    def flaky_commit(dbapi_conn: Any) -> None:
+        if failures["commit"]:
+            failures["commit"] = 0
+            if stored:
+                real_commit(dbapi_conn)
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+        real_commit(dbapi_conn)
+
+    def flaky_read(engine: Any) -> Any:
+        if failures["read"]:
+            failures["read"] = 0
+            raise OperationalError("SELECT", {}, Exception("disk I/O error"))
+        return real_read(engine)
+
+    monkeypatch.setattr(dialect, "do_commit", flaky_commit)
+    monkeypatch.setattr(_manager, "read_connection", flaky_read)
+    with pytest.raises(StorageError, match="could not be asked whether it was stored"):
+        manager.create_version("unk", {"w": np.zeros(3)}, change_type="bugfix")
+    monkeypatch.undo()
+    versions = [x.version for x in manager.get_version_history("unk")]
+    assert versions == (["1.0.1", "1.0.0"] if stored else ["1.0.0"])
+    for version in versions:
+        manager.verify_version("unk", version)
+    if stored:
+        np.testing.assert_array_equal(manager.load_artifact("unk", "1.0.1")["w"], np.zeros(3))
+
+
+def test_a_failed_transaction_undoes_its_rename_before_another_writer_can_start(
+    manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction that gives up on a slow fsync renames its folder back while it still
+    holds the write lock: a writer waiting for that lock is given the same number only after,
+    so neither can take or remove the other's folder."""
+    import sqlite3
+    import threading
+
+    from kaizenml.versioning import _artifacts, _manager
+
+    manager.create_version("race", {"w": np.zeros(3)}, change_type="bugfix")
+    monkeypatch.setattr(_manager, "_SYNC_WAIT_AFTER_WRITE", 0.001)
+    slow = {"armed": True}
+    real_fsync_file = _artifacts._fsync_file
+
+    def slow_once(fh: Any) -> None:
+        if slow["armed"]:
+            slow["armed"] = False
+            time.sleep(0.2)
+        real_fsync_file(fh)
+
+    monkeypatch.setattr(_artifacts, "_fsync_file", slow_once)
+    db_path = manager.engine.url.database
+    real_unpublish = _manager.unpublish_folder
+    seen: dict[str, Any] = {}
+
+    def unpublish_with_a_writer_waiting(final: Path, temp: Path) -> None:
+        if "b" not in seen:
+            probe = sqlite3.connect(db_path, timeout=0)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                seen["locked"] = False
+                probe.rollback()
+            except sqlite3.OperationalError:
+                seen["locked"] = True
+            finally:
+                probe.close()
+            # another writer starts now: it must wait for this transaction's lock
+            seen["b"] = threading.Thread(target=lambda: seen.setdefault(
+                "b_version", manager.create_version("race", {"b": np.full(4, 7.0)},
+                                                    change_type="bugfix")))
+            seen["b"].start()
+            time.sleep(0.1)
+        real_unpublish(final, temp)
+
+    monkeypatch.setattr(_manager, "unpublish_folder", unpublish_with_a_writer_waiting)
+    a = manager.create_version("race", {"a": np.full(5, 1.0)}, change_type="bugfix")
+    seen["b"].join()
+    monkeypatch.undo()
+    assert seen["locked"] is True
+    assert a.version != seen["b_version"].version
+    np.testing.assert_array_equal(manager.load_artifact("race", a.version)["a"], np.ones(5))
+    np.testing.assert_array_equal(
+        manager.load_artifact("race", seen["b_version"].version)["b"], np.full(4, 7.0)
+    )
+    assert sorted(p.name for p in (art_root / "race").iterdir()) == sorted(
+        ["1.0.0", a.version, seen["b_version"].version]
+    )

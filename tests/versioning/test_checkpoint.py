@@ -162,3 +162,57 @@ def test_a_restarted_run_keeps_its_new_checkpoints(manager: ModelVersionManager)
     back = second.restore()
     assert back["run"] == 2
     np.testing.assert_array_equal(back["w"], [200.0, 200.0])
+
+
+@pytest.mark.parametrize("outcome", ["stored", "lost", "unknown"])
+def test_a_failed_commit_leaves_checkpoints_consistent(
+    manager: ModelVersionManager, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    """The COMMIT reports an error: when the checkpoint was stored it is kept (and restores),
+    when it was not its folder is removed, and when the store cannot tell the caller gets a
+    StorageError with the folder left where a stored row would point."""
+    from sqlalchemy.exc import OperationalError
+
+    from kaizenml import StorageError
+
+    ck = manager.checkpointer("ckc", every_n_steps=1, keep_best=0)
+    ck.save(0, _weights(0), force=True)
+    dialect = manager.engine.dialect
+    real_commit = dialect.do_commit
+    real_read = ckmod.read_connection
+    failures = {"commit": 1}
+
+    def failing_commit(dbapi_conn: object) -> None:
+        if failures["commit"]:
+            failures["commit"] = 0
+            if outcome == "stored":
+                real_commit(dbapi_conn)
+            else:
+                dbapi_conn.rollback()  # type: ignore[attr-defined]
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        real_commit(dbapi_conn)
+
+    def unreadable(engine: object) -> object:
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(dialect, "do_commit", failing_commit)
+    if outcome == "unknown":
+        monkeypatch.setattr(ckmod, "read_connection", unreadable)
+    if outcome == "stored":
+        assert ck.save(1, _weights(1), force=True)
+    else:
+        expected = StorageError if outcome == "unknown" else OperationalError
+        with pytest.raises(expected):
+            ck.save(1, _weights(1), force=True)
+    monkeypatch.setattr(ckmod, "read_connection", real_read)
+    monkeypatch.setattr(dialect, "do_commit", real_commit)
+    steps = [c.step for c in ck.list()]
+    folders = sorted(p.name for p in (manager.artifact_root / "ckc" / "checkpoints").iterdir())
+    if outcome == "stored":
+        assert steps == [0, 1] or steps == [1, 0]
+        np.testing.assert_array_equal(ck.restore(1)["w"], _weights(1)["w"])
+        assert len(folders) == 2
+    else:
+        assert steps == [0]
+        assert len(folders) == (2 if outcome == "unknown" else 1)
+    np.testing.assert_array_equal(ck.restore(0)["w"], _weights(0)["w"])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from .._exceptions import NotFoundError, ValidationError
+from .._exceptions import NotFoundError, StorageError, ValidationError
 from .._validation import check_float, check_int, validate_name
 from ..storage import read_connection, retry_on_conflict
 from ._artifacts import (
@@ -292,11 +292,39 @@ class Checkpointer:
                 ))
                 publish_folder(temp, final)
                 published = True
-        except BaseException:
+        except BaseException as exc:
             if published:
-                unpublish_folder(final, temp)
+                # The COMMIT itself failed; a lost connection leaves its outcome unknown.
+                stored = self._row_stored(relative)
+                if stored and isinstance(exc, Exception):
+                    logger.warning(
+                        "the commit of checkpoint %s step %d reported %r but it was stored; "
+                        "keeping it", self._name, step, exc,
+                    )
+                    return old
+                if stored is False:  # no row points at it, and its name is this save's alone
+                    unpublish_folder(final, temp)
+                elif stored is None and isinstance(exc, Exception):
+                    raise StorageError(
+                        f"the commit of checkpoint {self._name} step {step} failed ({exc}) and "
+                        "the store could not be asked whether it was stored; check list() "
+                        "before saving it again"
+                    ) from exc
             raise
         return old
+
+    def _row_stored(self, relative: str) -> bool | None:
+        """Whether the store holds the checkpoint saved in ``relative`` (None: it cannot say)."""
+        try:
+            with read_connection(self._engine) as conn:
+                found = conn.execute(
+                    sa.select(_ck.c.step).where(
+                        _ck.c.model_name == self._name, _ck.c.artifact_path == relative
+                    )
+                ).first()
+        except Exception:  # the store is unreachable: the outcome stays unknown
+            return None
+        return found is not None
 
     def _prune(self) -> None:
         def txn() -> builtins.list[str]:

@@ -2,15 +2,21 @@
 
 Write protocol of a version (the crash-safety argument):
 
-1. the artifact is written into ``<root>/<model>/.tmp-<uuid>/`` and every file is fsynced;
-2. one transaction chooses the number, inserts the row (the unique key ``(model_name,
-   version)`` is taken here), renames the temporary folder to ``<root>/<model>/<version>/``,
-   fsyncs the model folder, and commits.
+1. one transaction chooses the number under the model's lock (the unique key
+   ``(model_name, version)`` is taken when its row is inserted);
+2. the data files are written into ``<root>/<model>/.tmp-<uuid>/`` (an artifact over 8 MiB
+   before the transaction, so the lock is not held while it is written) and their fsyncs start;
+3. the folder is renamed to ``<root>/<model>/<version>/``, the manifest (the data files'
+   sha256) is written into it, and the fsyncs of the manifest, the folder and the model folder
+   start;
+4. the row is inserted, the transaction waits for every fsync, and commits.
 
 A crash before the commit leaves no row (at most an orphan folder, which
 :meth:`ModelVersionManager.clean_orphans` removes and which the next writer of that number
-replaces); a crash after it leaves a complete folder. So a row never points at a missing or
-half-written folder. If the transaction fails, the rename is undone and the folder removed.
+replaces); the commit comes after every fsync, so a row never points at a missing or
+half-written folder. If the transaction fails before its commit, the rename is undone while it
+still holds the lock; if the commit itself fails, the folder is left in place (the store is
+asked whether the row was stored) and a retry writes the artifact anew.
 Deleting a version commits the row deletion first and removes the folder after.
 """
 
@@ -39,6 +45,7 @@ from .._exceptions import (
     KaizenTypeError,
     NotFoundError,
     StateError,
+    StorageError,
     ValidationError,
 )
 from .._validation import check_choice, check_float, check_int, check_tags, validate_name
@@ -272,12 +279,13 @@ _RENAME_NEEDS_CLOSED_FILES = os.name == "nt"
 class _ArtifactJob:
     """The folder of one create_version call: written before or inside its transaction."""
 
-    __slots__ = ("parent", "prepared", "write")
+    __slots__ = ("abandoned", "parent", "prepared", "write")
 
     def __init__(self, parent: Path, prepared: PreparedArtifact) -> None:
         self.parent = parent
         self.prepared = prepared
         self.write: FolderWrite | None = None
+        self.abandoned: list[FolderWrite] = []
 
     @property
     def temp(self) -> Path:
@@ -288,13 +296,19 @@ class _ArtifactJob:
         self.write = start_temp_folder(self.parent, self.prepared)
         return self.write
 
-    def discard(self) -> None:
-        """After the call: wait for the fsyncs, and remove the folder unless it was renamed
-        into place (then nothing may point at it)."""
+    def abandon(self) -> None:
+        """Give up this write, left wherever it is: a retry writes the artifact anew."""
         if self.write is not None:
-            self.write.sync.join()
-            if self.write.temp.exists():
-                remove_folder(self.write.temp)
+            self.abandoned.append(self.write)
+            self.write = None
+
+    def discard(self) -> None:
+        """After the call: wait for the fsyncs, and remove each folder still under its
+        temporary name (one renamed into place is left: a row may point at it)."""
+        for write in [*self.abandoned, *([self.write] if self.write else [])]:
+            write.sync.join()
+            if write.temp.exists():
+                remove_folder(write.temp)
 
 
 class _FolderNotSynced(Exception):
@@ -704,8 +718,7 @@ class ModelVersionManager:
         wait_briefly: bool,
     ) -> ModelVersion:
         published: Path | None = None
-        checksum = None if job.write is None else job.write.checksum
-        body_done = False
+        checksum: str | None = None
         try:
             with self._engine.connect() as conn, conn.begin():
                 # Writers of one model take turns (PostgreSQL; SQLite's write lock already
@@ -745,61 +758,72 @@ class ModelVersionManager:
                     wait_briefly = False
                 move_folder(write.temp, final)
                 published = final
-                checksum = write.finish(final)
-                write.sync.add_folder(final.parent)
-                now = time.time()
-                row = (
-                    name, version, change_type if base is not None else "initial",
-                    None if base is None else str(base), description, created_by, now,
-                    json.dumps(metric_values), json.dumps(tag_values), f"{name}/{version}",
-                    checksum, serializer,
-                )
-                conn.execute(
-                    _INSERT_VERSION,
-                    {
-                        **dict(zip(_ROW_COLUMNS, row, strict=True)), "major": number.major,
-                        "minor": number.minor, "patch": number.patch, "revision": revision,
-                    },
-                )
-                if tag_values:
-                    conn.execute(sa.insert(version_tags), [
-                        {"model_name": name, "version": version, "key": k, "value": v}
-                        for k, v in tag_values.items()
-                    ])
-                if metric_values:
-                    conn.execute(sa.insert(version_metrics), [
-                        {"model_name": name, "version": version, "name": k, "value": v}
-                        for k, v in metric_values.items()
-                    ])
-                # Everything must be on disk before the row that points at it is committed.
-                # Usually the data files' fsyncs finished while the statements above ran; a
-                # slow disk is not waited for here, holding the write lock, but after a
-                # rollback.
-                if not write.sync.wait(timeout=timeout if wait_briefly else None):
-                    raise _FolderNotSynced
-                # the row as inserted (a new number is never the active one)
-                record = self._to_version((*row, None))
-                body_done = True
+                try:
+                    checksum = write.finish(final)
+                    write.sync.add_folder(final.parent)
+                    now = time.time()
+                    row = (
+                        name, version, change_type if base is not None else "initial",
+                        None if base is None else str(base), description, created_by, now,
+                        json.dumps(metric_values), json.dumps(tag_values), f"{name}/{version}",
+                        checksum, serializer,
+                    )
+                    conn.execute(
+                        _INSERT_VERSION,
+                        {
+                            **dict(zip(_ROW_COLUMNS, row, strict=True)), "major": number.major,
+                            "minor": number.minor, "patch": number.patch, "revision": revision,
+                        },
+                    )
+                    if tag_values:
+                        conn.execute(sa.insert(version_tags), [
+                            {"model_name": name, "version": version, "key": k, "value": v}
+                            for k, v in tag_values.items()
+                        ])
+                    if metric_values:
+                        conn.execute(sa.insert(version_metrics), [
+                            {"model_name": name, "version": version, "name": k, "value": v}
+                            for k, v in metric_values.items()
+                        ])
+                    # Everything must be on disk before the row that points at it is committed.
+                    # Usually the data files' fsyncs finished while the statements above ran; a
+                    # slow disk is not waited for here, holding the write lock, but after a
+                    # rollback.
+                    if not write.sync.wait(timeout=timeout if wait_briefly else None):
+                        raise _FolderNotSynced
+                    # the row as inserted (a new number is never the active one)
+                    record = self._to_version((*row, None))
+                except BaseException:
+                    # Undone while this transaction still holds the model's lock: after the
+                    # rollback another writer may be given this number, and this folder name.
+                    if _RENAME_NEEDS_CLOSED_FILES:
+                        write.sync.join()
+                    unpublish_folder(final, write.temp)
+                    published = None
+                    raise
         except BaseException as exc:
             if published is not None:
-                # A failure after the folder got its final name. Raised by the statements,
-                # the transaction was rolled back; raised by the COMMIT itself, whose outcome
-                # a lost connection leaves unknown, ask the store.
-                committed = (
-                    self._row_committed(name, version, checksum)
-                    if body_done and checksum is not None
-                    else False
-                )
+                # The COMMIT itself failed (a failure before it undid the rename above). A
+                # lost connection leaves its outcome unknown: ask the store.
+                committed = checksum is not None and self._row_committed(name, version, checksum)
                 if committed and isinstance(exc, Exception):
                     logger.warning(
                         "the commit of %s %s reported %r but the version was stored; keeping it",
                         name, version, exc,
                     )
                     return record
-                if committed is False:  # nothing points at the folder: undo, so a retry can
-                    unpublish_folder(published, job.temp)
-                # committed, or unknown: the folder stays where a committed row would look
-                # (if the row does not exist it is an orphan that clean_orphans removes)
+                # The lock is gone with the transaction, so the folder is not renamed back:
+                # another writer may hold this number and name by now. It stays where a
+                # committed row would look (else it is an orphan, replaced when the number is
+                # given again and removed by clean_orphans); a retry writes the artifact anew.
+                job.abandon()
+                if committed is None and isinstance(exc, Exception):
+                    # not retried: a second version of the same artifact could be created
+                    raise StorageError(
+                        f"the commit of {name} {version} failed ({exc}) and the store could "
+                        "not be asked whether it was stored; check get_version_history before "
+                        "creating it again"
+                    ) from exc
             raise
         logger.info("created %s %s (%s)", name, version, change_type)
         return record
