@@ -542,7 +542,8 @@ def test_default_holds_out_the_latest_fifth(env) -> None:
     )
 
 
-def test_default_on_short_data_decides_on_the_search_and_says_so(env, caplog) -> None:
+def test_default_on_short_data_decides_on_the_search_and_says_so(env) -> None:
+    import logging
     url, manager = env
     with_champion(manager, "short", 0.5)
     data = {k: v[:99] for k, v in returns_data(6).items()}
@@ -552,12 +553,28 @@ def test_default_on_short_data_decides_on_the_search_and_says_so(env, caplog) ->
         seen.append(len(dataset["ret"]))
         return no_edge_sharpe(params, dataset)
 
-    with caplog.at_level("INFO", logger="kaizenml.loop"):
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    # on the module's logger itself: the command line stops "kaizenml" records propagating
+    log, keep = logging.getLogger("kaizenml.loop"), Keep()
+    level = log.level
+    log.addHandler(keep)
+    log.setLevel(logging.INFO)
+    try:
         rep = improve_model(
             "short", space=SPACE, train_and_evaluate=fit, metric="sharpe",
             direction="maximize", strategy="random", max_trials=6, seed=0, data=data,
             storage=url, version_manager=manager,
         )
+    finally:
+        log.removeHandler(keep)
+        log.setLevel(level)
     assert seen == [99] * 6  # every row went to the search; nothing was measured apart
     assert rep.decided_on == "search" and rep.holdout_rows == 0
     assert rep.best_params != {"x": 0.5} and rep.new_version is not None
@@ -571,7 +588,7 @@ def test_default_on_short_data_decides_on_the_search_and_says_so(env, caplog) ->
     )
     assert rep.reason in rep.summary()
     assert any("the data's 99 rows are fewer than the 100" in r.getMessage()
-               for r in caplog.records)
+               for r in keep.records)
     # without data there is nothing to hold out and nothing to explain
     rep = run(env, quadratic(0.3))
     assert rep.decided_on == "search" and rep.reason == "first version of the model"
