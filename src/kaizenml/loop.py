@@ -4,14 +4,16 @@
 
 1. compute the model's features through the feature store (cached, causal, with lineage);
 2. tune the hyperparameters with the chosen strategy, pruning trials that report poorly, in a
-   study named after the model and a digest of space, metric and data (a rerun on the same
-   data resumes it); the active version's parameters are queued as a trial, so the champion
-   is measured on the same rows as the challengers (its stored metrics are the fallback);
+   study named after the model and a digest of space, metric and the rows searched (a rerun on
+   the same data with the same holdout resumes it; the held-out rows are never among them);
+   the active version's parameters are queued as a trial, so the champion is measured on the
+   same rows as the challengers (its stored metrics are the fallback);
 3. compare the best trial with the champion on the latest rows of the data, which the search
    never saw (by default the latest 20 % when ``data`` has at least 100 rows): the best of many
    trials scores above its true level on the rows it was selected on (the winner's curse), so
-   its search score would let a challenger no better than the champion "win". On shorter data,
-   or with ``holdout=None``, the search's own scores decide and the report's reason says so;
+   its search score would let a challenger no better than the champion "win". On shorter data
+   the search's own scores decide and the report's reason says so; ``holdout=None`` asks for
+   that explicitly;
 4. store the best trial as a new version (``change_type="hyperparameter"``) with its
    parameters, trained artifact and the metrics the comparison used;
 5. make it the active version only when it beats the champion by ``min_improvement`` (or
@@ -352,8 +354,8 @@ def improve_model(
         Passed to :func:`kaizenml.optimize.optimize_hyperparameters`. ``max_trials`` is the
         number of new trials of this run (the active version's re-measurement included); the
         study (``study_name``, default ``"<model_name>-tuning-<digest of space, metric,
-        direction, features and data>"``) is kept in ``storage`` and a rerun on the same data
-        resumes it instead of starting from nothing.
+        direction, features and the rows searched>"``) is kept in ``storage`` and a rerun on
+        the same data with the same ``holdout`` resumes it instead of starting from nothing.
     promote_if:
         ``"better"`` (beat the active version's ``metric`` by more than ``min_improvement``),
         ``"always"``, ``"never"``, or ``callable(candidate_metrics, active_metrics) -> bool``
