@@ -436,7 +436,7 @@ def test_holdout_bad_arguments(env) -> None:
         run(env, quadratic(0.3), data=data, holdout=True)
     with pytest.raises(ValidationError, match=r"leaves 0 of the 1000 rows"):
         run(env, quadratic(0.3), data=data, holdout=N_ROWS)
-    with pytest.raises(ValidationError, match="evaluate=... measures the holdout rows"):
+    with pytest.raises(ValidationError, match=r"measures the holdout rows, but holdout=None"):
         run(env, quadratic(0.3), data=data, holdout=None, evaluate=lambda p, a, d: 0.0)
     # holdout="auto" with nothing to hold out: evaluate= is refused, not silently ignored
     with pytest.raises(ValidationError, match=r"evaluate=... .* pass data="):

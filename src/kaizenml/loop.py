@@ -462,8 +462,8 @@ def improve_model(
             raise KaizenTypeError(f"evaluate must be callable, got {type(evaluate).__name__}")
         if holdout is None:
             raise ValidationError(
-                "evaluate=... measures the holdout rows; pass holdout= too (a fraction in "
-                "(0, 1) or a number of rows)"
+                "evaluate=... measures the holdout rows, but holdout=None holds none out; pass "
+                "holdout='auto' (the default), a fraction in (0, 1) or a number of rows"
             )
         if data is None:
             raise ValidationError(
