@@ -15,7 +15,11 @@ EXPECTED = {
     "02_feature_store.py": ["cached", "rsi_14: mean", "gap_bps lineage: ['compute', 'normalize']"],
     "03_model_versioning.py": ["rollback: True -> active 1.1.0", "[PASS] metric_thresholds"],
     "04_genetic_backtest.py": ["36000 backtests", "held-out Sharpe"],
-    "05_improve_model.py": ["created 1.0.0; promoted: first version of the model"],
+    "05_improve_model.py": [
+        "on the 1200 holdout rows: log_loss",
+        "created 1.0.0; promoted: first version of the model",
+        "decided on: holdout (1200 held-out bars)",
+    ],
     "06_plots.py": ["wrote"],
 }
 
@@ -49,7 +53,9 @@ def test_example_runs(name: str, tmp_path: Path, worker_env: dict[str, str]) -> 
         png = (tmp_path / "out" / "kaizenml_plots.png").read_bytes()
         assert png[:4] == b"\x89PNG"
     if name == "05_improve_model.py":
-        # a second run resumes the study and compares with the promoted version
+        # a second run resumes the study and compares its winner with the promoted version,
+        # both measured again on the held-out bars
         again = _run(EXAMPLES / name, *args, cwd=tmp_path, worker_env=worker_env)
         assert again.returncode == 0, again.stderr[-3000:]
-        assert "active 1.0.0: log_loss" in again.stdout and "(reevaluated)" in again.stdout
+        assert "active 1.0.0: log_loss" in again.stdout
+        assert "(reevaluated on the holdout rows)" in again.stdout

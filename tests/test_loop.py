@@ -187,10 +187,10 @@ def test_features_come_from_the_store(env, tmp_path) -> None:
     bars = generate_ohlcv(600, seed=2)
     data = {k: bars[k] for k in ("timestamp", "close", "volume")}
     expected = store.compute_features(["rsi_14", "volume_ratio"], data)
-    got = {}
+    got = []
 
     def fit(params, dataset):
-        got.update(dataset)
+        got.append(dict(dataset))
         return {"loss": params["k"]}
 
     rep = improve_model(
@@ -209,8 +209,14 @@ def test_features_come_from_the_store(env, tmp_path) -> None:
         version_manager=manager,
     )
     assert rep.feature_names == ["rsi_14", "volume_ratio"]
-    np.testing.assert_array_equal(got["rsi_14"], expected["rsi_14"])
-    np.testing.assert_array_equal(got["close"], bars["close"])
+    # by default the latest 20 % of the 600 rows judge the winner: the 4 trials get the first
+    # 480 rows, the winner's holdout measurement the last 120, all cut from the store's columns
+    assert rep.decided_on == "holdout" and rep.holdout_rows == 120 and len(got) == 5
+    for seen, rows in [(g, slice(0, 480)) for g in got[:4]] + [(got[4], slice(480, 600))]:
+        assert set(seen) == {"timestamp", "close", "volume", "rsi_14", "volume_ratio"}
+        np.testing.assert_array_equal(seen["rsi_14"], expected["rsi_14"][rows])
+        np.testing.assert_array_equal(seen["volume_ratio"], expected["volume_ratio"][rows])
+        np.testing.assert_array_equal(seen["close"], bars["close"][rows])
     assert manager.load_artifact("feat", rep.new_version)["feature_names"] == rep.feature_names
     assert store.get_lineage("rsi_14").n_rows == 600
 
@@ -352,32 +358,33 @@ def test_holdout_measures_winner_and_champion_on_unseen_later_rows(env) -> None:
 
 def test_no_promotion_on_selection_noise(env) -> None:
     """Every challenger is truly as good as the champion (true Sharpe 0 for every x). Judged on
-    the search's own scores, the best of 12 noisy trials beats the champion's single
-    measurement whenever it is not the champion itself, so it is always promoted; judged on
-    the holdout rows, the gap is noise around 0 and about half are promoted."""
+    the search's own scores (holdout=None), the best of 12 noisy trials beats the champion's
+    single measurement whenever it is not the champion itself, so it is always promoted; judged
+    by default, on the latest 200 of the 1000 rows, the gap is noise around 0 and about half
+    are promoted."""
     _, manager = env
     by_search, by_holdout = [], []
     for seed in range(16):
         with_champion(manager, f"s{seed}", 0.5)
         with_champion(manager, f"h{seed}", 0.5)
-        by_search.append(sharpe_run(env, f"s{seed}", seed))
-        by_holdout.append(sharpe_run(env, f"h{seed}", seed, holdout=0.25))
+        by_search.append(sharpe_run(env, f"s{seed}", seed, holdout=None))
+        by_holdout.append(sharpe_run(env, f"h{seed}", seed))
     # when the champion itself wins the search nothing is versioned, under either rule
     search = [r for r in by_search if r.new_version is not None]
     holdout = [r for r in by_holdout if r.new_version is not None]
     assert not any(r.promoted for r in by_search + by_holdout if r.new_version is None)
     assert len(search) >= 10 and len(holdout) >= 10
     assert all(r.decided_on == "search" and r.improvement > 0 and r.promoted for r in search)
-    assert all(r.decided_on == "holdout" for r in holdout)
+    assert all(r.decided_on == "holdout" and r.holdout_rows == 200 for r in holdout)
     n_promoted = sum(r.promoted for r in holdout)
     assert 1 <= n_promoted <= 0.75 * len(holdout)
     # the holdout gap is unbiased: its mean lies within 2 standard errors of 0 (the sd of a
-    # difference of two per-bar Sharpes over 250 rows is sqrt(2 / 250)), while the search's
+    # difference of two per-bar Sharpes over 200 rows is sqrt(2 / 200)), while the search's
     # gap is the selection bias, more than 3 standard errors above 0
     gaps = np.array([r.improvement for r in holdout])
-    assert abs(gaps.mean()) < 2 * np.sqrt(2 / 250) / np.sqrt(len(gaps))
+    assert abs(gaps.mean()) < 2 * np.sqrt(2 / 200) / np.sqrt(len(gaps))
     search_gaps = np.array([r.improvement for r in search])
-    assert search_gaps.mean() > 3 * np.sqrt(2 / 750) / np.sqrt(len(search_gaps))
+    assert search_gaps.mean() > 3 * np.sqrt(2 / 1000) / np.sqrt(len(search_gaps))
 
 
 def test_evaluate_scores_the_trained_artifacts(env) -> None:
@@ -425,19 +432,39 @@ def test_holdout_bad_arguments(env) -> None:
         run(env, quadratic(0.3), data=data, holdout=1.5)
     with pytest.raises(ValidationError, match=r"holdout=0 rows"):
         run(env, quadratic(0.3), data=data, holdout=0)
-    with pytest.raises(KaizenTypeError, match="holdout must be a fraction"):
+    with pytest.raises(KaizenTypeError, match="holdout must be 'auto', a fraction"):
         run(env, quadratic(0.3), data=data, holdout=True)
     with pytest.raises(ValidationError, match=r"leaves 0 of the 1000 rows"):
         run(env, quadratic(0.3), data=data, holdout=N_ROWS)
-    with pytest.raises(ValidationError, match="evaluate=... measures the holdout rows"):
-        run(env, quadratic(0.3), data=data, evaluate=lambda p, a, d: 0.0)
+    with pytest.raises(ValidationError, match=r"measures the holdout rows, but holdout=None"):
+        run(env, quadratic(0.3), data=data, holdout=None, evaluate=lambda p, a, d: 0.0)
+    # holdout="auto" with nothing to hold out: evaluate= is refused, not silently ignored
+    with pytest.raises(ValidationError, match=r"evaluate=... .* pass data="):
+        run(env, quadratic(0.3), evaluate=lambda p, a, d: 0.0)
+    short = {k: v[:99] for k, v in data.items()}
+    with pytest.raises(
+        ValidationError,
+        match=r"evaluate=... measures the held-out rows, but the data's 99 rows are fewer than "
+        r"the 100 holdout='auto' needs",
+    ):
+        run(env, quadratic(0.3), data=short, evaluate=lambda p, a, d: 0.0)
+    with pytest.raises(ValidationError, match=r"holdout='bogus' is not understood; pass 'auto'"):
+        run(env, quadratic(0.3), data=data, holdout="bogus")
+    with pytest.raises(ValidationError, match=r"holdout='Auto' is not understood"):
+        run(env, quadratic(0.3), data=data, holdout="Auto")
     with pytest.raises(KaizenTypeError, match="evaluate must be callable, got int"):
         run(env, quadratic(0.3), data=data, holdout=0.2, evaluate=3)
     shuffled = {**data, "timestamp": data["timestamp"][::-1].copy()}
     with pytest.raises(ValidationError, match="'timestamp' goes back in time at row 1"):
         run(env, quadratic(0.3), data=shuffled, holdout=0.2)
+    with pytest.raises(
+        ValidationError, match=r"^holdout='auto' holds .* at row 1; .*, or pass holdout=None"
+    ):
+        run(env, quadratic(0.3), data=shuffled)  # the default holds out, so it checks the order
     with pytest.raises(ValidationError, match="columns differ in length"):
         run(env, quadratic(0.3), data={"a": np.zeros(10), "b": np.zeros(9)}, holdout=0.2)
+    with pytest.raises(ValidationError, match=r"^holdout='auto' splits .* differ in length"):
+        run(env, quadratic(0.3), data={"a": np.zeros(10), "b": np.zeros(9)})
 
 
 def test_holdout_features_keep_history_and_stored_fallback(env) -> None:
@@ -472,3 +499,96 @@ def test_holdout_features_keep_history_and_stored_fallback(env) -> None:
     want = (x - 0.3) ** 2 + float(np.nanmean(full[360:])) / 1e3
     assert rep.candidate_value == pytest.approx(want)
     assert rep.promoted == (want < 0.5)
+
+
+def test_default_holds_out_the_latest_fifth(env) -> None:
+    """With no holdout argument and enough rows, the latest 20 % of the rows decide: the search
+    never receives them, and rerunning on the same data resumes the same study."""
+    url, manager = env
+    with_champion(manager, "d", 0.5)
+    data = returns_data(5)
+    seen: list[tuple[int, float]] = []
+
+    def fit(params, dataset):
+        seen.append((len(dataset["ret"]), float(dataset["timestamp"][0])))
+        return no_edge_sharpe(params, dataset)
+
+    opts = dict(space=SPACE, train_and_evaluate=fit, metric="sharpe", direction="maximize",
+                strategy="random", max_trials=8, data=data, storage=url,
+                version_manager=manager)
+    rep = improve_model("d", seed=2, **opts)
+    assert rep.decided_on == "holdout" and rep.holdout_rows == 200
+    assert rep.best_params != {"x": 0.5}  # a challenger won the search (else nothing to judge)
+    # 8 trials on rows 0..799 (the champion's re-measurement included), then the winner and
+    # the champion on rows 800..999 alone
+    assert seen == [(800, 0.0)] * 8 + [(200, 800.0)] * 2
+    late = {k: v[800:] for k, v in data.items()}
+    early = {k: v[:800] for k, v in data.items()}
+    assert rep.best_value == pytest.approx(no_edge_sharpe(rep.best_params, early)["sharpe"])
+    assert rep.candidate_value == pytest.approx(no_edge_sharpe(rep.best_params, late)["sharpe"])
+    assert rep.baseline_value == pytest.approx(no_edge_sharpe({"x": 0.5}, late)["sharpe"])
+    assert "on the 200 holdout rows" in rep.reason and "search's own" not in rep.reason
+    # same data, same holdout: the same study resumes, and still never sees the last rows
+    seen.clear()
+    again = improve_model("d", seed=3, **{**opts, "max_trials": 3})
+    assert again.study_name == rep.study_name and again.result.n_trials == 11
+    assert all(n == 800 for n, _ in seen[:3]) and all(n == 200 for n, _ in seen[3:])
+    # an explicit 0.2 is the same split, so the same study; holdout=None is another study
+    assert improve_model("d", seed=4, holdout=0.2, **{**opts, "max_trials": 1}).study_name == (
+        rep.study_name
+    )
+    assert improve_model("d", seed=4, holdout=None, **{**opts, "max_trials": 1}).study_name != (
+        rep.study_name
+    )
+
+
+def test_default_on_short_data_decides_on_the_search_and_says_so(env) -> None:
+    import logging
+    url, manager = env
+    with_champion(manager, "short", 0.5)
+    data = {k: v[:99] for k, v in returns_data(6).items()}
+    seen: list[int] = []
+
+    def fit(params, dataset):
+        seen.append(len(dataset["ret"]))
+        return no_edge_sharpe(params, dataset)
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    # on the module's logger itself: the command line stops "kaizenml" records propagating
+    log, keep = logging.getLogger("kaizenml.loop"), Keep()
+    level = log.level
+    log.addHandler(keep)
+    log.setLevel(logging.INFO)
+    try:
+        rep = improve_model(
+            "short", space=SPACE, train_and_evaluate=fit, metric="sharpe",
+            direction="maximize", strategy="random", max_trials=6, seed=0, data=data,
+            storage=url, version_manager=manager,
+        )
+    finally:
+        log.removeHandler(keep)
+        log.setLevel(level)
+    assert seen == [99] * 6  # every row went to the search; nothing was measured apart
+    assert rep.decided_on == "search" and rep.holdout_rows == 0
+    assert rep.best_params != {"x": 0.5} and rep.new_version is not None
+    champion = no_edge_sharpe({"x": 0.5}, data)["sharpe"]
+    assert rep.baseline_value == pytest.approx(champion)
+    assert rep.candidate_value == rep.best_value == max(t.value for t in rep.result.trials)
+    assert rep.promoted == (rep.best_value > champion)
+    assert rep.reason.endswith(
+        "(decided on the search's own scores: the data's 99 rows are fewer than the 100 "
+        "holdout='auto' needs to hold the latest 20% out)"
+    )
+    assert rep.reason in rep.summary()
+    assert any("the data's 99 rows are fewer than the 100" in r.getMessage()
+               for r in keep.records)
+    # without data there is nothing to hold out and nothing to explain
+    rep = run(env, quadratic(0.3))
+    assert rep.decided_on == "search" and rep.reason == "first version of the model"

@@ -4,12 +4,16 @@
 
 1. compute the model's features through the feature store (cached, causal, with lineage);
 2. tune the hyperparameters with the chosen strategy, pruning trials that report poorly, in a
-   study named after the model and a digest of space, metric and data (a rerun on the same
-   data resumes it); the active version's parameters are queued as a trial, so the champion
-   is measured on the same rows as the challengers (its stored metrics are the fallback);
-3. compare the best trial with the champion: on the search's own scores by default, or, with
-   ``holdout=``, on the latest rows of the data, which the search never saw (the best of many
-   trials scores above its true level on the rows it was selected on: the winner's curse);
+   study named after the model and a digest of space, metric and the rows searched (a rerun on
+   the same data with the same holdout resumes it; the held-out rows are never among them);
+   the active version's parameters are queued as a trial, so the champion is measured on the
+   same rows as the challengers (its stored metrics are the fallback);
+3. compare the best trial with the champion on the latest rows of the data, which the search
+   never saw (by default the latest 20 % when ``data`` has at least 100 rows): the best of many
+   trials scores above its true level on the rows it was selected on (the winner's curse), so
+   its search score would let a challenger no better than the champion "win". On shorter data
+   the search's own scores decide and the report's reason says so; ``holdout=None`` asks for
+   that explicitly;
 4. store the best trial as a new version (``change_type="hyperparameter"``) with its
    parameters, trained artifact and the metrics the comparison used;
 5. make it the active version only when it beats the champion by ``min_improvement`` (or
@@ -42,6 +46,12 @@ __all__ = ["ImprovementReport", "improve_model"]
 logger = logging.getLogger(__name__)
 
 _PROMOTE_RULES = ("better", "always", "never")
+
+# holdout="auto": the latest fifth of the rows judges the search's winner, when that leaves at
+# least 20 held-out rows (a metric averaged over fewer is mostly noise, and the default
+# evaluation refits within the held-out window) and 80 rows to the search
+_AUTO_FRACTION = 0.2
+_AUTO_MIN_ROWS = 100
 
 
 @dataclass
@@ -80,10 +90,10 @@ class ImprovementReport:
     elapsed:
         Seconds for the whole run.
     holdout_rows:
-        Rows held out of the search (the latest ones); 0 without ``holdout=``.
+        Rows held out of the search (the latest ones); 0 when the search's scores decided.
     candidate_metrics, candidate_value:
-        The best trial's metrics the promotion was decided on: measured on the holdout rows
-        with ``holdout=``, else the search's own (then equal to ``best_metrics``).
+        The best trial's metrics the promotion was decided on: measured on the holdout rows,
+        or the search's own (then equal to ``best_metrics``) when nothing was held out.
     decided_on:
         ``"holdout"`` or ``"search"``: which measurements ``candidate_*``, ``baseline_*`` and
         ``improvement`` are.
@@ -314,7 +324,7 @@ def improve_model(
     description: str = "",
     created_by: str = "kaizenml.improve_model",
     tags: Mapping[str, str] | None = None,
-    holdout: float | None = None,
+    holdout: float | int | str | None = "auto",
     evaluate: Callable[[Mapping[str, Any], Any, Mapping[str, Any]], Any] | None = None,
 ) -> ImprovementReport:
     """Tune a model, version the best result and promote it only if it beats the active one.
@@ -344,8 +354,8 @@ def improve_model(
         Passed to :func:`kaizenml.optimize.optimize_hyperparameters`. ``max_trials`` is the
         number of new trials of this run (the active version's re-measurement included); the
         study (``study_name``, default ``"<model_name>-tuning-<digest of space, metric,
-        direction, features and data>"``) is kept in ``storage`` and a rerun on the same data
-        resumes it instead of starting from nothing.
+        direction, features and the rows searched>"``) is kept in ``storage`` and a rerun on
+        the same data with the same ``holdout`` resumes it instead of starting from nothing.
     promote_if:
         ``"better"`` (beat the active version's ``metric`` by more than ``min_improvement``),
         ``"always"``, ``"never"``, or ``callable(candidate_metrics, active_metrics) -> bool``
@@ -359,19 +369,28 @@ def improve_model(
         are compared on the same rows; falls back to the stored metrics when the version holds
         no parameters for this space.
     holdout:
-        ``None`` (default): the promotion is decided on the search's own scores. The best of
-        many trials is the luckiest measurement as much as the best model, so its score is
-        biased upward (the winner's curse) and a challenger no better than the champion
-        usually "wins". A fraction in (0, 1), or a number of rows (an int >= 1): the latest
-        ``holdout * n`` rows (rounded to the nearest row), or ``holdout`` rows, of ``data``
-        and its features are kept out of the search, which runs on the earlier rows. The best
-        trial and the active version are then measured on the held-out rows; that
-        measurement decides the promotion and becomes the new version's metrics. The search's
-        own scores are kept in the artifact's ``"search"`` record (``best_metrics``), out of
-        the version's metrics, so that ``compare_versions`` does not weigh them. Rows must be
-        in time order (a ``timestamp`` column, when present, is checked to be non-decreasing)
-        so that nothing the choice was made on follows the rows that judge it. Features are
-        computed on all rows first (they are causal), so the held-out rows keep their history.
+        Which rows decide the promotion. A fraction in (0, 1), or a number of rows (an int
+        >= 1): the latest ``holdout * n`` rows (rounded to the nearest row), or ``holdout``
+        rows, of ``data`` and its features are kept out of the search, which runs on the
+        earlier rows only (the study's name digests those rows, so a rerun on the same data
+        with the same holdout resumes the study). The best trial and the active version are
+        then measured on the held-out rows; that measurement decides the promotion and
+        becomes the new version's metrics. The search's own scores are kept in the artifact's
+        ``"search"`` record (``best_metrics``), out of the version's metrics, so that
+        ``compare_versions`` does not weigh them. Rows must be in time order (a ``timestamp``
+        column, when present, is checked to be non-decreasing) so that nothing the choice was
+        made on follows the rows that judge it. Features are computed on all rows first (they
+        are causal), so the held-out rows keep their history.
+
+        ``"auto"`` (default): ``0.2`` when ``data`` has at least 100 rows (so at least 20
+        rows judge and 80 are searched); with fewer rows, or without ``data``, nothing is held
+        out and the search's scores decide, which the report's ``reason`` says (and an info
+        log) when ``data`` was too short.
+
+        ``None``: the search's own scores decide. The best of many trials is the luckiest
+        measurement as much as the best model, so its score is biased upward (the winner's
+        curse) and a challenger no better than the champion usually "wins"; use it when
+        ``train_and_evaluate`` already scores on rows its own selection did not use.
     evaluate:
         How the held-out rows are measured: ``evaluate(params, artifact, holdout_dataset)``
         returning metrics (a dict or a float). It is called with the best trial's trained
@@ -380,7 +399,9 @@ def improve_model(
         ``params``, ``feature_names`` and ``search`` entries the loop adds). ``None``
         (default): ``train_and_evaluate(params, holdout_dataset)`` is run on the held-out rows
         alone, for the best trial's and the active version's parameters, so it fits and
-        scores within that window as it did within the search's rows. Needs ``holdout``.
+        scores within that window as it did within the search's rows. Needs rows held out:
+        with ``holdout="auto"`` on data too short to split (or without ``data``) it raises
+        :class:`ValidationError` rather than be ignored.
     storage:
         Database URL for studies, features and versions (default: the ``KAIZENML_HOME``
         store).
@@ -404,12 +425,12 @@ def improve_model(
     >>> report.promoted  # doctest: +SKIP
     True
 
-    Bars in time order: tune on the first 80 %, judge the winner and the active version on
-    the last 20 %, which the search never saw.
+    Bars in time order: by default the search tunes on the first 80 % and the winner and the
+    active version are judged on the last 20 %, which the search never saw.
 
     >>> report = improve_model("momentum", space=space, train_and_evaluate=fit_and_score,
-    ...                        data=bars, metric="sharpe", direction="maximize",
-    ...                        holdout=0.2)  # doctest: +SKIP
+    ...                        data=bars, metric="sharpe",
+    ...                        direction="maximize")  # doctest: +SKIP
     >>> report.decided_on, report.best_value, report.candidate_value  # doctest: +SKIP
     ('holdout', 0.094, 0.031)
     """
@@ -430,16 +451,24 @@ def improve_model(
     if holdout is not None:
         holdout = _check_holdout(holdout)
         if data is None:
-            raise ValidationError(
-                f"holdout={holdout!r} needs data=... (the rows to hold out of the search)"
-            )
+            if holdout != "auto":
+                raise ValidationError(
+                    f"holdout={holdout!r} needs data=... (the rows to hold out of the search)"
+                )
+            if evaluate is None:
+                holdout = None  # no rows to hold out: train_and_evaluate scores as it can
     if evaluate is not None:
         if not callable(evaluate):
             raise KaizenTypeError(f"evaluate must be callable, got {type(evaluate).__name__}")
         if holdout is None:
             raise ValidationError(
-                "evaluate=... measures the holdout rows; pass holdout= too (a fraction in "
-                "(0, 1) or a number of rows)"
+                "evaluate=... measures the holdout rows, but holdout=None holds none out; pass "
+                "holdout='auto' (the default), a fraction in (0, 1) or a number of rows"
+            )
+        if data is None:
+            raise ValidationError(
+                "evaluate=... measures the rows held out of data=...; pass data= (the rows "
+                "to search on and to hold out)"
             )
     if isinstance(features, str):
         features = [features]
@@ -471,10 +500,33 @@ def improve_model(
 
     # 1. features
     dataset, report.feature_names = _build_dataset(store, features, data)
+    not_held_out = ""  # why holdout="auto" left the decision to the search's scores
+    holdout_spec = holdout
+    if holdout == "auto":
+        n_rows = _n_rows(dataset, holdout)
+        if n_rows >= _AUTO_MIN_ROWS:
+            holdout = _AUTO_FRACTION
+        else:
+            not_held_out = (
+                f"the data's {n_rows} rows are fewer than the {_AUTO_MIN_ROWS} holdout='auto' "
+                f"needs to hold the latest {_AUTO_FRACTION:.0%} out"
+            )
+            if evaluate is not None:
+                raise ValidationError(
+                    f"evaluate=... measures the held-out rows, but {not_held_out}; pass more "
+                    "rows, or holdout= a fraction in (0, 1) or a number of rows"
+                )
+            logger.info(
+                "%s: %s; the search's own scores decide (biased upward for its best trial)",
+                model_name,
+                not_held_out,
+            )
+            holdout = None
     holdout_set: dict[str, Any] | None = None
     if holdout is not None:
+        assert not isinstance(holdout, str)
         # the search sees only the earlier rows; the latest ones judge its winner
-        dataset, holdout_set = _split_holdout(dataset, holdout)
+        dataset, holdout_set = _split_holdout(dataset, holdout, holdout_spec)
         report.holdout_rows = len(next(iter(holdout_set.values())))
     if study_name is None:
         # trials are comparable only on the same data, space and metric: a change of any of
@@ -673,6 +725,8 @@ def improve_model(
             metric,
         )
     promote, report.reason = _decide(report, promote_if, min_improvement)
+    if not_held_out:
+        report.reason += f" (decided on the search's own scores: {not_held_out})"
     if promote:
         manager.set_active_version(model_name, report.new_version, reason=report.reason)
         report.promoted = True
@@ -843,11 +897,19 @@ def _user_artifact(stored: Any) -> Any:
     return {k: v for k, v in stored.items() if k not in _RESERVED_KEYS}
 
 
-def _check_holdout(holdout: Any) -> float | int:
+def _check_holdout(holdout: Any) -> float | int | str:
+    if isinstance(holdout, str):
+        if holdout != "auto":
+            raise ValidationError(
+                f"holdout={holdout!r} is not understood; pass 'auto' (the latest "
+                f"{_AUTO_FRACTION:.0%} of data with at least {_AUTO_MIN_ROWS} rows), a fraction "
+                "in (0, 1), a number of rows, or None to decide on the search's own scores"
+            )
+        return holdout
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real):
         raise KaizenTypeError(
-            "holdout must be a fraction in (0, 1) or a number of rows (an int >= 1), got "
-            f"{holdout!r}"
+            "holdout must be 'auto', a fraction in (0, 1), a number of rows (an int >= 1) or "
+            f"None, got {holdout!r}"
         )
     if isinstance(holdout, numbers.Integral):
         if holdout < 1:
@@ -864,25 +926,34 @@ def _check_holdout(holdout: Any) -> float | int:
     return value
 
 
-def _split_holdout(
-    dataset: Mapping[str, Any], holdout: float | int
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The earlier rows (for the search) and the latest ``holdout`` rows (to judge its winner)."""
+def _n_rows(dataset: Mapping[str, Any], holdout: float | int | str) -> int:
+    """The number of rows of the data's columns, which must all have it (0 without columns)."""
     arrays = {name: np.asarray(col) for name, col in dataset.items()}
-    if not arrays:
-        raise ValidationError(f"holdout={holdout!r} needs data with at least one column")
     lengths = {name: (len(a) if a.ndim else None) for name, a in arrays.items()}
-    if len(set(lengths.values())) != 1 or None in lengths.values():
+    if len(set(lengths.values())) > 1 or None in lengths.values():
         raise ValidationError(
             f"holdout={holdout!r} splits the data by rows, but its columns differ in length "
-            f"({lengths}); give columns of one length, one row per bar"
+            f"({lengths}); give columns of one length, one row per bar, or pass holdout=None "
+            "to decide on the search's own scores"
         )
-    n = next(iter(lengths.values()))
-    assert n is not None
+    return next(iter(lengths.values()), None) or 0
+
+
+def _split_holdout(
+    dataset: Mapping[str, Any], holdout: float | int, spec: float | int | str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The earlier rows (for the search) and the latest ``holdout`` rows (to judge its winner).
+
+    ``spec`` is the ``holdout=`` the caller gave (``"auto"``), named in the errors."""
+    arrays = {name: np.asarray(col) for name, col in dataset.items()}
+    shown = holdout if spec is None else spec
+    if not arrays:
+        raise ValidationError(f"holdout={shown!r} needs data with at least one column")
+    n = _n_rows(arrays, shown)
     n_holdout = holdout if isinstance(holdout, int) else int(math.floor(holdout * n + 0.5))
     if not 1 <= n_holdout <= n - 1:
         raise ValidationError(
-            f"holdout={holdout!r} leaves {n - n_holdout} of the {n} rows to the search and "
+            f"holdout={shown!r} leaves {n - n_holdout} of the {n} rows to the search and "
             f"{n_holdout} to the holdout; each needs at least one row"
         )
     stamps = arrays.get("timestamp")
@@ -890,8 +961,10 @@ def _split_holdout(
         back = np.flatnonzero(stamps[1:] < stamps[:-1])
         if back.size:
             raise ValidationError(
-                f"holdout={holdout!r} holds out the last rows as the latest, but column "
+                f"holdout={shown!r} holds out the last rows as the latest, but column "
                 f"'timestamp' goes back in time at row {int(back[0]) + 1}; sort the data by time"
+                + (", or pass holdout=None to decide on the search's own scores"
+                   if shown == "auto" else "")
             )
     cut = n - n_holdout
     return (

@@ -10,7 +10,9 @@ One run is one day of a research desk's continuous-improvement loop:
    promoted only if it beats the active version on the held-out bars;
 4. **classifier**: a small neural network predicting whether volatility expands over the next
    hour (what a desk sizes positions and sets stops by), tuned by
-   Bayesian optimization with pruning over epochs through :func:`kaizenml.improve_model`;
+   Bayesian optimization with pruning over epochs through :func:`kaizenml.improve_model` on
+   the earlier 80 % of the bars; the winner and the active version are scored on the latest
+   20 %, which the search never saw, and that score decides the promotion;
 5. **incident drill**: a bad retrain is deployed, the comparison recommends a rollback, a
    rollback plan is validated and executed (and a rollback that fails its checks is refused);
 6. **report**: tables on the terminal, an HTML report with plots in the output folder.
@@ -614,6 +616,10 @@ def _tune_rule(
     }
 
 
+def _fmt_num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def _fmt_params(params: Mapping[str, Any]) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
@@ -644,23 +650,30 @@ def _classifier_columns(feats: Mapping[str, np.ndarray]) -> list[str]:
     return cols
 
 
-def _splits(n_rows: int) -> tuple[slice, slice, slice]:
-    a = int(n_rows * 0.6)
-    b = int(n_rows * 0.8)
-    # a gap of HORIZON rows keeps labels of one split from overlapping the next
-    return slice(0, a - HORIZON), slice(a, b - HORIZON), slice(b, n_rows)
+def _splits(n_rows: int) -> tuple[slice, slice]:
+    a = int(n_rows * 0.75)
+    # a gap of HORIZON rows keeps the training labels from overlapping the validation rows
+    # (the rows after the search's, held out by improve_model, are the test)
+    return slice(0, a - HORIZON), slice(a, n_rows)
 
 
-def _make_train_and_evaluate(
-    close: np.ndarray, columns: list[str], epochs: int, seed: int
-) -> Callable[..., Any]:
+def _classifier_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {"log_loss": log_loss(y, p), "accuracy": float(np.mean((p > 0.5) == (y > 0.5)))}
+
+
+def _make_train_and_evaluate(columns: list[str], epochs: int, seed: int) -> Callable[..., Any]:
     def train_and_evaluate(
         params: Mapping[str, Any], dataset: Mapping[str, np.ndarray], trial: Any = None
     ) -> Any:
+        # labels from the rows given only: the last ones, whose next hour is not among them,
+        # are dropped, so nothing is learned from the held-out bars that follow
         X, y, idx = make_labeled_dataset(
-            {c: dataset[c] for c in columns}, close, horizon=HORIZON, target="volatility"
+            {c: dataset[c] for c in columns},
+            dataset["close"],
+            horizon=HORIZON,
+            target="volatility",
         )
-        tr, va, te = _splits(X.shape[0])
+        tr, va = _splits(X.shape[0])
         clf = MLPClassifier(
             hidden=int(params["hidden"]),
             learning_rate=float(params["learning_rate"]),
@@ -675,19 +688,23 @@ def _make_train_and_evaluate(
                 trial.report(epoch, val)
                 if trial.should_prune():
                     raise TrialPruned(f"pruned after epoch {epoch}")
-        p_val = clf.predict_proba(X[va])
-        p_te = clf.predict_proba(X[te])
-        metrics = {
-            "log_loss": log_loss(y[va], p_val),
-            "accuracy": float(np.mean((p_val > 0.5) == (y[va] > 0.5))),
-            "test_log_loss": log_loss(y[te], p_te),
-            "test_accuracy": float(np.mean((p_te > 0.5) == (y[te] > 0.5))),
-        }
+        metrics = _classifier_metrics(y[va], clf.predict_proba(X[va]))
         artifact = clf.to_artifact()
         artifact["columns"] = list(columns)
         return metrics, artifact
 
     return train_and_evaluate
+
+
+def _evaluate_on_holdout(
+    params: Mapping[str, Any], artifact: Mapping[str, Any], rows: Mapping[str, np.ndarray]
+) -> dict[str, float]:
+    """The trained classifier, as it would be deployed, scored on the held-out bars."""
+    columns = [str(c) for c in artifact["columns"]]
+    X, y, _ = make_labeled_dataset(
+        {c: rows[c] for c in columns}, rows["close"], horizon=HORIZON, target="volatility"
+    )
+    return _classifier_metrics(y, MLPClassifier.from_artifact(artifact).predict_proba(X))
 
 
 def _tune_classifier(
@@ -706,7 +723,7 @@ def _tune_classifier(
 
     say.section("classifier: Bayesian optimization with pruning over epochs")
     columns = _classifier_columns(feats)
-    fn = _make_train_and_evaluate(bars["close"], columns, sizes.epochs, seed)
+    fn = _make_train_and_evaluate(columns, sizes.epochs, seed)
     raw = {k: bars[k] for k in ("timestamp", "open", "high", "low", "close", "volume")}
     feature_refs = sorted(
         {
@@ -731,6 +748,9 @@ def _tune_classifier(
         max_trials=sizes.bo_trials,
         metric="log_loss",
         direction="minimize",
+        # the default holdout="auto" keeps the latest 20 % of the bars out of the search; the
+        # winner and the active version, as trained, are scored there and that decides
+        evaluate=_evaluate_on_holdout,
         promote_if="better",
         min_improvement=1e-4,
         pruner="median",
@@ -742,6 +762,7 @@ def _tune_classifier(
         description="MLP volatility-expansion classifier tuned by Bayesian optimization",
         created_by="kaizenml demo",
     )
+    n_bars = bars["close"].shape[0]
     rows: list[list[Any]] = [
         [
             "trials this run",
@@ -749,15 +770,29 @@ def _tune_classifier(
             f"{rep.n_failed} failed)",
         ],
         ["trials in the study", len(getattr(rep.result, "trials", []) or [])],
-        ["best parameters", _fmt_params(rep.best_params or {})],
-        ["best validation log-loss", rep.best_value],
-        ["its test accuracy", (rep.best_metrics or {}).get("test_accuracy")],
         [
-            "active before",
-            f"{rep.baseline_version} (log-loss {rep.baseline_value}, {rep.baseline_source})"
-            if rep.baseline_version
-            else "none",
+            "bars searched / held out",
+            f"{n_bars - rep.holdout_rows} / {rep.holdout_rows} (the latest, never searched)",
         ],
+        ["best parameters", _fmt_params(rep.best_params or {})],
+        ["best validation log-loss (search)", rep.best_value],
+    ]
+    held_out = rep.decided_on == "holdout"
+    if held_out:
+        rows += [
+            ["its held-out log-loss (decides)", rep.candidate_value],
+            ["its held-out accuracy", (rep.candidate_metrics or {}).get("accuracy")],
+        ]
+    if rep.baseline_version:
+        where = {
+            "reevaluated": "on the held-out bars" if held_out else "in the search",
+            "stored": "stored with the version",
+        }.get(str(rep.baseline_source), str(rep.baseline_source))
+        active_text = f"{rep.baseline_version} (log-loss {_fmt_num(rep.baseline_value)} {where})"
+    else:
+        active_text = "none"
+    rows += [
+        ["active before", active_text],
         ["new version", rep.new_version],
         ["decision", ("PROMOTED: " if rep.promoted else "not promoted: ") + rep.reason],
     ]
@@ -780,6 +815,8 @@ def _tune_classifier(
         "importances": importances,
         "columns": columns,
         "train_and_evaluate": fn,
+        "evaluate": _evaluate_on_holdout,
+        "holdout_rows": rep.holdout_rows,
     }
 
 
@@ -801,11 +838,20 @@ def _incident_drill(
     if good is None:
         say("no active classifier version; skipping the drill")
         return {"skipped": True}
-    # a rushed retrain: a learning rate far too high, two epochs, no tuning
+    # a rushed retrain: a learning rate far too high, no tuning; trained on the bars the search
+    # used and scored on the held-out bars, as the active version was, so the comparison below
+    # weighs like with like
     bad_params = {"learning_rate": 0.3, "hidden": 64, "l2": 1e-6, "batch_size": 64}
-    fn = clf["train_and_evaluate"]
-    dataset = dict(feats)
-    metrics, artifact = fn(bad_params, dataset, None)
+    dataset = {"close": np.asarray(bars["close"]), **feats}
+    cut = len(dataset["close"]) - int(clf["holdout_rows"])
+    _, artifact = clf["train_and_evaluate"](
+        bad_params, {k: v[:cut] for k, v in dataset.items()}, None
+    )
+    held_out = {k: v[cut:] for k, v in dataset.items()}
+    metrics = clf["evaluate"](bad_params, artifact, held_out)
+    good_now = clf["evaluate"](
+        {}, manager.load_artifact(CLASSIFIER_MODEL, good.version), held_out
+    )["log_loss"]
     artifact["params"] = bad_params
     bad = manager.create_version(
         CLASSIFIER_MODEL,
@@ -824,8 +870,8 @@ def _incident_drill(
         reason="simulated: deployed without comparison",
     )
     say(
-        f"deployed {bad.version} without checks (simulated); log-loss {metrics['log_loss']:.4f} "
-        f"vs {good.metrics.get('log_loss', float('nan')):.4f} of {good.version}"
+        f"deployed {bad.version} without checks (simulated); log-loss on the held-out bars "
+        f"{metrics['log_loss']:.4f} vs {good_now:.4f} of {good.version}"
     )
     comp = manager.compare_versions(CLASSIFIER_MODEL, bad.version, good.version)
     rec = comp.recommendation
@@ -944,7 +990,7 @@ def _figures(
     def versions(fig: Any) -> None:
         panels = (
             (RULE_MODEL, ["sharpe", "train_sharpe"]),
-            (CLASSIFIER_MODEL, ["log_loss", "test_log_loss"]),
+            (CLASSIFIER_MODEL, ["log_loss", "accuracy"]),
         )
         for i, (model, metrics) in enumerate(panels, 1):
             act = _active(manager, model)
