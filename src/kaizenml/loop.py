@@ -841,6 +841,13 @@ def _measure_baseline(
                     report.baseline_version,
                     exc,
                 )
+    _settle_baseline(report, stored_metrics)
+
+
+def _settle_baseline(report: ImprovementReport, stored_metrics: Mapping[str, float]) -> None:
+    """Fall back to the active version's stored metrics when it was not measured, and take
+    the compared value from whichever metrics it has."""
+    metric = report.metric
     if report.baseline_metrics is None and metric in stored_metrics:
         report.baseline_metrics = dict(stored_metrics)
         report.baseline_source = "stored"
@@ -861,7 +868,6 @@ def _measure_baseline_on_holdout(
     report.baseline_metrics = report.baseline_value = report.baseline_source = None
     if report.baseline_version is None:
         return
-    metric = report.metric
     try:
         if with_artifact:  # evaluate= scores the trained champion as it was stored
             stored = manager.load_artifact(report.model_name, report.baseline_version)
@@ -883,11 +889,7 @@ def _measure_baseline_on_holdout(
             exc,
         )
         report.baseline_metrics = None
-    if report.baseline_metrics is None and metric in stored_metrics:
-        report.baseline_metrics = dict(stored_metrics)
-        report.baseline_source = "stored"
-    if report.baseline_metrics is not None and metric in report.baseline_metrics:
-        report.baseline_value = float(report.baseline_metrics[metric])
+    _settle_baseline(report, stored_metrics)
 
 
 def _user_artifact(stored: Any) -> Any:
