@@ -37,6 +37,7 @@ def _arrays() -> dict[str, np.ndarray]:
         "file": np.ones(2),  # np.savez's own argument names
         "allow_pickle": np.ones(1),
         "dir/näme": np.arange(3),
+        "utf8_fields": np.array([(1.5, 2)], dtype=[("价格", "<f8"), ("数量", "<i4")]),
     }
 
 

@@ -212,7 +212,15 @@ def _npy_pieces(array: np.ndarray) -> Iterator[Any]:
         np.lib.format.write_array_header_1_0(buffer, header)
     except ValueError:  # a header over 64 KiB (very long structured dtypes) needs format 2.0
         buffer = io.BytesIO()
-        np.lib.format.write_array_header_2_0(buffer, header)
+        try:
+            np.lib.format.write_array_header_2_0(buffer, header)
+        except UnicodeEncodeError:
+            # Field names outside Latin-1 need format 3.0 (a UTF-8 header), which numpy
+            # writes only with the data: this rare member is copied once.
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, data, version=(3, 0), allow_pickle=False)
+            yield buffer.getvalue()
+            return
     yield buffer.getvalue()
     if data.size:
         yield data.reshape(-1).view(np.uint8).data
