@@ -206,9 +206,8 @@ def test_nop_pruner_and_trial_pruned_without_pruner() -> None:
 
 @pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")  # inside Optuna
 def test_percentile_pruner_agrees_with_optuna() -> None:
-    """Random histories, decisions compared with Optuna's PercentilePruner (the reference these
-    rules follow). Peers report finite values: a peer's NaN at the step counts towards
-    ``n_min_trials`` in Optuna but not here, a documented difference."""
+    """Random histories with NaN reports on both sides, decisions compared with Optuna's
+    PercentilePruner (the reference these rules follow)."""
     import optuna
     from optuna.trial import TrialState as OptunaState
     from optuna.trial import create_trial
@@ -216,7 +215,7 @@ def test_percentile_pruner_agrees_with_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rng = np.random.default_rng(7)
     checked = 0
-    for _ in range(400):
+    for _ in range(700):
         direction = str(rng.choice(["minimize", "maximize"]))
         warmup, interval = int(rng.integers(0, 4)), int(rng.integers(1, 4))
         startup, n_min = int(rng.integers(0, 4)), int(rng.integers(1, 3))
@@ -227,7 +226,7 @@ def test_percentile_pruner_agrees_with_optuna() -> None:
             return {int(s): float("nan") if rng.random() < nan_rate else float(rng.random())
                     for s in steps}
 
-        done = [history(0.0) for _ in range(int(rng.integers(0, 7)))]
+        done = [history(0.15) for _ in range(int(rng.integers(0, 7)))]
         current = history(0.15)
         ours = PercentilePruner(q, n_startup_trials=startup, n_warmup_steps=warmup,
                                 interval_steps=interval, n_min_trials=n_min)

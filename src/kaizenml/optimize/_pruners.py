@@ -97,7 +97,8 @@ class PercentilePruner(Pruner):
         Check at the first report at or after each ``n_warmup_steps + k * interval_steps``
         (Optuna's rule), so a trial reporting on other steps is still checked once per interval.
     n_min_trials:
-        Completed trials that must have reported the same step before comparing.
+        Completed trials that must have reported the same step before comparing (a NaN
+        report counts, as in Optuna; the percentile is taken over the finite ones).
 
     Examples
     --------
@@ -151,16 +152,18 @@ class PercentilePruner(Pruner):
         if not finite:
             return True  # nothing but NaN: a diverged run cannot recover a comparable value
         best = min(finite)  # a NaN among the values (a metric undefined early) is skipped
-        peers = [
-            sign * t.intermediate_values[step]
+        reported = [
+            t.intermediate_values[step]
             for t in trials
             if t.number != trial.number
             and t.state == TrialState.COMPLETE
             and step in t.intermediate_values
-            and not math.isnan(t.intermediate_values[step])
         ]
-        if len(peers) < self.n_min_trials:
+        if len(reported) < self.n_min_trials:  # a NaN report counts, as in Optuna
             return False
+        peers = [sign * v for v in reported if not math.isnan(v)]
+        if not peers:
+            return False  # no peer value to compare with at this step
         return bool(best > np.percentile(np.asarray(peers, dtype=np.float64), self.percentile))
 
 
