@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kaizenml import TrialPruned, ValidationError
+from kaizenml import KaizenTypeError, TrialPruned, ValidationError
 from kaizenml.optimize import (
     Categorical,
     HyperparameterOptimizer,
@@ -200,8 +200,11 @@ def test_nop_pruner_and_trial_pruned_without_pruner() -> None:
     assert isinstance(make_pruner(None), NopPruner)
     with pytest.raises(ValidationError, match="percentile"):
         make_pruner("percentile", percentile=150.0)
-    with pytest.raises(ValidationError, match="does not accept"):
+    with pytest.raises(ValidationError, match=r"not accept the options \['reduction_factor'\]"):
         make_pruner("median", reduction_factor=3)
+    # a bad value of a known option keeps its own error, naming the option
+    with pytest.raises(KaizenTypeError, match="n_warmup_steps must be an integer"):
+        make_pruner("median", n_warmup_steps="5")
 
 
 @pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")  # inside Optuna

@@ -20,6 +20,7 @@ for both directions.
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -318,7 +319,13 @@ def make_pruner(pruner: str | Pruner | None, **options: Any) -> Pruner:
             f"pruner={pruner!r} is not supported; choose one of {sorted(_PRUNERS)} or pass a "
             "Pruner instance"
         )
-    try:
-        return _PRUNERS[pruner](**options)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise ValidationError(f"pruner={pruner!r} does not accept these options: {exc}") from None
+    cls = _PRUNERS[pruner]
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValidationError(
+            f"pruner={pruner!r} does not accept the options {unknown}; it takes "
+            f"{sorted(accepted)}"
+        )
+    # a bad value raises its own error, naming the option
+    return cls(**options)  # type: ignore[arg-type]
