@@ -435,7 +435,6 @@ def test_slow_fsync_is_waited_for_outside_the_transaction(
     assert sorted(p.name for p in (art_root / "slow").iterdir()) == ["1.0.0", "1.1.0"]
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors via /proc")
 @_WRITE_PATHS
 def test_every_fsync_ends_before_the_commit(
     manager: ModelVersionManager, art_root: Path, monkeypatch: pytest.MonkeyPatch,
@@ -449,11 +448,27 @@ def test_every_fsync_ends_before_the_commit(
         monkeypatch.setattr(_manager, "_WRITE_IN_TRANSACTION_BYTES", 0)
     manager.create_version("order", {"w": np.ones(2)}, change_type="retrain")
     events: list[tuple[str, str]] = []
-    real_fsync = os.fsync
+    from kaizenml.versioning import _artifacts
 
-    def recording_fsync(fd: int) -> None:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-        real_fsync(fd)
+    # Every fsync of a version goes through the two helpers of the artifact writer: a file by
+    # its handle, a folder by the descriptor opened (by path) when it was added.
+    opened: dict[int, str] = {}
+    real_open = os.open
+    real_fsync_file, real_fsync_fd = _artifacts._fsync_file, _artifacts._fsync_fd
+
+    def recording_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = str(path)
+        return fd
+
+    def recording_fsync_file(fh: Any) -> None:
+        name = fh.name
+        real_fsync_file(fh)
+        events.append(("fsync", name))
+
+    def recording_fsync_fd(fd: int) -> None:
+        target = opened[fd]
+        real_fsync_fd(fd)
         events.append(("fsync", target))
 
     dialect = manager.engine.dialect
@@ -466,8 +481,6 @@ def test_every_fsync_ends_before_the_commit(
     def recording_begin(conn: sa.Connection) -> None:
         events.append(("begin", ""))
 
-    from kaizenml.versioning import _artifacts
-
     real_write_buffers = _artifacts._write_buffers
 
     def recording_write_buffers(fh: Any, buffers: Any) -> None:
@@ -475,7 +488,9 @@ def test_every_fsync_ends_before_the_commit(
         real_write_buffers(fh, buffers)
 
     monkeypatch.setattr(_artifacts, "_write_buffers", recording_write_buffers)
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(_artifacts, "_fsync_file", recording_fsync_file)
+    monkeypatch.setattr(_artifacts, "_fsync_fd", recording_fsync_fd)
     monkeypatch.setattr(dialect, "do_commit", recording_commit)
     sa.event.listen(manager.engine, "begin", recording_begin)
     try:
@@ -489,7 +504,7 @@ def test_every_fsync_ends_before_the_commit(
     commit = events.index(("commit", ""))
     synced_before = {target for kind, target in events[:commit] if kind == "fsync"}
     folder = art_root / "order" / "1.1.0"
-    # the files were opened under the temporary name; their descriptors follow the rename
+    # the files were opened under the temporary name (they moved with their folder)
     names = {Path(t).name for t in synced_before}
     assert {"arrays.npz", "manifest.json"} <= names
     assert str(folder) in synced_before  # the folder's entries
