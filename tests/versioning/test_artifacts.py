@@ -649,8 +649,8 @@ def test_manifest_missing_the_arrays_file_is_refused(
 def test_threads_writing_large_artifacts_get_exact_checksums(
     manager: ModelVersionManager, art_root: Path
 ) -> None:
-    """The hash workers are shared by every writer; each file's pieces must still enter its
-    own hash in order (a 3 MiB array is twelve pieces)."""
+    """The hash workers are shared by every writer; each file's manifest must still hold the
+    sha256 of that file's own bytes."""
     import threading
 
     errors: list[BaseException] = []
