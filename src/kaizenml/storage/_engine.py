@@ -309,6 +309,9 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, IntegrityError):
         return _is_unique_violation(exc)
     if isinstance(exc, OperationalError):
+        # A connection lost inside a transaction is not retried: if it was lost during COMMIT
+        # the transaction may have been committed, and running it again would do its work
+        # twice. (A pooled connection that died while idle is replaced before use: pre-ping.)
         text = str(exc).lower()
         return any(
             s in text
@@ -320,9 +323,6 @@ def _is_transient(exc: BaseException) -> bool:
                 "already exists",
             )
         )
-        # A connection lost inside a transaction is not retried: if it was lost during COMMIT
-        # the transaction may have been committed, and running it again would do its work
-        # twice. (A pooled connection that died while idle is replaced before use: pre-ping.)
     if isinstance(exc, DBAPIError):
         return "already exists" in str(exc).lower()
     return False

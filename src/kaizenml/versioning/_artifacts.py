@@ -425,9 +425,7 @@ def publish_folder(temp: Path, final: Path) -> None:
     The caller must own ``final``'s database key: a folder already there then can only be an
     orphan left by a crash between this rename and a commit, and is removed.
     """
-    if final.exists():
-        remove_folder(final)
-    os.rename(temp, final)
+    move_folder(temp, final)
     fsync_dir(final.parent)
 
 

@@ -287,11 +287,6 @@ class _ArtifactJob:
         self.write: FolderWrite | None = None
         self.abandoned: list[FolderWrite] = []
 
-    @property
-    def temp(self) -> Path:
-        assert self.write is not None
-        return self.write.temp
-
     def start(self) -> FolderWrite:
         self.write = start_temp_folder(self.parent, self.prepared)
         return self.write
