@@ -240,14 +240,14 @@ def _real_array(values: Any, what: str) -> np.ndarray:
         raise ValidationError(f"{what} values numpy cannot stack into an array: {exc}") from None
     if raw.dtype.kind in "biuf":
         return raw.astype(np.float64, copy=False)
-    preview = raw.reshape(-1)[:3].tolist()
-    more = ", ..." if raw.size > 3 else ""
-    shown = f"{preview}"[:-1] + f"{more}]"
     if raw.dtype.kind == "O":
         try:  # Python numbers, Decimals and None (NaN) in an object array are fine
             return raw.astype(np.float64)
         except (TypeError, ValueError):
             pass
+    preview = raw.reshape(-1)[:3].tolist()
+    more = ", ..." if raw.size > 3 else ""
+    shown = f"{preview}"[:-1] + f"{more}]"
     kind = _KIND_NAMES.get(raw.dtype.kind, f"dtype {raw.dtype}")
     raise KaizenTypeError(
         f"{what} {kind} {shown}; fitness values must be real numbers (NaN counts as the worst)"

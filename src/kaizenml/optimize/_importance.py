@@ -242,6 +242,20 @@ def param_importances(
     max_trials = check_int(max_trials, "max_trials", minimum=4)
     if not isinstance(total, bool):
         raise KaizenTypeError(f"total must be a bool, got {total!r}")
+    first, total_order = _importances(found, space, n_base, n_grid, max_trials, seed)
+    return total_order if total else first
+
+
+def _importances(
+    found: list[Trial],
+    space: SearchSpace,
+    n_base: int = 1024,
+    n_grid: int = 32,
+    max_trials: int = 400,
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(first-order, total-order) indices from one GP fit, for checked arguments
+    (:class:`OptimizationResult` caches both from a single call)."""
     done = [t for t in found if t.state == TrialState.COMPLETE and t.objective_value() is not None]
     done = done[-max_trials:]
     if len(done) < 4:
@@ -251,20 +265,14 @@ def param_importances(
     U = space.encode_many([t.params for t in done])
     y = np.array([t.value for t in done], dtype=np.float64)
     if float(np.ptp(y)) == 0.0:
-        return {name: 0.0 for name in space.names}
+        return {name: 0.0 for name in space.names}, {name: 0.0 for name in space.names}
     with _single_threaded_blas():
-        return _sobol_indices(space, U, y, n_base, n_grid, seed, total)
+        return _sobol_indices(space, U, y, n_base, n_grid, seed)
 
 
 def _sobol_indices(
-    space: SearchSpace,
-    U: np.ndarray,
-    y: np.ndarray,
-    n_base: int,
-    n_grid: int,
-    seed: int,
-    total: bool,
-) -> dict[str, float]:
+    space: SearchSpace, U: np.ndarray, y: np.ndarray, n_base: int, n_grid: int, seed: int
+) -> tuple[dict[str, float], dict[str, float]]:
     from scipy.stats import qmc
 
     gp = GPSurrogate()._fit(space.one_hot(U), y)
@@ -272,7 +280,8 @@ def _sobol_indices(
     base = qmc.Sobol(d=space.n_dims, scramble=True, seed=np.random.default_rng(seed)).random(n_base)
     base = space.snap(base)
     total_var = float(np.var(gp.predict(space.one_hot(base))))
-    out: dict[str, float] = {}
+    first: dict[str, float] = {}
+    total: dict[str, float] = {}
     for j, name in enumerate(space.names):
         n_levels = int(space.n_levels[j])
         if n_levels and n_levels <= 64:
@@ -283,10 +292,16 @@ def _sobol_indices(
         X[:, :, j] = grid[:, None]
         X = space.snap(X.reshape(-1, space.n_dims))
         pred = gp.predict(space.one_hot(X)).reshape(grid.size, n_base)
-        if total:  # each column holds the other parameters fixed: the variance along x_i
-            part = float(np.var(pred, axis=0).mean())
-        else:  # each row holds x_i fixed: the variance of the conditional means
-            part = float(np.var(pred.mean(axis=1)))
-        s = part / total_var if total_var > 0 else 0.0
-        out[name] = min(max(s, 0.0), 1.0)
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+        # each row holds x_i fixed: the variance of the conditional means (first order);
+        # each column holds the other parameters fixed: the variance along x_i (total order)
+        for out, part in (
+            (first, float(np.var(pred.mean(axis=1)))),
+            (total, float(np.var(pred, axis=0).mean())),
+        ):
+            s = part / total_var if total_var > 0 else 0.0
+            out[name] = min(max(s, 0.0), 1.0)
+    return _by_importance(first), _by_importance(total)
+
+
+def _by_importance(indices: dict[str, float]) -> dict[str, float]:
+    return dict(sorted(indices.items(), key=lambda kv: -kv[1]))

@@ -124,30 +124,28 @@ class OptimizationResult:
     def importance(self) -> dict[str, float]:
         """First-order Sobol indices per parameter (see :func:`param_importances`); empty
         with fewer than 4 completed trials. Computed on first access."""
-        if self._importance is None:
-            from ._importance import param_importances
-
-            try:
-                self._importance = param_importances(self)
-            except ValueError as exc:
-                logger.debug("no importance: %s", exc)
-                self._importance = {}
-        return dict(self._importance)
+        return self._importances()[0]
 
     @property
     def total_importance(self) -> dict[str, float]:
         """Total-order Sobol indices per parameter (main effect plus interactions; see
         :func:`param_importances` with ``total=True``); empty with fewer than 4 completed
         trials. Computed on first access."""
-        if self._total_importance is None:
-            from ._importance import param_importances
+        return self._importances()[1]
+
+    def _importances(self) -> tuple[dict[str, float], dict[str, float]]:
+        # both orders come from the same GP fit and predictions: compute them together once
+        if self._importance is None or self._total_importance is None:
+            from ._importance import _importances
 
             try:
-                self._total_importance = param_importances(self, total=True)
+                self._importance, self._total_importance = _importances(
+                    list(self.trials), self.space
+                )
             except ValueError as exc:
                 logger.debug("no importance: %s", exc)
-                self._total_importance = {}
-        return dict(self._total_importance)
+                self._importance, self._total_importance = {}, {}
+        return dict(self._importance), dict(self._total_importance)
 
     @property
     def convergence(self) -> dict[str, list[Any]]:
