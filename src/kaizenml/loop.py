@@ -888,7 +888,6 @@ def _measure_baseline_on_holdout(
             report.baseline_version,
             exc,
         )
-        report.baseline_metrics = None
     _settle_baseline(report, stored_metrics)
 
 

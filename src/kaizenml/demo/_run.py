@@ -661,18 +661,24 @@ def _classifier_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"log_loss": log_loss(y, p), "accuracy": float(np.mean((p > 0.5) == (y > 0.5)))}
 
 
+def _labeled(
+    rows: Mapping[str, np.ndarray], columns: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and volatility-expansion labels of ``rows``: one definition for the search
+    and the held-out bars, so both score the same target."""
+    X, y, _ = make_labeled_dataset(
+        {c: rows[c] for c in columns}, rows["close"], horizon=HORIZON, target="volatility"
+    )
+    return X, y
+
+
 def _make_train_and_evaluate(columns: list[str], epochs: int, seed: int) -> Callable[..., Any]:
     def train_and_evaluate(
         params: Mapping[str, Any], dataset: Mapping[str, np.ndarray], trial: Any = None
     ) -> Any:
         # labels from the rows given only: the last ones, whose next hour is not among them,
         # are dropped, so nothing is learned from the held-out bars that follow
-        X, y, idx = make_labeled_dataset(
-            {c: dataset[c] for c in columns},
-            dataset["close"],
-            horizon=HORIZON,
-            target="volatility",
-        )
+        X, y = _labeled(dataset, columns)
         tr, va = _splits(X.shape[0])
         clf = MLPClassifier(
             hidden=int(params["hidden"]),
@@ -700,10 +706,7 @@ def _evaluate_on_holdout(
     params: Mapping[str, Any], artifact: Mapping[str, Any], rows: Mapping[str, np.ndarray]
 ) -> dict[str, float]:
     """The trained classifier, as it would be deployed, scored on the held-out bars."""
-    columns = [str(c) for c in artifact["columns"]]
-    X, y, _ = make_labeled_dataset(
-        {c: rows[c] for c in columns}, rows["close"], horizon=HORIZON, target="volatility"
-    )
+    X, y = _labeled(rows, [str(c) for c in artifact["columns"]])
     return _classifier_metrics(y, MLPClassifier.from_artifact(artifact).predict_proba(X))
 
 
